@@ -1,0 +1,260 @@
+"""The Event JSON of CONTRACT.md: one pydantic model per event type with typed ``data``.
+
+These models are the edge: they validate what goes into the store and parse what comes over a wire.
+Inside the services events travel as :class:`agentlane.records.StoredEvent` dataclasses.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.alias_generators import to_camel
+
+from agentlane.errors import InvalidEvent
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Budget(EventData):
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1)
+
+
+class RunAcceptedData(EventData):
+    run_id: Identifier
+    message: str = Field(max_length=100_000)
+    on_conflict: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    workflow: str = "agent"
+    budget: Budget | None = None
+
+
+class RunStartedData(EventData):
+    workflow: str
+    version: str
+    runner_id: str | None = None
+
+
+class TokenData(EventData):
+    text: str
+    index: int = Field(ge=0)
+
+
+class ToolCallData(EventData):
+    step: int = Field(ge=0)
+    call_id: str
+    name: str
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    requires_approval: bool = False
+
+
+class ToolResultData(EventData):
+    step: int = Field(ge=0)
+    call_id: str
+    name: str
+    ok: bool
+    result: JsonValue = None
+    error: str | None = None
+
+
+class SuspendedData(EventData):
+    reason: Literal["approval", "budget", "signal"]
+    name: str | None = None
+    detail: str | None = None
+
+
+class ResumedData(EventData):
+    reason: str | None = None
+
+
+class SignalReceivedData(EventData):
+    name: str = Field(min_length=1, max_length=128)
+    payload: JsonValue = None
+
+
+class CancelRequestedData(EventData):
+    reason: str | None = None
+
+
+class CompletedData(EventData):
+    answer: str
+    offline: bool = False
+
+
+class FailedData(EventData):
+    reason: str
+
+
+class CancelledData(EventData):
+    reason: str | None = None
+
+
+class UsageData(EventData):
+    model: str
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    step: int | None = None
+
+
+class StepCompletedData(EventData):
+    """A journaled activity result: at most one per (execution, step)."""
+
+    step: int = Field(ge=0)
+    name: str
+    result: JsonValue = None
+    attempts: int = Field(default=1, ge=1)
+
+
+class StepFailedData(EventData):
+    """One failed attempt of an activity (retryable) or its final failure."""
+
+    step: int = Field(ge=0)
+    name: str
+    attempt: int = Field(ge=1)
+    error: str
+    retryable: bool
+    retry_at: AwareDatetime | None = None
+
+
+class TimerScheduledData(EventData):
+    step: int = Field(ge=0)
+    fire_at: AwareDatetime
+
+
+class TimerFiredData(EventData):
+    step: int = Field(ge=0)
+
+
+DATA_MODELS: dict[str, type[EventData]] = {
+    "RunAccepted": RunAcceptedData,
+    "RunStarted": RunStartedData,
+    "Token": TokenData,
+    "ToolCall": ToolCallData,
+    "ToolResult": ToolResultData,
+    "Suspended": SuspendedData,
+    "Resumed": ResumedData,
+    "SignalReceived": SignalReceivedData,
+    "CancelRequested": CancelRequestedData,
+    "Completed": CompletedData,
+    "Failed": FailedData,
+    "Cancelled": CancelledData,
+    "Usage": UsageData,
+    "StepCompleted": StepCompletedData,
+    "StepFailed": StepFailedData,
+    "TimerScheduled": TimerScheduledData,
+    "TimerFired": TimerFiredData,
+}
+
+#: Event types that end a run.
+TERMINAL_TYPES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+class EventBase(BaseModel):
+    """Fields every event carries (CONTRACT.md, "Event")."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    event_id: int = Field(alias="eventId", ge=1)
+    seq: int = Field(ge=1)
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    session_id: str = Field(alias="sessionId", min_length=1)
+    execution_id: str | None = Field(alias="executionId")
+    created_at: AwareDatetime = Field(alias="createdAt")
+
+
+def _event_model(type_name: str, data_model: type[EventData]) -> type[EventBase]:
+    return type(
+        f"{type_name}Event",
+        (EventBase,),
+        {
+            "__annotations__": {"type": Literal[type_name], "data": data_model},  # type: ignore[valid-type]
+            "__module__": __name__,
+        },
+    )
+
+
+EVENT_MODELS: dict[str, type[EventBase]] = {
+    name: _event_model(name, model) for name, model in DATA_MODELS.items()
+}
+
+Event = Annotated[
+    Union[tuple(EVENT_MODELS.values())],  # type: ignore[valid-type]  # noqa: UP007
+    Field(discriminator="type"),
+]
+EventAdapter: TypeAdapter[Any] = TypeAdapter(Event)
+
+
+def parse_event(payload: bytes | str | dict[str, Any]) -> EventBase:
+    """Parse and validate an Event from JSON (or a decoded dict); InvalidEvent names the field."""
+    try:
+        if isinstance(payload, dict):
+            return EventAdapter.validate_python(payload)  # type: ignore[no-any-return]
+        return EventAdapter.validate_json(payload)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``data`` for ``event_type`` and return its normalized wire form (camelCase)."""
+    model = DATA_MODELS.get(event_type)
+    if model is None:
+        raise InvalidEvent(f"type: unknown event type {event_type!r}")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc, prefix="data")) from None
+    wire = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    _check_storable(wire, "data")
+    return wire
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
+    """One line naming each failing field, e.g. ``data.text: Field required``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        loc = [prefix] if prefix else []
+        loc.extend(str(part) for part in error["loc"])
+        parts.append(f"{'.'.join(loc) or 'event'}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _check_storable(value: Any, path: str) -> None:
+    """Refuse what Postgres jsonb cannot hold faithfully: NUL characters and non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEvent(f"{path}: NUL characters are not allowed")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(f"{path}: numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise InvalidEvent(f"{path}: NUL characters are not allowed in keys")
+            _check_storable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{path}.{index}")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, the one spelling used on every wire and in hashes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

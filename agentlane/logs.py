@@ -1,0 +1,84 @@
+"""JSON log lines with the tenant, session, execution and step of the work being done.
+
+The four ids live in context variables, so every line logged inside ``log_context(...)`` carries
+them, across awaits, without passing loggers around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+_CONTEXT_FIELDS = ("tenant", "session", "execution", "step")
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "agentlane_log_context", default={}  # noqa: B039 - never mutated, always replaced
+)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Attach ``tenant``/``session``/``execution``/``step`` (and more) to every line inside."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def redact(text: str) -> str:
+    """Remove passwords from URLs (``postgresql://user:secret@host`` → ``user:***@host``)."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, component: str) -> None:
+        super().__init__()
+        self.component = component
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.component = self.component
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = " ".join(
+            f"{key}={getattr(record, key)}" for key in _CONTEXT_FIELDS if hasattr(record, key)
+        )
+        return f"{base} {extras}".rstrip()
+
+
+def configure_logging(component: str, *, level: str = "INFO", json_lines: bool = True) -> None:
+    """Send this process's logs to stderr, one JSON object per line (or readable text)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter(component))
+    if json_lines:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(_TextFormatter(f"%(asctime)s {component} %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter at INFO drowns our lines; their warnings still come through.
+    for noisy in ("httpx", "httpcore", "openai", "google", "grpc", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,158 @@
+"""Apply ``ddl/`` in order, exactly once, from any number of processes at the same time.
+
+Each file ``NNNN_name.sql`` runs in its own transaction and is recorded with its SHA-256; an applied
+file whose text changed refuses to migrate (ship a new file instead). A session-level advisory lock
+serialises concurrent ``agentlane migrate`` runs, so pods starting together leave one schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from agentlane.errors import ConfigError, MigrationError
+from agentlane.logs import redact
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_LOCK_KEY = 0x6167656E746C616E  # "agentlan"
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def default_ddl_dir() -> Path:
+    """``ddl/`` beside the packages (a source checkout) or installed with them."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "ddl", here / "ddl"):
+        if candidate.is_dir():
+            return candidate
+    raise MigrationError("cannot find the ddl/ directory")
+
+
+def load_migrations(ddl_dir: Path) -> list[Migration]:
+    migrations = []
+    for path in sorted(ddl_dir.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
+        migrations.append(Migration(int(match[1]), match[2], path.read_text()))
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migrations share a version number")
+    return migrations
+
+
+def migrate(database_url: str, *, shards: int, ddl_dir: Path | None = None) -> list[Migration]:
+    """Apply pending migrations and make sure every shard row exists; return what was applied."""
+    migrations = load_migrations(ddl_dir or default_ddl_dir())
+    try:
+        return _migrate(database_url, migrations, shards)
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot migrate: {redact(str(exc))}") from exc
+
+
+def _migrate(database_url: str, migrations: list[Migration], shards: int) -> list[Migration]:
+    applied: list[Migration] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            done = {
+                row[0]: (row[1], row[2])
+                for row in conn.execute("SELECT version, name, checksum FROM schema_migrations")
+            }
+            for migration in migrations:
+                recorded = done.get(migration.version)
+                if recorded is not None:
+                    if recorded[1] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version:04d}_{migration.name} was edited after "
+                            "it was applied; add a new migration instead"
+                        )
+                    continue
+                _apply(conn, migration)
+                applied.append(migration)
+            unknown = set(done) - {m.version for m in migrations}
+            if unknown:
+                raise MigrationError(
+                    f"the database has migrations this code does not know: {sorted(unknown)}"
+                )
+            ensure_shards(conn, shards)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return applied
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    logger.info("applying migration %04d_%s", migration.version, migration.name)
+    try:
+        with conn.transaction():
+            conn.execute(migration.sql.encode())  # type: ignore[call-overload]
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"migration {migration.version:04d}_{migration.name} failed: {exc}"
+        ) from exc
+
+
+def ensure_shards(conn: psycopg.Connection, shards: int) -> None:
+    """Record the shard count once and create its rows; a different count refuses to go on."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO cluster_config (key, value) VALUES ('shards', %s) ON CONFLICT DO NOTHING",
+            (str(shards),),
+        )
+        row = conn.execute("SELECT value FROM cluster_config WHERE key = 'shards'").fetchone()
+        assert row is not None
+        check_shard_count(int(row[0]), shards)
+        conn.execute(
+            "INSERT INTO cluster_shards (shard_id) SELECT generate_series(0, %s - 1) "
+            "ON CONFLICT DO NOTHING",
+            (shards,),
+        )
+
+
+def check_shard_count(recorded: int, configured: int) -> None:
+    if recorded != configured:
+        raise ConfigError(
+            f"AGENTLANE_SHARDS={configured} but this database was created with {recorded} shards; "
+            "the shard count is fixed per database"
+        )
+
+
+def pending(database_url: str, ddl_dir: Path | None = None) -> list[Migration]:
+    """Migrations not yet applied (empty when the schema is current)."""
+    migrations = load_migrations(ddl_dir or default_ddl_dir())
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return migrations
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [m for m in migrations if m.version not in done]

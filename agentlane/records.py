@@ -1,0 +1,73 @@
+"""Events as they travel inside the services: plain frozen dataclasses, cheap to build and fold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentlane.events import format_timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append; the store assigns ``eventId``, ``seq`` and ``createdAt``."""
+
+    tenant_id: str
+    session_id: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    execution_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event read back from ``agent_events``."""
+
+    event_id: int
+    seq: int
+    tenant_id: str
+    session_id: str
+    execution_id: str | None
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The Event JSON of CONTRACT.md."""
+        return {
+            "eventId": self.event_id,
+            "seq": self.seq,
+            "tenantId": self.tenant_id,
+            "sessionId": self.session_id,
+            "executionId": self.execution_id,
+            "type": self.type,
+            "data": self.data,
+            "createdAt": format_timestamp(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Checkpoint:
+    """A position in the global tail: everything at or before ``(tx_id, event_id)`` is consumed."""
+
+    tx_id: int = 0
+    event_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TailedEvent:
+    """An event from the global tail, with the position to checkpoint after handling it."""
+
+    event: StoredEvent
+    position: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease an append must still hold: ``(runner_id, lease_token)`` on ``shard_id``."""
+
+    shard_id: int
+    runner_id: str
+    lease_token: int

