@@ -1,0 +1,1 @@
+"""One `pulumi.ComponentResource` per concern, plus the shared names, labels and env tables."""

@@ -1,0 +1,287 @@
+"""The stack's configuration, read once from `pulumi.Config` into frozen dataclasses.
+
+Every knob a stack file (`Pulumi.<stack>.yaml`) may set is a field below; an unknown key, a
+wrong type, a mutable image tag or an open control-plane range fails before any resource is
+declared, with one line that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pulumi
+
+__all__ = [
+    "ArmorConfig",
+    "AuthorizedNetwork",
+    "CommandServiceConfig",
+    "ConfigError",
+    "DatabaseConfig",
+    "GatewayConfig",
+    "Resources",
+    "RunnerConfig",
+    "RuntimeConfig",
+    "StackConfig",
+    "StackSecrets",
+    "load",
+    "parse",
+    "parse_authorized_network",
+    "parse_image",
+]
+
+PROJECT_NAMESPACE = "agentlane"
+
+# A git sha (short or full) as the tag, optionally pinned further by digest.
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9][a-z0-9.\-]*(?::\d+)?(?:/[a-z0-9._\-]+)+)"
+    r":(?P<tag>[0-9a-f]{7,40})(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+class ConfigError(ValueError):
+    """A stack setting is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container size; requests and limits are both set to these (Autopilot bills requests)."""
+
+    cpu: str
+    memory: str
+    ephemeral_storage: str = "1Gi"
+
+
+@dataclass(frozen=True)
+class AuthorizedNetwork:
+    """A CIDR allowed to reach the GKE control plane (operators, CI)."""
+
+    name: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    tier: str
+    high_availability: bool
+    disk_size_gb: int = 20
+    backup_retention_days: int = 7
+    # Bounds how long one transaction can hold back the gap-safe tail (DESIGN.md).
+    idle_in_transaction_timeout_ms: int = 60_000
+    statement_timeout_ms: int = 300_000
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    replicas: int
+    resources: Resources
+    # How long a runner may take after SIGTERM to finish in-flight steps and release shards.
+    drain_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    min_replicas: int
+    max_replicas: int
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class CommandServiceConfig:
+    min_instances: int
+    max_instances: int
+    concurrency: int
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Values handed to the components as CONTRACT.md environment variables."""
+
+    jwt_audience: str
+    model: str
+    topic: str = "agent-events"
+    shards: int = 64
+    lease_ttl_seconds: int = 10
+    openai_base_url: str | None = None
+    jwt_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    jwt_issuer: str = "https://accounts.google.com"
+    tenant_claim: str = "tenant"
+
+
+@dataclass(frozen=True)
+class ArmorConfig:
+    # Clients can forge this header, so it only spreads the load fairly; the per-IP limit and
+    # the command service's own per-tenant quota (429 on the verified claim) are the real guards.
+    tenant_header: str = "x-tenant-id"
+    ip_requests_per_minute: int = 600
+    tenant_requests_per_minute: int = 3000
+    ban_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    db_password: pulumi.Input[str]
+    openai_api_key: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    project: str
+    region: str
+    image: str
+    domain: str
+    neg_zones: tuple[str, ...]
+    master_authorized_networks: tuple[AuthorizedNetwork, ...]
+    deletion_protection: bool
+    database: DatabaseConfig
+    runners: RunnerConfig
+    projector: Resources
+    gateway: GatewayConfig
+    command_service: CommandServiceConfig
+    runtime: RuntimeConfig
+    secrets: StackSecrets
+    tenant_tier: str = "shared"
+    armor: ArmorConfig = field(default_factory=ArmorConfig)
+    notification_channels: tuple[str, ...] = ()
+
+    @property
+    def image_tag(self) -> str:
+        """The git sha the image is tagged with."""
+        match = _IMAGE.match(self.image)
+        assert match is not None  # parse() only admits matching images
+        return match.group("tag")
+
+
+def parse_image(image: str) -> str:
+    """Accept only an image tagged by git sha; `:latest` or no tag is a mutable deploy."""
+    if _IMAGE.match(image):
+        return image
+    if image.endswith(":latest") or ":latest@" in image:
+        raise ConfigError(f"image: {image!r} uses ':latest'; tag it with the git sha")
+    raise ConfigError(
+        f"image: {image!r} must be REGISTRY/PATH:GIT_SHA (7-40 hex digits, optional @sha256:…)"
+    )
+
+
+def parse_authorized_network(raw: Mapping[str, Any]) -> AuthorizedNetwork:
+    """A control-plane CIDR; the whole internet (or a /0 of either family) is refused."""
+    network = _build(AuthorizedNetwork, raw, "masterAuthorizedNetworks[]")
+    try:
+        parsed = ipaddress.ip_network(network.cidr, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"masterAuthorizedNetworks: {network.cidr!r} is not a CIDR") from exc
+    if parsed.prefixlen == 0:
+        raise ConfigError(
+            f"masterAuthorizedNetworks: {network.cidr!r} opens the control plane to everyone"
+        )
+    return network
+
+
+def parse(
+    *, stack: str, project: str, region: str, raw: Mapping[str, Any], secrets: StackSecrets
+) -> StackConfig:
+    """Validate the `agentlane:` namespace of a stack file into a `StackConfig`."""
+    values = dict(raw)
+    networks = values.pop("masterAuthorizedNetworks", None)
+    if not networks:
+        raise ConfigError(
+            "masterAuthorizedNetworks: list at least one operator/CI CIDR; "
+            "Pulumi itself must reach the cluster"
+        )
+    values["masterAuthorizedNetworks"] = tuple(parse_authorized_network(n) for n in networks)
+    values["image"] = parse_image(_require(values, "image", str))
+    zones = _require(values, "negZones", list)
+    if not zones or any(not str(z).startswith(f"{region}-") for z in zones):
+        raise ConfigError(f"negZones: {zones!r} must be zones of region {region!r}")
+    values["negZones"] = tuple(zones)
+    values["notificationChannels"] = tuple(values.get("notificationChannels", ()))
+    config = _build(
+        StackConfig,
+        {**values, "stack": stack, "project": project, "region": region, "secrets": secrets},
+        "agentlane",
+    )
+    if config.gateway.min_replicas < 2 or config.gateway.max_replicas < config.gateway.min_replicas:
+        raise ConfigError("gateway: minReplicas must be >= 2 and <= maxReplicas")
+    return config
+
+
+def load() -> StackConfig:
+    """Read the current stack's configuration (call once, from `__main__`)."""
+    gcp = pulumi.Config("gcp")
+    cfg = pulumi.Config(PROJECT_NAMESPACE)
+    keys = [f.name for f in dataclasses.fields(StackConfig)]
+    raw = {
+        camel: value
+        for camel in (_camel(k) for k in keys)
+        if (value := cfg.get_object(camel)) is not None
+    }
+    return parse(
+        stack=pulumi.get_stack(),
+        project=gcp.require("project"),
+        region=gcp.require("region"),
+        raw=raw,
+        secrets=StackSecrets(
+            db_password=cfg.require_secret("dbPassword"),
+            openai_api_key=cfg.require_secret("openaiApiKey"),
+        ),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _require(values: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
+    value = values.get(key)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key}: required ({kind.__name__})")
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _build(cls: type[_T], raw: Mapping[str, Any], where: str) -> _T:
+    """Build dataclass `cls` from camelCase `raw`, checking names and scalar types."""
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected an object, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {_camel(f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for camel, f in fields.items():
+        if camel not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{camel}: required")
+            continue
+        kwargs[f.name] = _coerce(hints[f.name], raw[camel], f"{where}.{camel}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option in (int, str) and isinstance(value, option) and not isinstance(value, bool):
+            return value
+    if any(option not in (bool, int, str, type(None)) for option in options):
+        return value  # tuples and secrets were validated by parse()
+    raise ConfigError(f"{where}: expected {hint}, got {value!r}")

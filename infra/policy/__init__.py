@@ -1,0 +1,1 @@
+"""Policy rules for `pulumi preview --policy-pack infra/policy` (pure functions in `rules`)."""

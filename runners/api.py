@@ -1,0 +1,51 @@
+"""The seam between the runner process (leases, dispatch) and the workflow engine.
+
+The runner decides *which* run to advance and *whether* it may (it holds the shard's lease); the
+engine decides *what* advancing means (replay the journal, run the next steps, append with the
+fence). Keeping this seam small lets either side be tested without the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from agentlane.records import Fence
+
+
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    """A run the owner of its shard must look at now (from ``run_index``)."""
+
+    tenant_id: str
+    session_id: str
+    execution_id: str
+    shard_id: int
+
+
+class Outcome(enum.Enum):
+    """Why :meth:`RunExecutor.advance` returned."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUSPENDED = "suspended"  # waits for a signal; run_index.wake_at is NULL
+    SLEEPING = "sleeping"  # a durable timer; run_index.wake_at is the fire time
+    YIELDED = "yielded"  # asked to stop (drain); run_index.wake_at is now(): anyone may resume
+    FENCED = "fenced"  # the lease moved; nothing more was written
+
+
+class RunExecutor(Protocol):
+    async def advance(
+        self, run: DueRun, fence: Fence, *, wake: asyncio.Event, stop: asyncio.Event
+    ) -> Outcome:
+        """Replay the run's journal and run it until it ends, waits, or is told to stop.
+
+        ``wake`` is set by the runner when a command arrives for this run (cancel, signal);
+        ``stop`` is set on drain: finish the step in flight, start no new one, return YIELDED.
+        Every append carries ``fence``; the engine updates ``run_index`` in the same transaction
+        as the events that change the run's status or wake time.
+        """
+        ...
