@@ -18,6 +18,7 @@ from agentlane.errors import AgentlaneError
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("agentlane.devstack", "run the whole stack on this machine"),
+    "edge": ("agentlane.edge", "run the command API and the WebSocket gateway on one port"),
     "migrate": ("agentlane.migrate_cli", "apply ddl/ (idempotent, safe from several pods)"),
     "command-service": ("command_service.main", "run the HTTP command API"),
     "runner": ("runners.main", "run a shard runner"),

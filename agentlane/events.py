@@ -56,6 +56,9 @@ class RunStartedData(EventData):
 class TokenData(EventData):
     text: str
     index: int = Field(ge=0)
+    # The model step and attempt that streamed it: a retried attempt streams again from index 0.
+    step: int | None = Field(default=None, ge=0)
+    attempt: int | None = Field(default=None, ge=1)
 
 
 class ToolCallData(EventData):
@@ -79,10 +82,13 @@ class SuspendedData(EventData):
     reason: Literal["approval", "budget", "signal"]
     name: str | None = None
     detail: str | None = None
+    # The workflow step that waits (engine journal position).
+    step: int | None = Field(default=None, ge=0)
 
 
 class ResumedData(EventData):
     reason: str | None = None
+    step: int | None = Field(default=None, ge=0)
 
 
 class SignalReceivedData(EventData):
@@ -222,7 +228,7 @@ def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         parsed = model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc, prefix="data")) from None
-    wire = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    wire = parsed.model_dump(mode="json", by_alias=True)
     _check_storable(wire, "data")
     return wire
 

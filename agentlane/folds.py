@@ -6,8 +6,9 @@ of a run, and ``agentlane replay`` all use these, so there is one definition of 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from agentlane.records import StoredEvent
@@ -120,6 +121,134 @@ def fold_run(events: list[StoredEvent]) -> RunState | None:
     for event in events:
         state = apply_run(state, event)
     return state
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """One session (stream) as its events describe it: its runs and its last event."""
+
+    tenant_id: str
+    session_id: str
+    created_at: datetime
+    last_event_at: datetime
+    last_event_id: int
+    last_seq: int
+    last_event_type: str
+    run_count: int = 0
+    last_execution_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenantId": self.tenant_id,
+            "sessionId": self.session_id,
+            "runCount": self.run_count,
+            "lastExecutionId": self.last_execution_id,
+            "lastEventId": self.last_event_id,
+            "lastSeq": self.last_seq,
+            "lastEventType": self.last_event_type,
+            "createdAt": _iso(self.created_at),
+            "lastEventAt": _iso(self.last_event_at),
+        }
+
+
+def apply_session(state: SessionState | None, event: StoredEvent) -> SessionState:
+    """Fold one event of a session's stream (in ``seq`` order) into the session's state."""
+    accepted = event.type == "RunAccepted"
+    if state is None:
+        return SessionState(
+            tenant_id=event.tenant_id,
+            session_id=event.session_id,
+            created_at=event.created_at,
+            last_event_at=event.created_at,
+            last_event_id=event.event_id,
+            last_seq=event.seq,
+            last_event_type=event.type,
+            run_count=1 if accepted else 0,
+            last_execution_id=event.execution_id if accepted else None,
+        )
+    return replace(
+        state,
+        last_event_at=event.created_at,
+        last_event_id=event.event_id,
+        last_seq=event.seq,
+        last_event_type=event.type,
+        run_count=state.run_count + 1 if accepted else state.run_count,
+        last_execution_id=event.execution_id if accepted else state.last_execution_id,
+    )
+
+
+def fold_session(events: Iterable[StoredEvent]) -> SessionState | None:
+    state: SessionState | None = None
+    for event in events:
+        state = apply_session(state, event)
+    return state
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UsageKey:
+    """Usage is totalled per tenant, model and UTC day of the ``Usage`` event."""
+
+    tenant_id: str
+    model: str
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def plus(self, other: UsageTotals) -> UsageTotals:
+        return UsageTotals(
+            self.calls + other.calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "cachedInputTokens": self.cached_input_tokens,
+        }
+
+
+def usage_of(event: StoredEvent) -> tuple[UsageKey, UsageTotals] | None:
+    """What a ``Usage`` event adds, and to which key; ``None`` for every other event."""
+    if event.type != "Usage":
+        return None
+    data = event.data
+    day = event.created_at.astimezone(UTC).date()
+    key = UsageKey(event.tenant_id, str(data.get("model", "")), day)
+    return key, UsageTotals(
+        1,
+        int(data.get("inputTokens", 0)),
+        int(data.get("outputTokens", 0)),
+        int(data.get("cachedInputTokens", 0)),
+    )
+
+
+def apply_usage(state: UsageTotals | None, event: StoredEvent) -> UsageTotals | None:
+    """Fold one event into the totals of its key (the caller groups events by ``usage_of`` key)."""
+    found = usage_of(event)
+    if found is None:
+        return state
+    return (state or UsageTotals()).plus(found[1])
+
+
+def fold_usage(events: Iterable[StoredEvent]) -> dict[UsageKey, UsageTotals]:
+    """Usage per tenant, model and day over any events (order does not matter)."""
+    totals: dict[UsageKey, UsageTotals] = {}
+    for event in events:
+        found = usage_of(event)
+        if found is not None:
+            key, delta = found
+            totals[key] = totals.get(key, UsageTotals()).plus(delta)
+    return totals
 
 
 def status_of_terminal(event_type: str) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 GENESIS_HASH = bytes(32)
@@ -13,8 +15,10 @@ GENESIS_HASH = bytes(32)
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8.
 
-    jsonb keeps numbers as ``numeric``, so ``1.0`` may come back as ``1`` and ``1e20`` as an int;
-    integral floats are written as integers so the bytes are the same before and after storage.
+    jsonb keeps numbers as ``numeric`` parsed from their shortest decimal text, so ``1.0`` may come
+    back as ``1`` and ``4.826214249164358e+16`` as the integer 48262142491643580 (not the float's
+    binary value ...584). Integral floats are therefore written as the integer their decimal text
+    denotes, so the bytes are the same before and after storage.
     """
     return json.dumps(
         _normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
@@ -23,7 +27,7 @@ def canonical_json(value: Any) -> bytes:
 
 def _normalize(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return int(Decimal(repr(value)))
     if isinstance(value, dict):
         return {key: _normalize(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -36,3 +40,64 @@ def chain_hash(prev_hash: bytes, event_json: dict[str, Any]) -> bytes:
     digest = hashlib.sha256(prev_hash)
     digest.update(canonical_json(event_json))
     return digest.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """What the chain check needs of one stored event, in ``seq`` order of its stream."""
+
+    event_id: int
+    seq: int
+    body: dict[str, Any]
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """One place where a stream's stored history disagrees with its hash chain."""
+
+    event_id: int
+    seq: int
+    problem: str
+
+
+class ChainChecker:
+    """Check one stream, row by row, in constant memory (feed rows in ``seq`` order)."""
+
+    def __init__(self) -> None:
+        self._expected_prev = GENESIS_HASH
+        self._expected_seq = 1
+        self._last_event_id = 0
+
+    def feed(self, row: ChainRow) -> list[ChainBreak]:
+        problems = []
+        if row.seq != self._expected_seq:
+            problems.append(
+                ChainBreak(row.event_id, row.seq, f"seq {row.seq}, expected {self._expected_seq}")
+            )
+        if row.event_id <= self._last_event_id:
+            problems.append(
+                ChainBreak(row.event_id, row.seq, "event_id does not grow with seq")
+            )
+        if row.prev_hash != self._expected_prev:
+            problems.append(
+                ChainBreak(row.event_id, row.seq, "prev_hash does not match the previous event")
+            )
+        recomputed = chain_hash(row.prev_hash, row.body)
+        if recomputed != row.hash:
+            problems.append(
+                ChainBreak(row.event_id, row.seq, "hash does not match the event's content")
+            )
+        self._expected_prev = row.hash
+        self._expected_seq = row.seq + 1
+        self._last_event_id = row.event_id
+        return problems
+
+    @property
+    def last_hash(self) -> bytes:
+        return self._expected_prev
+
+    @property
+    def last_seq(self) -> int:
+        return self._expected_seq - 1

@@ -63,7 +63,8 @@ def migrate(database_url: str, *, shards: int, ddl_dir: Path | None = None) -> l
     try:
         return _migrate(database_url, migrations, shards)
     except psycopg.Error as exc:
-        raise MigrationError(f"cannot migrate: {redact(str(exc))}") from exc
+        detail = " ".join(redact(str(exc)).split())
+        raise MigrationError(f"cannot migrate: {detail}") from exc
 
 
 def _migrate(database_url: str, migrations: list[Migration], shards: int) -> list[Migration]:

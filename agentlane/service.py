@@ -19,9 +19,12 @@ from typing import Any, Protocol, runtime_checkable
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from agentlane.problems import http_exception_problem
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +82,8 @@ def build_app(components: Sequence[Component], draining: asyncio.Event) -> Starl
     ]
     for component in components:
         routes.extend(component.routes())
-    return Starlette(routes=routes)
+    # Unknown routes and methods answer problem+json like every other HTTP error (CONTRACT.md).
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_exception_problem})
 
 
 async def run_service(

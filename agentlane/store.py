@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from agentlane.db import Backoff, translate_errors
 from agentlane.errors import DuplicateEvent, FencedOut, InvalidEvent
 from agentlane.events import format_timestamp, validate_data
-from agentlane.hashchain import GENESIS_HASH, chain_hash
+from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
 from agentlane.records import Checkpoint, Fence, NewEvent, StoredEvent, TailedEvent
 from agentlane.sharding import shard_for
 
@@ -346,10 +346,12 @@ class EventStore:
             with translate_errors():
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(
-                    f"SELECT {_EVENT_COLUMNS}, tx_id::text FROM agent_events "
-                    "WHERE (tx_id, event_id) > (%s::text::xid8, %s) "
-                    "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
-                    "ORDER BY tx_id, event_id LIMIT %s",
+                    # The text copy of tx_id gets its own name: a bare "ORDER BY tx_id" would
+                    # otherwise sort by the output column, as text ('999' > '1000').
+                    f"SELECT {_EVENT_COLUMNS}, tx_id::text AS tx_text FROM agent_events e "
+                    "WHERE (e.tx_id, e.event_id) > (%s::text::xid8, %s) "
+                    "AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                    "ORDER BY e.tx_id, e.event_id LIMIT %s",
                     (str(after.tx_id), after.event_id, limit),
                 )
                 rows = await cursor.fetchall()
@@ -383,6 +385,35 @@ class EventStore:
                 )
                 row = await cursor.fetchone()
         return float(row[0]) if row else 0.0
+
+    async def check_chain(self, tenant_id: str, session_id: str) -> list[ChainBreak]:
+        """Re-check one stream's hash chain, seq contiguity and head: every place it breaks."""
+        checker = ChainChecker()
+        problems: list[ChainBreak] = []
+        async with self.pool.connection() as conn:
+            with translate_errors():
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(
+                    f"SELECT {_EVENT_COLUMNS}, prev_hash, hash FROM agent_events "
+                    "WHERE tenant_id = %s AND session_id = %s ORDER BY seq",
+                    (tenant_id, session_id),
+                )
+                async for row in cursor:
+                    event = row_to_event(row)
+                    problems += checker.feed(
+                        ChainRow(event.event_id, event.seq, event_hash_input(event), row[8], row[9])
+                    )
+                await cursor.execute(
+                    "SELECT last_seq, last_hash FROM agent_stream_heads "
+                    "WHERE tenant_id = %s AND session_id = %s",
+                    (tenant_id, session_id),
+                )
+                head = await cursor.fetchone()
+        if checker.last_seq and (head is None or tuple(head) != (checker.last_seq, checker.last_hash)):
+            problems.append(
+                ChainBreak(0, checker.last_seq, "the stream head disagrees with the last event")
+            )
+        return problems
 
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
         async with self.pool.connection() as conn:

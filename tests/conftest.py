@@ -23,6 +23,8 @@ from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
 from agentlane.migrate import migrate
 from agentlane.store import EventStore
 
+pytest_plugins = ["tests.fixtures.pubsub"]
+
 TEST_SHARDS = 16
 
 

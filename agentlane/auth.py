@@ -1,0 +1,186 @@
+"""Who is calling: the tenant of a request, from a verified token (shared by HTTP and WebSocket).
+
+    AgentlaneError
+    ├── Unauthorized       no token, or a token that does not verify (HTTP 401, WS close 4001)
+    └── AuthUnavailable    the JWKS endpoint cannot be reached to verify a token (HTTP 503)
+
+``AGENTLANE_AUTH=none`` answers tenant ``default`` for everyone (development only; logged loudly).
+``AGENTLANE_AUTH=jwt`` verifies with PyJWT, algorithms pinned per key:
+
+- ``AGENTLANE_JWT_SECRET``: HS256 tokens signed with that secret;
+- ``AGENTLANE_JWT_JWKS_URL``: RS256 tokens signed by a key of that JWKS (Google ID tokens from Cloud
+  Run); the audience is then required, because Google signs tokens for every audience.
+
+A token's ``alg`` header only selects which configured key to try; it never widens the accepted
+algorithms, so ``alg=none`` and HS256-with-the-RSA-public-key are refused. The tenant comes only
+from the verified claim ``AGENTLANE_TENANT_CLAIM``; request headers naming a tenant are never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import jwt
+
+from agentlane.errors import AgentlaneError, ConfigError
+from agentlane.settings import Settings
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "AuthUnavailable",
+    "Authenticator",
+    "Unauthorized",
+    "bearer_token",
+]
+
+log = logging.getLogger(__name__)
+
+#: The tenant of every caller when ``AGENTLANE_AUTH=none``.
+DEFAULT_TENANT = "default"
+
+#: Clock skew tolerated on ``exp``/``nbf``/``iat`` between the issuer and us.
+CLOCK_SKEW = timedelta(seconds=30)
+
+# Tenant ids end up in every row and log line: printable, no whitespace, bounded.
+_TENANT_ID = re.compile(r"[^\x00-\x20\x7f]{1,256}")
+_REQUIRED_CLAIMS = ["exp"]
+
+
+class Unauthorized(AgentlaneError):
+    """No token, or a token that does not verify. ``reason`` is safe to show the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AuthUnavailable(AgentlaneError):
+    """The keys to verify a token cannot be fetched right now; retrying later may succeed."""
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` value; None when absent or another scheme."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Authenticator:
+    """Maps a bearer token to its tenant. Build with :meth:`from_settings`; one per process."""
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        secret: str | None = None,
+        jwks_url: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        tenant_claim: str = "tenant",
+        leeway: timedelta = CLOCK_SKEW,
+    ) -> None:
+        if mode not in ("none", "jwt"):
+            raise ConfigError(f"AGENTLANE_AUTH must be 'none' or 'jwt', not {mode!r}")
+        if mode == "jwt" and not secret and not jwks_url:
+            raise ConfigError(
+                "AGENTLANE_AUTH=jwt needs AGENTLANE_JWT_SECRET or AGENTLANE_JWT_JWKS_URL"
+            )
+        if mode == "jwt" and jwks_url and not audience:
+            raise ConfigError("AGENTLANE_JWT_JWKS_URL needs AGENTLANE_JWT_AUDIENCE")
+        self.mode = mode
+        self._secret = secret
+        self._audience = audience
+        self._issuer = issuer
+        self._tenant_claim = tenant_claim
+        self._leeway = leeway
+        # The client caches the key set (5 min) and rate-limits refetches for unknown key ids,
+        # so tokens with made-up ``kid`` values cannot hammer the JWKS endpoint.
+        self._jwks = (
+            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if mode == "jwt" and jwks_url
+            else None
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        """The authenticator the settings describe; warns loudly when authentication is off."""
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        authenticator = cls(
+            mode=settings.auth,
+            secret=secret or None,
+            jwks_url=settings.jwt_jwks_url or None,
+            audience=settings.jwt_audience or None,
+            issuer=settings.jwt_issuer or None,
+            tenant_claim=settings.tenant_claim,
+        )
+        if authenticator.mode == "none":
+            log.warning(
+                "AUTHENTICATION IS OFF (AGENTLANE_AUTH=none): every caller is tenant %r; "
+                "never run this way outside development",
+                DEFAULT_TENANT,
+            )
+        return authenticator
+
+    async def tenant_for(self, token: str | None) -> str:
+        """The verified tenant of ``token``; raises Unauthorized (or AuthUnavailable)."""
+        if self.mode == "none":
+            return DEFAULT_TENANT
+        if not token:
+            raise Unauthorized("missing bearer token")
+        claims = await self._verify(token)
+        tenant = claims.get(self._tenant_claim)
+        if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
+            raise Unauthorized(f"token has no usable {self._tenant_claim!r} claim")
+        return tenant
+
+    async def _verify(self, token: str) -> Mapping[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthorized("malformed token") from None
+        algorithm = header.get("alg")
+        if algorithm == "HS256" and self._secret:
+            return self._decode(token, self._secret, "HS256")
+        if algorithm == "RS256" and self._jwks is not None:
+            return self._decode(token, await self._signing_key(token), "RS256")
+        raise Unauthorized("token algorithm not accepted")
+
+    async def _signing_key(self, token: str) -> jwt.PyJWK:
+        assert self._jwks is not None
+        try:
+            # urllib under the hood: keep the (rare) fetch off the event loop.
+            return await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthUnavailable("cannot fetch the JWKS to verify the token") from exc
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError):
+            raise Unauthorized("token signed by an unknown key") from None
+
+    def _decode(self, token: str, key: Any, algorithm: str) -> Mapping[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token audience not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("token issuer not accepted") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("token signature does not verify") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("invalid token") from None

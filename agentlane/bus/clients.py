@@ -1,0 +1,28 @@
+"""Pub/Sub clients pointed at the emulator (an explicit insecure channel) or at Google."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.cloud import pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+#: The project the emulator is used with when GOOGLE_CLOUD_PROJECT is unset.
+EMULATOR_PROJECT = "agentlane-dev"
+
+
+def publisher_client(emulator_host: str | None, **options: Any) -> pubsub_v1.PublisherClient:
+    """A PublisherClient; ``options`` are its ``batch_settings``/``publisher_options``."""
+    if emulator_host:
+        transport = PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_host))
+        return pubsub_v1.PublisherClient(transport=transport, **options)
+    return pubsub_v1.PublisherClient(**options)
+
+
+def subscriber_client(emulator_host: str | None) -> pubsub_v1.SubscriberClient:
+    if emulator_host:
+        transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator_host))
+        return pubsub_v1.SubscriberClient(transport=transport)
+    return pubsub_v1.SubscriberClient()

@@ -1,0 +1,44 @@
+"""``replay export``: the Event JSON of matching events, one compact line each, streamed.
+
+Each line is ``json.dumps(StoredEvent.to_json())`` with the HTTP API's settings (compact, UTF-8), so
+a line is byte for byte what the API returns for that event. Rows come through a server-side cursor
+``itersize`` at a time: memory does not grow with the export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+import psycopg
+
+from agentlane.replay.progress import Advance
+from agentlane.replay.source import EVENT_COLUMNS, EventFilter, events_query, stream_rows
+from agentlane.store import row_to_event
+
+
+def event_line(event_json: dict[str, Any]) -> str:
+    """One NDJSON line: the encoding of Starlette's JSONResponse, plus a newline."""
+    return json.dumps(event_json, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def export_lines(conn: psycopg.Connection[Any], where: EventFilter) -> Iterator[str]:
+    """The lines of every event matching ``where``, in (tenant, session, seq) order."""
+    query, params = events_query(EVENT_COLUMNS, where)
+    for row in stream_rows(conn, query, params, name="replay_export"):
+        yield event_line(row_to_event(row).to_json())
+
+
+def export(
+    conn: psycopg.Connection[Any], where: EventFilter, out: IO[str], *, advance: Advance
+) -> int:
+    """Write the lines to ``out``; returns how many events were written."""
+    written = 0
+    for line in export_lines(conn, where):
+        out.write(line)
+        written += 1
+        if written % 5000 == 0:
+            advance(5000)
+    advance(written % 5000)
+    return written

@@ -1,0 +1,276 @@
+"""The read models (ddl/0020) against a fresh fold of the events: every differing row and column.
+
+``read_runs`` and ``read_sessions`` are compared in batches as streams finish; ``read_usage_daily``
+(totals per tenant, model and day) once at the end. The folds are the projector's own
+(:mod:`agentlane.folds`). Only events the projector has applied count (its ``read_models``
+checkpoint, read in the same snapshot), so a projector that lags is not a mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agentlane.folds import RunState, UsageKey, UsageTotals
+from agentlane.readmodel import (
+    CHECKPOINTS_TABLE,
+    READ_MODEL_TABLES,
+    READ_MODELS_CHECKPOINT,
+    RUN_COLUMNS,
+    RUNS_TABLE,
+    SESSION_COLUMNS,
+    SESSIONS_TABLE,
+    USAGE_COLUMNS,
+    USAGE_TABLE,
+    run_to_row,
+    session_to_row,
+)
+from agentlane.replay.source import EventFilter, stream_rows
+from agentlane.replay.verify import BATCH, Check, FoldedStream, Mismatch
+
+# Columns (and the row each fold implies) come from the projector's own module, so a column it
+# adds is compared here too.
+_RUN_VALUES = RUN_COLUMNS[1:]
+_SESSION_VALUES = SESSION_COLUMNS[2:]
+_USAGE_VALUES = USAGE_COLUMNS[3:]
+
+
+def _usage_values(totals: UsageTotals) -> tuple[Any, ...]:
+    return (totals.calls, totals.input_tokens, totals.output_tokens, totals.cached_input_tokens)
+
+
+def _differences(
+    names: Sequence[str], stored: Sequence[Any], expected: Sequence[Any]
+) -> str:
+    return "; ".join(
+        f"{name} is {have!r}, the events say {want!r}"
+        for name, have, want in zip(names, stored, expected, strict=True)
+        if have != want
+    )
+
+
+class RunsCheck(Check):
+    """``read_runs``: one row per run the projector has seen, equal to the run's fold."""
+
+    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
+        self._conn = conn
+        self._where = where
+        self._batch: list[tuple[str, str, str, RunState | None]] = []
+
+    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
+        for execution, state in stream.runs.items():
+            self._batch.append((stream.tenant_id, stream.session_id, execution, state))
+        if len(self._batch) >= BATCH:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Mismatch]:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        query = sql.SQL("SELECT {} FROM {} WHERE execution_id = ANY(%s)").format(
+            sql.SQL(", ").join(map(sql.Identifier, RUN_COLUMNS)), sql.Identifier(RUNS_TABLE)
+        )
+        rows = {row[0]: row[1:] for row in self._conn.execute(query, ([b[2] for b in batch],))}
+        for tenant, session, execution, state in batch:
+            row = rows.get(execution)
+            if state is None:
+                if row is not None:
+                    yield Mismatch(
+                        tenant, session,
+                        f"read_runs has run {execution}, which the projector has not seen yet",
+                    )
+                continue
+            if row is None:
+                yield Mismatch(tenant, session, f"read_runs has no row for run {execution}")
+                continue
+            differs = _differences(_RUN_VALUES, row, run_to_row(state)[1:])
+            if differs:
+                yield Mismatch(tenant, session, f"read_runs row of run {execution}: {differs}")
+
+    def orphans(self) -> Iterator[Mismatch]:
+        query = (
+            "SELECT r.tenant_id, r.session_id, r.execution_id FROM read_runs r "
+            "WHERE NOT EXISTS (SELECT 1 FROM agent_events e WHERE e.execution_id = r.execution_id "
+            "AND e.tenant_id = r.tenant_id AND e.session_id = r.session_id)"
+        )
+        params: list[Any] = []
+        if self._where.tenant_id is not None:
+            query += " AND r.tenant_id = %s"
+            params.append(self._where.tenant_id)
+        for tenant, session, execution in stream_rows(
+            self._conn, query, params, name="replay_orphan_runs"
+        ):
+            yield Mismatch(tenant, session, f"read_runs has run {execution}, which no event names")
+
+
+class SessionsCheck(Check):
+    """``read_sessions``: one row per stream the projector has seen, equal to its fold."""
+
+    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
+        self._conn = conn
+        self._where = where
+        self._batch: list[FoldedStream] = []
+
+    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
+        self._batch.append(stream)
+        if len(self._batch) >= BATCH:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Mismatch]:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        query = sql.SQL(
+            "SELECT {} FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id) "
+            "JOIN {} s USING (tenant_id, session_id)"
+        ).format(
+            sql.SQL(", ").join(sql.Identifier("s", name) for name in SESSION_COLUMNS),
+            sql.Identifier(SESSIONS_TABLE),
+        )
+        params = ([s.tenant_id for s in batch], [s.session_id for s in batch])
+        rows = {(row[0], row[1]): row[2:] for row in self._conn.execute(query, params)}
+        for stream in batch:
+            row = rows.get((stream.tenant_id, stream.session_id))
+            if stream.session is None:
+                if row is not None:
+                    yield Mismatch(
+                        stream.tenant_id, stream.session_id,
+                        "read_sessions has this session, which the projector has not seen yet",
+                    )
+                continue
+            if row is None:
+                yield Mismatch(stream.tenant_id, stream.session_id, "read_sessions has no row")
+                continue
+            differs = _differences(_SESSION_VALUES, row, session_to_row(stream.session)[2:])
+            if differs:
+                yield Mismatch(stream.tenant_id, stream.session_id, f"read_sessions row: {differs}")
+
+    def orphans(self) -> Iterator[Mismatch]:
+        query = (
+            "SELECT s.tenant_id, s.session_id FROM read_sessions s WHERE NOT EXISTS "
+            "(SELECT 1 FROM agent_events e "
+            "WHERE e.tenant_id = s.tenant_id AND e.session_id = s.session_id)"
+        )
+        params: list[Any] = []
+        if self._where.tenant_id is not None:
+            query += " AND s.tenant_id = %s"
+            params.append(self._where.tenant_id)
+        for tenant, session in stream_rows(
+            self._conn, query, params, name="replay_orphan_sessions"
+        ):
+            yield Mismatch(tenant, session, "read_sessions has a row for a session without events")
+
+
+class UsageCheck(Check):
+    """``read_usage_daily``: totals per (tenant, model, UTC day), compared once at the end.
+
+    Memory grows with tenants x models x days, not with events.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
+        self._conn = conn
+        self._where = where
+        self._totals: dict[UsageKey, UsageTotals] = {}
+
+    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
+        for key, delta in stream.usage:
+            self._totals[key] = self._totals.get(key, UsageTotals()).plus(delta)
+        return iter(())
+
+    def flush(self) -> Iterator[Mismatch]:
+        return iter(())
+
+    def orphans(self) -> Iterator[Mismatch]:
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, USAGE_COLUMNS)), sql.Identifier(USAGE_TABLE)
+        )
+        params: list[Any] = []
+        if self._where.tenant_id is not None:
+            query += sql.SQL(" WHERE tenant_id = %s")
+            params.append(self._where.tenant_id)
+        remaining = dict(self._totals)
+        for tenant, model, day, *stored in stream_rows(
+            self._conn, query, params, name="replay_usage"
+        ):
+            expected = remaining.pop(UsageKey(tenant, model, day), UsageTotals())
+            differs = _differences(_USAGE_VALUES, stored, _usage_values(expected))
+            if differs:
+                yield Mismatch(tenant, "*", f"read_usage_daily {model} {day}: {differs}")
+        for key, totals in sorted(remaining.items()):
+            yield Mismatch(
+                key.tenant_id, "*",
+                f"read_usage_daily has no row for {key.model} {key.day} "
+                f"(the events say {totals.to_json()})",
+            )
+
+
+@dataclass(slots=True)
+class ReadModels:
+    """The read-model checks this database allows, and what could not be checked."""
+
+    checks: list[Check] = field(default_factory=list)
+    projected_sql: str = "true"
+    projected_params: tuple[Any, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+
+def discover(conn: psycopg.Connection[Any], where: EventFilter) -> ReadModels:
+    """The checks for the read-model tables that exist, notes for the rest, and which events
+    the projector has applied (its ``read_models`` checkpoint in this snapshot)."""
+    found = {
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name LIKE 'read\\_%%'"
+        )
+    }
+    models = ReadModels()
+    for table, check in (
+        (RUNS_TABLE, RunsCheck), (SESSIONS_TABLE, SessionsCheck), (USAGE_TABLE, UsageCheck)
+    ):
+        if table in found:
+            models.checks.append(check(conn, where))
+        else:
+            models.notes.append(f"read model {table} does not exist: not compared")
+    for table in sorted(found - set(READ_MODEL_TABLES)):
+        models.notes.append(f"read model {table} has no check in this version: not compared")
+    if models.checks:
+        _set_projected(conn, models)
+    return models
+
+
+def _set_projected(conn: psycopg.Connection[Any], models: ReadModels) -> None:
+    """Which events the read models include.
+
+    The projector applies a session strictly in ``seq`` order and, on seeing an event, fetches the
+    lower ``seq`` it has not seen yet: it has applied each stream up to the highest ``seq`` at or
+    before its checkpoint. When nothing is after the checkpoint (the usual case) that is every
+    event, and the window that finds the highest ``seq`` is not needed.
+    """
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (CHECKPOINTS_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        models.notes.append("no projector checkpoint: the read models must include every event")
+        return
+    row = conn.execute(
+        sql.SQL("SELECT tx_id, event_id FROM {} WHERE name = %s").format(
+            sql.Identifier(CHECKPOINTS_TABLE)
+        ),
+        (READ_MODELS_CHECKPOINT,),
+    ).fetchone()
+    checkpoint = (str(row[0]), int(row[1])) if row else ("0", 0)
+    behind = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM agent_events "
+        "WHERE (tx_id, event_id) > (%s::text::xid8, %s))",
+        checkpoint,
+    ).fetchone()
+    if behind and behind[0]:
+        models.notes.append("the projector lags: read models compared up to its checkpoint")
+        models.projected_sql = (
+            "seq <= coalesce(max(seq) FILTER (WHERE (tx_id, event_id) <= (%s::text::xid8, %s)) "
+            "OVER (PARTITION BY tenant_id, session_id), 0)"
+        )
+        models.projected_params = checkpoint

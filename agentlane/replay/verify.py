@@ -1,0 +1,349 @@
+"""``replay verify``: prove the stored history is intact and the read models agree with it.
+
+One pass over every event in (tenant, session, seq) order, in constant memory: per stream the hash
+chain, ``seq`` contiguity, ``event_id`` order, the stream head and the journal invariants; the pure
+folds of each stream go to the read-model checks (:mod:`agentlane.replay.readmodels`). Every
+disagreement becomes a :class:`Mismatch`; nothing stops at the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from agentlane.events import TERMINAL_TYPES
+from agentlane.folds import (
+    RunState,
+    SessionState,
+    UsageKey,
+    UsageTotals,
+    apply_run,
+    apply_session,
+    usage_of,
+)
+from agentlane.hashchain import GENESIS_HASH
+from agentlane.records import StoredEvent
+from agentlane.replay.digest import Digester, load_payload
+from agentlane.replay.source import EventFilter, events_query, stream_rows
+
+#: Streams per batched lookup of heads and read-model rows (one round trip per batch).
+BATCH = 1000
+
+#: Completing a workflow step: at most one of these per (execution, step) (invariant 5).
+_STEP_COMPLETIONS = frozenset({"StepCompleted", "ToolResult", "TimerFired"})
+
+#: Commands may race a run's end (a cancel arriving just after it completed); workflow events may not.
+_COMMAND_TYPES = frozenset({"CancelRequested", "SignalReceived"})
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One place where the history or a read model disagrees with what it should be."""
+
+    tenant_id: str
+    session_id: str
+    what: str
+    seq: int | None = None
+    event_id: int | None = None
+
+    def describe(self) -> str:
+        place = f"{self.tenant_id}/{self.session_id}"
+        if self.seq is not None:
+            place += f" seq {self.seq}"
+        if self.event_id is not None:
+            place += f" event {self.event_id}"
+        return f"{place}: {self.what}"
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedStream:
+    """A stream after its last event, folded over the events the read models have seen."""
+
+    tenant_id: str
+    session_id: str
+    last_seq: int
+    last_hash: bytes
+    session: SessionState | None
+    runs: dict[str, RunState | None]
+    usage: list[tuple[UsageKey, UsageTotals]]
+
+
+class StreamCheck:
+    """One stream's chain, order and journal invariants; feed its events in ``seq`` order.
+
+    The read-model fold covers the stream's events up to the first one the projector has not
+    applied yet (it applies a stream strictly in ``seq`` order), so a lagging projector is not a
+    mismatch.
+    """
+
+    def __init__(self, tenant_id: str, session_id: str, digester: Digester) -> None:
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self._digester = digester
+        self._last_seq = 0
+        self._last_event_id = 0
+        self._last_hash = GENESIS_HASH
+        self._accepted: set[str] = set()
+        # Runs accepted and not yet ended, in the order they were accepted.
+        self._pending: dict[str, int] = {}
+        self._started: dict[str, int] = {}
+        self._ended: dict[str, int] = {}
+        self._completed_steps: set[tuple[str, Any]] = set()
+        self._projecting = True
+        self._session: SessionState | None = None
+        self._runs: dict[str, RunState | None] = {}
+        self._usage: list[tuple[UsageKey, UsageTotals]] = []
+
+    def _mismatch(self, event: StoredEvent, what: str) -> Mismatch:
+        return Mismatch(self.tenant_id, self.session_id, what, event.seq, event.event_id)
+
+    def feed(
+        self, event: StoredEvent, prev_hash: bytes, digest: bytes, *, projected: bool = True
+    ) -> list[Mismatch]:
+        """Check one event (the next by ``seq``); every problem it shows."""
+        problems: list[Mismatch] = []
+        expected_seq = self._last_seq + 1
+        if event.seq != expected_seq:
+            problems.append(self._mismatch(event, f"seq {event.seq}, expected {expected_seq}"))
+        if event.event_id <= self._last_event_id:
+            problems.append(
+                self._mismatch(
+                    event, f"event_id {event.event_id} does not grow with seq "
+                    f"(the previous event is {self._last_event_id})"
+                )
+            )
+        if prev_hash != self._last_hash:
+            problems.append(self._mismatch(event, "prev_hash is not the previous event's hash"))
+        if self._digester.digest(prev_hash, event) != digest:
+            problems.append(
+                self._mismatch(event, "hash does not match the event's content (edited)")
+            )
+        self._last_seq = event.seq
+        self._last_event_id = event.event_id
+        self._last_hash = digest
+        execution = event.execution_id
+        if execution is not None:
+            self._journal(event, execution, problems)
+        self._projecting = self._projecting and projected
+        if self._projecting:
+            self._session = apply_session(self._session, event)
+            if execution is not None:
+                self._runs[execution] = apply_run(self._runs.get(execution), event)
+            if event.type == "Usage":
+                usage = usage_of(event)
+                if usage is not None:
+                    self._usage.append(usage)
+        elif execution is not None:
+            # Known to the history, not yet to the read models: its row must not be ahead.
+            self._runs.setdefault(execution, None)
+        return problems
+
+    def _journal(self, event: StoredEvent, execution: str, problems: list[Mismatch]) -> None:
+        kind = event.type
+        if kind == "RunAccepted":
+            if execution not in self._accepted:
+                self._accepted.add(execution)
+                self._pending[execution] = event.seq
+            return
+        if execution not in self._accepted:
+            problems.append(self._mismatch(event, f"{kind} of run {execution} before its RunAccepted"))
+            return
+        if execution in self._ended:
+            first = self._ended[execution]
+            if kind in TERMINAL_TYPES:
+                problems.append(
+                    self._mismatch(
+                        event, f"second terminal event of run {execution} (first: event {first})"
+                    )
+                )
+            elif kind not in _COMMAND_TYPES:
+                problems.append(
+                    self._mismatch(
+                        event, f"{kind} of run {execution} after its terminal event (event {first})"
+                    )
+                )
+            return
+        if kind == "RunStarted":
+            if execution in self._started:
+                problems.append(
+                    self._mismatch(
+                        event, f"second RunStarted of run {execution} "
+                        f"(first: event {self._started[execution]})"
+                    )
+                )
+            self._started.setdefault(execution, event.event_id)
+            accepted_seq = self._pending[execution]
+            for other, seq in self._pending.items():
+                if other != execution and seq < accepted_seq:
+                    problems.append(
+                        self._mismatch(
+                            event, f"run {execution} started while run {other} "
+                            "(accepted before it) had not ended"
+                        )
+                    )
+                    break
+        elif kind in _STEP_COMPLETIONS:
+            key = (execution, event.data.get("step"))
+            if key in self._completed_steps:
+                problems.append(
+                    self._mismatch(event, f"second completion ({kind}) of run {execution} step {key[1]}")
+                )
+            self._completed_steps.add(key)
+        elif kind in TERMINAL_TYPES:
+            self._ended[execution] = event.event_id
+            del self._pending[execution]
+
+    def finish(self) -> FoldedStream:
+        return FoldedStream(
+            self.tenant_id, self.session_id, self._last_seq, self._last_hash,
+            self._session, self._runs, self._usage,
+        )
+
+
+class Check:
+    """A comparison fed with every folded stream: batched lookups, then rows without events."""
+
+    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
+        raise NotImplementedError
+
+    def flush(self) -> Iterator[Mismatch]:
+        """Compare what is batched (called at the end; ``add`` flushes full batches itself)."""
+        raise NotImplementedError
+
+    def orphans(self) -> Iterator[Mismatch]:
+        """Rows that no stream accounts for."""
+        raise NotImplementedError
+
+
+class HeadCheck(Check):
+    """``agent_stream_heads`` must name each stream's last event (seq and hash)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
+        self._conn = conn
+        self._where = where
+        self._batch: list[FoldedStream] = []
+
+    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
+        self._batch.append(stream)
+        if len(self._batch) >= BATCH:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Mismatch]:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        rows = self._conn.execute(
+            "SELECT h.tenant_id, h.session_id, h.last_seq, h.last_hash "
+            "FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id) "
+            "JOIN agent_stream_heads h USING (tenant_id, session_id)",
+            ([s.tenant_id for s in batch], [s.session_id for s in batch]),
+        ).fetchall()
+        heads = {(row[0], row[1]): (row[2], bytes(row[3])) for row in rows}
+        for stream in batch:
+            head = heads.get((stream.tenant_id, stream.session_id))
+            if head is None:
+                yield Mismatch(stream.tenant_id, stream.session_id, "events without a stream head")
+            elif head[0] != stream.last_seq:
+                yield Mismatch(
+                    stream.tenant_id, stream.session_id,
+                    f"the stream head says last seq {head[0]}, the last event has seq "
+                    f"{stream.last_seq}",
+                )
+            elif head[1] != stream.last_hash:
+                yield Mismatch(
+                    stream.tenant_id, stream.session_id,
+                    "the stream head's hash is not the last event's hash", stream.last_seq,
+                )
+
+    def orphans(self) -> Iterator[Mismatch]:
+        query = (
+            "SELECT h.tenant_id, h.session_id, h.last_seq FROM agent_stream_heads h "
+            "WHERE NOT EXISTS (SELECT 1 FROM agent_events e "
+            "WHERE e.tenant_id = h.tenant_id AND e.session_id = h.session_id)"
+        )
+        params: list[Any] = []
+        if self._where.tenant_id is not None:
+            query += " AND h.tenant_id = %s"
+            params.append(self._where.tenant_id)
+        for tenant, session, last_seq in stream_rows(
+            self._conn, query, params, name="replay_orphan_heads"
+        ):
+            yield Mismatch(tenant, session, f"a stream head (last seq {last_seq}) without events")
+
+
+@dataclass(slots=True)
+class Summary:
+    events: int = 0
+    streams: int = 0
+    runs: int = 0
+    mismatches: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def verify(
+    conn: psycopg.Connection[Any],
+    where: EventFilter,
+    *,
+    checks: Iterable[Check] = (),
+    projected_sql: str = "true",
+    projected_params: Iterable[Any] = (),
+    report: Callable[[Mismatch], None],
+    advance: Callable[[int], None] = lambda n: None,
+) -> Summary:
+    """Check every stream matching ``where`` (everything, or one tenant); report each mismatch.
+
+    ``projected_sql`` is a boolean SQL expression over an event row: whether the projector has
+    applied it (the read-model fold stops at a stream's first event where it is false).
+    """
+    summary = Summary()
+    every = [HeadCheck(conn, where), *checks]
+
+    def emit(problems: Iterable[Mismatch]) -> None:
+        for problem in problems:
+            summary.mismatches += 1
+            report(problem)
+
+    def close(stream: StreamCheck) -> None:
+        summary.streams += 1
+        folded = stream.finish()
+        summary.runs += len(folded.runs)
+        for check in every:
+            emit(check.add(folded))
+
+    query, params = events_query(
+        "event_id, seq, tenant_id, session_id, execution_id, event_type, payload::text, "
+        f"created_at, prev_hash, hash, {projected_sql}",
+        where,
+        column_params=projected_params,
+    )
+    digester = Digester()
+    current: StreamCheck | None = None
+    pending = 0
+    for row in stream_rows(conn, query, params, name="replay_verify"):
+        tenant, session = row[2], row[3]
+        if current is None or session != current.session_id or tenant != current.tenant_id:
+            if current is not None:
+                close(current)
+            current = StreamCheck(tenant, session, digester)
+        event = StoredEvent(
+            row[0], row[1], tenant, session, row[4], row[5], load_payload(row[6]), row[7]
+        )
+        problems = current.feed(event, row[8], row[9], projected=row[10])
+        if problems:
+            emit(problems)
+        pending += 1
+        if pending == 5000:
+            summary.events += pending
+            advance(pending)
+            pending = 0
+    if current is not None:
+        close(current)
+    summary.events += pending
+    advance(pending)
+    for check in every:
+        emit(check.flush())
+        emit(check.orphans())
+    return summary
