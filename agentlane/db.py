@@ -26,9 +26,11 @@ def create_pool(
 ) -> AsyncConnectionPool:
     """A pool that is not yet open: use ``async with create_pool(...) as pool``.
 
-    Connections are autocommit; writers open explicit transactions. The pool checks a connection
-    before lending it, so a Postgres restart costs one failed check, not a failed request, and
-    refills with psycopg_pool's jittered exponential backoff rather than a connection storm.
+    Connections are autocommit; writers open explicit transactions. After a Postgres restart a
+    stale connection fails its next use with StoreUnavailable (callers retry with backoff); the
+    pool drops broken connections and refills with psycopg_pool's jittered exponential backoff
+    rather than a connection storm. No check on every checkout: it would cost a round trip per
+    operation.
     """
     return AsyncConnectionPool(
         database_url,
@@ -38,7 +40,6 @@ def create_pool(
         timeout=timeout_s,
         open=False,
         kwargs={"autocommit": True, "application_name": f"agentlane-{name}"},
-        check=AsyncConnectionPool.check_connection,
         reconnect_timeout=0,  # never give up reconnecting: a service outlives a database restart
     )
 

@@ -77,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"port {args.port} is in use; stop what listens there or pass --port")
     settings = Settings.from_env()
     configure_logging("dev", level=settings.log_level, json_lines=args.json)
-    _log_to(sys.stdout)
+    printer = _Printer(sys.stdout, json_lines=args.json)
+    _log_through(printer)
     # SIGTERM while the database starts must still run the cleanups below, like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     data_dir = args.data_dir.resolve()
@@ -91,9 +92,10 @@ def main(args: argparse.Namespace) -> int:
             with _bus(settings, data_dir) as bus:
                 env = _child_env(settings, database_url, bus, json_lines=args.json)
                 specs, ports = _children(args, env)
-                asyncio.run(_supervise(args, specs, ports, bus, database_url))
+                asyncio.run(_supervise(args, specs, ports, bus, database_url, printer))
     except KeyboardInterrupt:
-        logger.info("stopped")
+        logger.info("interrupted")
+    logger.info("stopped")
     return 0
 
 
@@ -105,11 +107,15 @@ def _already_stopping(signum: int, frame: FrameType | None) -> None:
     logger.info("already stopping")
 
 
-def _log_to(stream: IO[str]) -> None:
-    """Our own lines go to stdout with the children's, so one stream holds the whole story."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(stream)
+def _log_through(printer: _Printer) -> None:
+    """Our own lines join the children's on stdout, tagged ``dev``: one stream, one format."""
+    root = logging.getLogger()
+    handler = _PrinterHandler(printer)
+    for configured in root.handlers:
+        handler.setFormatter(configured.formatter)
+        for log_filter in configured.filters:
+            handler.addFilter(log_filter)
+    root.handlers[:] = [handler]
 
 
 @contextlib.contextmanager
@@ -248,7 +254,7 @@ def _children(
 
 
 class _Printer:
-    """Child lines on stdout: ``name | line``, or the child's JSON object plus ``process``."""
+    """Lines on stdout: ``name | line``, or the line's JSON object plus ``process``."""
 
     def __init__(self, stream: IO[str], *, json_lines: bool) -> None:
         self._stream = stream
@@ -271,12 +277,25 @@ class _Printer:
         self._stream.flush()
 
 
+class _PrinterHandler(logging.Handler):
+    def __init__(self, printer: _Printer) -> None:
+        super().__init__()
+        self._printer = printer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._printer("dev", self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 async def _supervise(
     args: argparse.Namespace,
     specs: list[ChildSpec],
     ports: Mapping[str, int],
     bus: Bus,
     database_url: str,
+    printer: _Printer,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -284,7 +303,7 @@ async def _supervise(
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor(
         specs,
-        sink=_Printer(sys.stdout, json_lines=args.json),
+        sink=printer,
         stop_timeout_s=CHILD_STOP_TIMEOUT_S,
     )
     try:
@@ -343,8 +362,7 @@ async def _announce(
         "-d '{\"runId\": \"run-1\", \"message\": \"hello\"}'"
     )
     if args.json:
-        sys.stdout.write(json.dumps({"message": "agentlane dev is ready", "urls": urls,
-                                     "try": curl, "process": "dev"}) + "\n")
+        logger.info("agentlane dev is ready", extra={"urls": urls, "try": curl})
     else:
         lines = [
             "",

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from agentlane.errors import InvalidEvent
+from agentlane.hashchain import storable_number
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -228,9 +229,7 @@ def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         parsed = model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc, prefix="data")) from None
-    wire = parsed.model_dump(mode="json", by_alias=True)
-    _check_storable(wire, "data")
-    return wire
+    return _storable(parsed.model_dump(mode="json", by_alias=True), "data")  # type: ignore[no-any-return]
 
 
 def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
@@ -243,22 +242,25 @@ def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def _check_storable(value: Any, path: str) -> None:
-    """Refuse what Postgres jsonb cannot hold faithfully: NUL characters and non-finite numbers."""
+def _storable(value: Any, path: str) -> Any:
+    """What Postgres jsonb holds faithfully: no NUL characters, finite numbers, and integral
+    floats as the integers jsonb would return (see hashchain.storable_number)."""
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidEvent(f"{path}: NUL characters are not allowed")
-    elif isinstance(value, float):
+        return value
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidEvent(f"{path}: numbers must be finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
+        return storable_number(value)
+    if isinstance(value, dict):
+        for key in value:
             if "\x00" in key:
                 raise InvalidEvent(f"{path}: NUL characters are not allowed in keys")
-            _check_storable(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_storable(item, f"{path}.{index}")
+        return {key: _storable(item, f"{path}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item, f"{path}.{index}") for index, item in enumerate(value)]
+    return value
 
 
 def format_timestamp(moment: datetime) -> str:

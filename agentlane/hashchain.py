@@ -15,23 +15,23 @@ GENESIS_HASH = bytes(32)
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no whitespace, UTF-8.
 
-    jsonb keeps numbers as ``numeric`` parsed from their shortest decimal text, so ``1.0`` may come
-    back as ``1`` and ``4.826214249164358e+16`` as the integer 48262142491643580 (not the float's
-    binary value ...584). Integral floats are therefore written as the integer their decimal text
-    denotes, so the bytes are the same before and after storage.
+    Event data is normalised before it is stored (:func:`storable_number`), so the data an
+    auditor reads back from jsonb produces the same bytes as the data that was written.
     """
-    return json.dumps(
-        _normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _normalize(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(Decimal(repr(value)))
-    if isinstance(value, dict):
-        return {key: _normalize(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalize(item) for item in value]
+def storable_number(value: float) -> float | int:
+    """The number jsonb will give back for ``value``.
+
+    jsonb keeps numbers as ``numeric`` parsed from their shortest decimal text: ``1e+20`` comes
+    back as the integer 100000000000000000000, and ``4.826214249164358e+16`` as 48262142491643580
+    (not the float's binary value ...584). Integral floats written in exponent form therefore
+    become that integer before they are stored and hashed; every other float survives as is.
+    """
+    text = repr(value)
+    if "e" in text and value.is_integer():
+        return int(Decimal(text))
     return value
 
 

@@ -99,11 +99,21 @@ class _KeyTaken(Exception):
 
 
 def event_hash_input(event: StoredEvent) -> dict[str, Any]:
-    """What the hash chain covers: everything but ``eventId`` (assigned by a sequence at insert;
-    its order is checked separately against ``seq``)."""
-    body = event.to_json()
-    del body["eventId"]
-    return body
+    """What the hash chain covers: the Event JSON without ``eventId`` (assigned by a sequence at
+    insert; its order is checked separately against ``seq``)."""
+    return hash_body(event, format_timestamp(event.created_at))
+
+
+def hash_body(event: StoredEvent, created_at: str) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "tenantId": event.tenant_id,
+        "sessionId": event.session_id,
+        "executionId": event.execution_id,
+        "type": event.type,
+        "data": event.data,
+        "createdAt": created_at,
+    }
 
 
 def row_to_event(row: Sequence[Any]) -> StoredEvent:
@@ -250,6 +260,7 @@ class EventStore:
                 shard_id=fence.shard_id, runner_id=fence.runner_id, lease_token=fence.lease_token
             )
         first_seq, prev_hash, created_at = head
+        created_text = format_timestamp(created_at)
         pending: list[StoredEvent] = []
         prevs: list[bytes] = []
         hashes: list[bytes] = []
@@ -264,7 +275,7 @@ class EventStore:
                 data=data,
                 created_at=created_at,
             )
-            digest = chain_hash(prev_hash, event_hash_input(stored))
+            digest = chain_hash(prev_hash, hash_body(stored, created_text))
             prevs.append(prev_hash)
             hashes.append(digest)
             pending.append(stored)

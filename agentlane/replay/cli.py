@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from rich.console import Console
 
+from agentlane.db import translate_errors
 from agentlane.logs import configure_logging
 from agentlane.replay import export as export_mod
 from agentlane.replay import timeline
-from agentlane.replay.errors import NothingToReplay
+from agentlane.errors import StoreError
+from agentlane.replay.errors import NothingToReplay, ReplayError
 from agentlane.replay.progress import progress, wanted
 from agentlane.replay.readmodels import discover
 from agentlane.replay.rebuild import rebuild
@@ -102,8 +105,19 @@ def main(args: argparse.Namespace) -> int:
         "rebuild": _rebuild,
         "export": _export,
     }[args.replay_command]
-    with _quiet_broken_pipe():
-        return handler(url, args, settings)
+    try:
+        with _quiet_broken_pipe(), translate_errors():
+            return handler(url, args, settings)
+    except StoreError as exc:
+        raise ReplayError(_one_line(exc)) from exc
+
+
+def _one_line(exc: StoreError) -> str:
+    """Driver messages span lines (LINE 1: …, a caret); the CLI prints one."""
+    text = str(exc).splitlines()[0]
+    if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+        text += " (is the database migrated? run: agentlane migrate)"
+    return text
 
 
 @contextlib.contextmanager
@@ -238,8 +252,8 @@ def _fields(mismatch: Mismatch) -> dict[str, Any]:
 
 
 def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
-    result = rebuild(url, settings)
-    sys.stdout.write(f"rebuilt read models: {result}\n")
+    result = rebuild(url)
+    sys.stdout.write(f"rebuilt the read models from {result.events} events\n")
     return 0
 
 

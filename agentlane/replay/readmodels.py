@@ -37,6 +37,8 @@ from agentlane.replay.verify import BATCH, Check, FoldedStream, Mismatch
 _RUN_VALUES = RUN_COLUMNS[1:]
 _SESSION_VALUES = SESSION_COLUMNS[2:]
 _USAGE_VALUES = USAGE_COLUMNS[3:]
+#: Tables a rebuild in progress creates beside the live ones.
+_REBUILD_LEFTOVERS = ("_rebuild", "_old")
 
 
 def _usage_values(totals: UsageTotals) -> tuple[Any, ...]:
@@ -237,6 +239,8 @@ def discover(conn: psycopg.Connection[Any], where: EventFilter) -> ReadModels:
         else:
             models.notes.append(f"read model {table} does not exist: not compared")
     for table in sorted(found - set(READ_MODEL_TABLES)):
+        if table.endswith(_REBUILD_LEFTOVERS):
+            continue
         models.notes.append(f"read model {table} has no check in this version: not compared")
     if models.checks:
         _set_projected(conn, models)

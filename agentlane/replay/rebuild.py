@@ -9,10 +9,9 @@ from typing import Any
 
 from agentlane.db import open_pool
 from agentlane.replay.errors import RebuildUnavailable
-from agentlane.settings import Settings
 
 
-def rebuild(database_url: str, settings: Settings) -> Any:
+def rebuild(database_url: str) -> Any:
     """Run ``projector.rebuild_read_models(pool)``; returns what it reports."""
     try:
         projector = importlib.import_module("projector")
