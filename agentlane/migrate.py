@@ -112,7 +112,7 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> None:
     logger.info("applying migration %04d_%s", migration.version, migration.name)
     try:
         with conn.transaction():
-            conn.execute(migration.sql.encode())  # type: ignore[call-overload]
+            conn.execute(migration.sql.encode())
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),

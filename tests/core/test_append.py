@@ -1,4 +1,4 @@
-"""Invariants 2 and 3: per-session order without gaps, idempotent appends, under real concurrency."""
+"""Invariants 2 and 3: gap-free per-session order and idempotent appends under concurrency."""
 
 from __future__ import annotations
 
@@ -34,8 +34,12 @@ async def test_sixteen_writers_on_one_session_get_contiguous_seq(store: EventSto
 async def test_fifty_racing_appends_with_one_key_make_one_event(store: EventStore) -> None:
     def accepted(attempt: int) -> NewEvent:
         return NewEvent(
-            "t1", "s1", "RunAccepted", {"runId": "r1", "message": f"hello {attempt}"},
-            execution_id=f"ex{attempt}", idempotency_key="run:r1",
+            "t1",
+            "s1",
+            "RunAccepted",
+            {"runId": "r1", "message": f"hello {attempt}"},
+            execution_id=f"ex{attempt}",
+            idempotency_key="run:r1",
         )
 
     results = await asyncio.gather(*(store.append(accepted(i)) for i in range(50)))

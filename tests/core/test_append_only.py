@@ -23,7 +23,9 @@ async def seed(store: EventStore) -> None:
         "TRUNCATE agent_events",
     ],
 )
-async def test_update_delete_truncate_fail(store: EventStore, database_url: str, statement: str) -> None:
+async def test_update_delete_truncate_fail(
+    store: EventStore, database_url: str, statement: str
+) -> None:
     await seed(store)
     with psycopg.connect(database_url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
@@ -43,7 +45,7 @@ def behind_the_trigger(database_url: str, statement: str) -> None:
     ("statement", "problem"),
     [
         (
-            "UPDATE agent_events SET payload = '{\"text\": \"forged\", \"index\": 1}' WHERE seq = 2",
+            'UPDATE agent_events SET payload = \'{"text": "forged", "index": 1}\' WHERE seq = 2',
             "hash does not match",
         ),
         ("DELETE FROM agent_events WHERE seq = 3", "seq 4, expected 3"),
@@ -53,8 +55,10 @@ def behind_the_trigger(database_url: str, statement: str) -> None:
             "UPDATE agent_events SET seq = 3 WHERE seq = 1000",
             "hash does not match",
         ),
-        ("UPDATE agent_events SET created_at = created_at + interval '1 s' WHERE seq = 1",
-         "hash does not match"),
+        (
+            "UPDATE agent_events SET created_at = created_at + interval '1 s' WHERE seq = 1",
+            "hash does not match",
+        ),
     ],
 )
 async def test_edits_behind_the_trigger_break_the_chain(

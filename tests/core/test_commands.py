@@ -66,8 +66,9 @@ async def test_interrupt_cancels_the_active_run_in_the_same_transaction(
 
 async def test_cancel_and_signal_go_to_the_run_and_wake_it(store: EventStore) -> None:
     run = await start_run(store, tenant_id="t1", session_id="s", run_id="a", message="m")
-    await signal_run(store, tenant_id="t1", execution_id=run.execution_id, name="approve",
-                     payload={"ok": True})
+    await signal_run(
+        store, tenant_id="t1", execution_id=run.execution_id, name="approve", payload={"ok": True}
+    )
     await cancel_run(store, tenant_id="t1", execution_id=run.execution_id)
     types = [e.type for e in await store.read_execution("t1", run.execution_id)]
     assert types == ["RunAccepted", "SignalReceived", "CancelRequested"]

@@ -11,14 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentlane.errors import InvalidEvent
-from agentlane.hashchain import canonical_json
 from agentlane.events import DATA_MODELS, parse_event, validate_data
+from agentlane.hashchain import canonical_json
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.store import EventStore
 
 text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=20)
-json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text | st.floats(
-    allow_nan=False, allow_infinity=False
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | text
+    | st.floats(allow_nan=False, allow_infinity=False)
 )
 json_values = st.recursive(
     json_scalars,
@@ -97,7 +101,9 @@ def test_bad_payloads_name_the_field(event_type: str, data: dict[str, Any], fiel
 
 
 @given(st.sampled_from(sorted(DATA_MODELS)), st.dictionaries(text, json_values, max_size=3))
-def test_arbitrary_data_is_valid_or_refused_never_crashes(event_type: str, data: dict[str, Any]) -> None:
+def test_arbitrary_data_is_valid_or_refused_never_crashes(
+    event_type: str, data: dict[str, Any]
+) -> None:
     try:
         wire = validate_data(event_type, data)
     except InvalidEvent as exc:
@@ -108,21 +114,36 @@ def test_arbitrary_data_is_valid_or_refused_never_crashes(event_type: str, data:
 
 def test_parse_refuses_bad_envelope() -> None:
     with pytest.raises(InvalidEvent, match="eventId"):
-        parse_event({"seq": 1, "tenantId": "t", "sessionId": "s", "executionId": None,
-                     "type": "Completed", "data": {"answer": "a"}, "createdAt": "2026-01-01T00:00:00Z"})
+        parse_event(
+            {
+                "seq": 1,
+                "tenantId": "t",
+                "sessionId": "s",
+                "executionId": None,
+                "type": "Completed",
+                "data": {"answer": "a"},
+                "createdAt": "2026-01-01T00:00:00Z",
+            }
+        )
     with pytest.raises(InvalidEvent):
         parse_event(b"{not json")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(json_values)
 async def test_any_json_survives_storage_with_an_intact_chain(
     store: EventStore, result: Any
 ) -> None:
     """jsonb normalises numbers; the chain's canonical form must not care."""
     stored = await store.append(
-        NewEvent("t1", "hyp", "ToolResult",
-                 {"step": 0, "callId": "c", "name": "n", "ok": True, "result": result})
+        NewEvent(
+            "t1",
+            "hyp",
+            "ToolResult",
+            {"step": 0, "callId": "c", "name": "n", "ok": True, "result": result},
+        )
     )
     read = (await store.read_session("t1", "hyp", after_event_id=stored.event.event_id - 1))[0]
     assert canonical_json(read.data["result"]) == canonical_json(stored.event.data["result"])

@@ -1,4 +1,4 @@
-"""Invariant 4 at the store: a fenced append with a stale token or an expired lease writes nothing."""
+"""Invariant 4 at the store: a stale token or an expired lease is fenced out; nothing is written."""
 
 from __future__ import annotations
 

@@ -72,7 +72,9 @@ def test_a_failing_migration_leaves_nothing_half_applied(
 
 def test_a_different_shard_count_refuses_to_start(empty_database_url: str) -> None:
     migrate(empty_database_url, shards=8)
-    with pytest.raises(ConfigError, match="AGENTLANE_SHARDS=64 but this database was created with 8"):
+    with pytest.raises(
+        ConfigError, match="AGENTLANE_SHARDS=64 but this database was created with 8"
+    ):
         migrate(empty_database_url, shards=64)
     proc = run_migrate(empty_database_url, shards=64)
     _, err = proc.communicate(timeout=60)

@@ -17,7 +17,11 @@ from agentlane.sharding import shard_for
 def test_defaults_follow_the_contract() -> None:
     s = Settings.from_env({})
     assert (s.bus, s.topic, s.model, s.auth, s.tenant_claim) == (
-        "postgres", "agent-events", "offline", "none", "tenant"
+        "postgres",
+        "agent-events",
+        "offline",
+        "none",
+        "tenant",
     )
     assert (s.shards, s.lease_ttl_s, s.port) == (64, 10.0, 8080)
     assert s.runner_identity
@@ -87,8 +91,13 @@ def test_shard_does_not_depend_on_the_process() -> None:
     """Python's hash() is salted per process; ours must not be."""
     code = "from agentlane.sharding import shard_for; print(shard_for('acme', 'session-1', 64))"
     outputs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={"PYTHONHASHSEED": str(seed)}, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": str(seed)},
+            check=True,
+        ).stdout
         for seed in (1, 2, 3)
     }
     assert outputs == {f"{shard_for('acme', 'session-1', 64)}\n"}

@@ -33,8 +33,9 @@ async def test_a_transaction_that_appends_first_and_commits_last_is_still_delive
     slow = await psycopg.AsyncConnection.connect(database_url)
     await slow.execute("SELECT pg_current_xact_id()")
     await slow.execute(
-        "INSERT INTO agent_events (tenant_id, session_id, seq, event_type, payload, prev_hash, hash)"
-        " VALUES ('t1', 'slow', 1, 'Token', '{\"text\": \"late\", \"index\": 0}', '\\x00', '\\x00')"
+        "INSERT INTO agent_events (tenant_id, session_id, seq, event_type, payload, prev_hash,"
+        " hash) VALUES ('t1', 'slow', 1, 'Token', '{\"text\": \"late\", \"index\": 0}',"
+        " '\\x00', '\\x00')"
     )
     for i in range(20):
         await store.append(token("fast", i))
