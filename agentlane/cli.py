@@ -48,20 +48,30 @@ def _load(module_name: str) -> ModuleType | None:
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (each import costs start-up time)."""
     parser = _Parser(prog="agentlane", description="Durable, event-sourced AI-agent runs.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module = _load(module_name)
-        if module is not None:
-            module.add_arguments(sub)
+        if name == command:
+            module = _load(module_name)
+            if module is not None:
+                module.add_arguments(sub)
         sub.set_defaults(_module=module_name)
     return parser
 
 
+def _requested_command(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_requested_command(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -91,8 +91,9 @@ def apply_run(state: RunState | None, event: StoredEvent) -> RunState | None:
         )
     if state is None:
         return None
-    moved = replace(state, updated_at=event.created_at, last_event_id=event.event_id,
-                    last_seq=event.seq)
+    moved = replace(
+        state, updated_at=event.created_at, last_event_id=event.event_id, last_seq=event.seq
+    )
     if state.status in ("completed", "failed", "cancelled"):
         return moved
     match event.type:

@@ -9,6 +9,8 @@ costs milliseconds instead of a migration per test.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -41,7 +43,9 @@ class PgServer:
 
 def _recreate(admin_url: str, name: str, *, template: str | None = None) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         if template is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         else:
@@ -53,20 +57,22 @@ def _recreate(admin_url: str, name: str, *, template: str | None = None) -> None
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL for the whole run (see the module docstring)."""
     override = os.environ.get("TEST_DATABASE_URL")
     if override:
         yield PgServer(admin_url=override, embedded=None)
         return
-    server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg") / "data", settings=FAST_UNSAFE_SETTINGS
-    )
+    # Not under pytest's basetemp: pytest prunes old basetemp directories, which would pull the
+    # data directory from under a server that a concurrent pytest run still uses.
+    root = Path(tempfile.mkdtemp(prefix="agentlane-test-pg-"))
+    server = EmbeddedPostgres(root / "data", settings=FAST_UNSAFE_SETTINGS)
     server.start()
     try:
         yield PgServer(admin_url=server.url(), embedded=server)
     finally:
         server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

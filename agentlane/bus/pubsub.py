@@ -216,8 +216,12 @@ class PubSubBus:
             consumer = PubSubConsumer(
                 subscriber, subscription_path, subscription.put, deduper=subscription.deduper
             )
-            async with consumer:
-                yield subscription
+            async with consumer, asyncio.TaskGroup() as group:
+                watcher = group.create_task(self._end_when_stopped(consumer, subscription))
+                try:
+                    yield subscription
+                finally:
+                    watcher.cancel()
         finally:
             with contextlib.suppress(gexc.GoogleAPICallError):
                 await asyncio.to_thread(
@@ -225,3 +229,10 @@ class PubSubBus:
                     timeout=10,
                 )
             await asyncio.to_thread(subscriber.close)
+
+    @staticmethod
+    async def _end_when_stopped(consumer: PubSubConsumer, subscription: Subscription) -> None:
+        """A stream that ends on its own (subscription deleted, permission lost) ends the reader's
+        iteration with BusUnavailable instead of leaving it waiting forever."""
+        await consumer.stopped.wait()
+        await subscription.fail(BusUnavailable(f"Pub/Sub stream ended: {consumer.error!r}"))

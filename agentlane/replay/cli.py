@@ -8,7 +8,7 @@ are for machines. Progress bars go to stderr and only when it is a terminal.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import json
 import os
 import sys
@@ -17,19 +17,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from rich.console import Console
 
 from agentlane.db import translate_errors
+from agentlane.errors import StoreError
 from agentlane.logs import configure_logging
+from agentlane.records import StoredEvent
 from agentlane.replay import export as export_mod
 from agentlane.replay import timeline
-from agentlane.errors import StoreError
 from agentlane.replay.errors import NothingToReplay, ReplayError
+from agentlane.replay.parallel import run_verify
 from agentlane.replay.progress import progress, wanted
-from agentlane.replay.readmodels import discover
 from agentlane.replay.rebuild import rebuild
-from agentlane.replay.source import EVENT_COLUMNS, EventFilter, count_events, snapshot, stream_rows
-from agentlane.replay.verify import Mismatch, verify
+from agentlane.replay.source import (
+    EVENT_COLUMNS,
+    STREAM_ORDER,
+    EventFilter,
+    count_events,
+    snapshot,
+    stream_rows,
+)
+from agentlane.replay.verify import Mismatch
 from agentlane.settings import Settings
 from agentlane.store import row_to_event
 
@@ -55,6 +64,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: 0 (auto) to 64")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="the event store (default: DATABASE_URL)")
     commands = parser.add_subparsers(
@@ -70,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until", type=positive_int, metavar="EVENT_ID",
         help="time travel: stop after this event id",
     )
-    session.add_argument("--json", action="store_true", help="NDJSON: one {event, run, session} a line")
+    session.add_argument(
+        "--json", action="store_true", help="NDJSON: one {event, run, session} a line"
+    )
 
     run = commands.add_parser("run", help="one run's journal and final state")
     run.add_argument("execution", metavar="EXECUTION_ID")
@@ -78,10 +99,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--json", action="store_true", help="one JSON object: state and events")
 
     check = commands.add_parser(
-        "verify", help="check hash chains, seq, journal invariants and read models; exit 1 on any mismatch"
+        "verify",
+        help="check hash chains, seq, journal invariants and read models; exit 1 on a mismatch",
     )
     check.add_argument("--tenant", help="only this tenant's streams")
-    check.add_argument("--json", action="store_true", help="NDJSON: one mismatch a line, then a summary")
+    check.add_argument(
+        "--json", action="store_true", help="NDJSON: one mismatch a line, then a summary"
+    )
+    check.add_argument(
+        "--jobs", type=_jobs, default=0, metavar="N",
+        help="worker processes (default: one per core on large stores, else 1)",
+    )
 
     commands.add_parser("rebuild", help="recreate the read models from events and swap them in")
 
@@ -96,7 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    configure_logging("replay", level=settings.log_level, json_lines=settings.log_format == "json")
+    # An audit's output is its report: library INFO lines only when asked for.
+    level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+    configure_logging("replay", level=level, json_lines=settings.log_format == "json")
     url = args.database_url or settings.require_database_url()
     handler = {
         "session": _session,
@@ -106,10 +136,17 @@ def main(args: argparse.Namespace) -> int:
         "export": _export,
     }[args.replay_command]
     try:
-        with _quiet_broken_pipe(), translate_errors():
-            return handler(url, args, settings)
+        with translate_errors():
+            code = handler(url, args, settings)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `agentlane replay export | head` is not an error. Python would report the closed pipe
+        # again when it flushes stdout at exit: point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except StoreError as exc:
         raise ReplayError(_one_line(exc)) from exc
+    return code
 
 
 def _one_line(exc: StoreError) -> str:
@@ -118,17 +155,6 @@ def _one_line(exc: StoreError) -> str:
     if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
         text += " (is the database migrated? run: agentlane migrate)"
     return text
-
-
-@contextlib.contextmanager
-def _quiet_broken_pipe() -> Iterator[None]:
-    """``agentlane replay export | head`` is not an error."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would report the pipe again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _console() -> Console:
@@ -146,7 +172,7 @@ def _session(url: str, args: argparse.Namespace, settings: Settings) -> int:
         first = next(events, None)
         if first is None:
             raise NothingToReplay(f"session {args.session!r} of tenant {args.tenant!r}")
-        steps = timeline.steps(_chain(first, events))
+        steps = timeline.steps(itertools.chain([first], events))
         if args.json:
             timeline.write_ndjson(steps, sys.stdout)
             return 0
@@ -156,7 +182,9 @@ def _session(url: str, args: argparse.Namespace, settings: Settings) -> int:
             title += f" until event {args.until}"
         last = timeline.render_table(title, steps, console)
         if last is not None:
-            timeline.render_state("session state after the last event", last.session.to_json(), console)
+            timeline.render_state(
+                "session state after the last event", last.session.to_json(), console
+            )
     return 0
 
 
@@ -187,38 +215,32 @@ def _run(url: str, args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _events(
-    conn: Any, where: EventFilter, *, order: str = "tenant_id, session_id, seq"
-) -> Iterator[Any]:
+    conn: psycopg.Connection[Any], where: EventFilter, *, order: str = STREAM_ORDER
+) -> Iterator[StoredEvent]:
     clause, params = where.where()
-    query = f"SELECT {EVENT_COLUMNS} FROM agent_events{clause.as_string(conn)} ORDER BY {order}"
+    query = sql.SQL("SELECT {} FROM agent_events{} ORDER BY {}").format(
+        sql.SQL(EVENT_COLUMNS), clause, sql.SQL(order)
+    )
     for row in stream_rows(conn, query, params, name="replay_timeline"):
         yield row_to_event(row)
 
 
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
 def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
     where = EventFilter(tenant_id=args.tenant)
-    show = wanted()
-    with snapshot(url) as conn:
-        models = discover(conn, where)
-        total = count_events(conn, where) if show else None
+
+    with progress("verifying", None, enabled=wanted()) as bar:
 
         def report(mismatch: Mismatch) -> None:
             if args.json:
-                line = json.dumps({"mismatch": mismatch.describe(), **_fields(mismatch)})
+                bar.write_line(json.dumps({"mismatch": mismatch.describe(), **_fields(mismatch)}))
             else:
-                line = f"MISMATCH {mismatch.describe()}"
-            sys.stdout.write(line + "\n")
+                bar.write_line(f"MISMATCH {mismatch.describe()}")
 
-        with progress("verifying", total, enabled=show) as advance:
-            summary = verify(
-                conn, where, checks=models.checks, projected_sql=models.projected_sql,
-                projected_params=models.projected_params, report=report, advance=advance,
-            )
+        outcome = run_verify(
+            url, where, jobs=args.jobs, report=report, advance=bar.advance,
+            total=bar.set_total if bar.enabled else None,
+        )
+    summary = outcome.summary
     scope = f"tenant {args.tenant}" if args.tenant else "all tenants"
     if args.json:
         sys.stdout.write(
@@ -226,12 +248,12 @@ def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
                 {
                     "ok": summary.mismatches == 0, "scope": scope, "events": summary.events,
                     "streams": summary.streams, "runs": summary.runs,
-                    "mismatches": summary.mismatches, "notes": models.notes,
+                    "mismatches": summary.mismatches, "notes": outcome.notes,
                 }
             ) + "\n"
         )
     else:
-        for note in models.notes:
+        for note in outcome.notes:
             sys.stdout.write(f"note: {note}\n")
         verdict = "OK" if summary.mismatches == 0 else f"{summary.mismatches} MISMATCHES"
         sys.stdout.write(
@@ -259,9 +281,8 @@ def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(url: str, args: argparse.Namespace, settings: Settings) -> int:
     where = EventFilter(tenant_id=args.tenant, session_id=args.session, since=args.since)
-    show = wanted()
-    with snapshot(url) as conn:
-        total = count_events(conn, where) if show else None
-        with progress("exporting", total, enabled=show) as advance:
-            export_mod.export(conn, where, sys.stdout, advance=advance)
+    with snapshot(url) as conn, progress("exporting", None, enabled=wanted()) as bar:
+        if bar.enabled:
+            bar.set_total(count_events(conn, where))
+        export_mod.export(conn, where, sys.stdout, advance=bar.advance)
     return 0

@@ -3,13 +3,14 @@
 The definition is :func:`agentlane.hashchain.chain_hash` over
 :func:`agentlane.store.event_hash_input`. Verify computes the same bytes with less work per row:
 
-- the payload is parsed from jsonb text with integral floats read as ints, which is exactly what
-  ``canonical_json`` normalizes, so the walk over every value that normalization costs is skipped;
+- the payload is parsed from its jsonb text by one reused decoder, the bytes written by one
+  reused encoder with ``canonical_json``'s settings;
 - ``createdAt`` is formatted once per distinct timestamp (a transaction's events share one);
 - the hash-input dict is built directly instead of from ``to_json()`` minus ``eventId``.
 
-:class:`Digester` checks itself against the definition on the first row it sees and on any row it
-cannot be sure of, and falls back to the definition for good if they ever disagree.
+:class:`Digester` checks itself against the definition on the first row and every
+``SELF_CHECK_EVERY``-th row after it, and falls back to the definition for good if they ever
+disagree (say a field is added to the Event JSON), so a drift costs speed, never a false verdict.
 """
 
 from __future__ import annotations
@@ -24,20 +25,16 @@ from agentlane.hashchain import chain_hash
 from agentlane.records import StoredEvent
 from agentlane.store import event_hash_input
 
+SELF_CHECK_EVERY = 1000
 
-def _number(text: str) -> int | float:
-    value = float(text)
-    return int(value) if value.is_integer() else value
-
-
-_decode = json.JSONDecoder(parse_float=_number).decode
+_decode = json.JSONDecoder().decode
 _encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
 ).encode
 
 
 def load_payload(text: str) -> Any:
-    """A jsonb payload (as text) with integral floats as ints, as ``canonical_json`` sees them."""
+    """A jsonb payload from its text: what psycopg's jsonb loader (``json.loads``) returns."""
     return _decode(text)
 
 
@@ -47,7 +44,7 @@ class Digester:
     def __init__(self) -> None:
         self._last_moment: datetime | None = None
         self._last_text = ""
-        self._checked = False
+        self._until_check = 0
         self.fast = True
 
     def timestamp(self, moment: datetime) -> str:
@@ -69,9 +66,11 @@ class Digester:
             "createdAt": self.timestamp(event.created_at),
         }
         digest = hashlib.sha256(prev_hash + _encode(body).encode()).digest()
-        if not self._checked:
-            self._checked = True
-            if digest != chain_hash(prev_hash, event_hash_input(event)):
+        if self._until_check == 0:
+            self._until_check = SELF_CHECK_EVERY
+            defined = chain_hash(prev_hash, event_hash_input(event))
+            if digest != defined:
                 self.fast = False
-                return chain_hash(prev_hash, event_hash_input(event))
+                return defined
+        self._until_check -= 1
         return digest

@@ -16,6 +16,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -25,16 +26,43 @@ from rich.progress import (
 Advance = Callable[[int], None]
 
 
+class Bar:
+    """What long work reports to: ``advance(n)`` and, once known, ``set_total(n)``."""
+
+    def __init__(self, progress: Progress | None = None, task: TaskID | None = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    @property
+    def enabled(self) -> bool:
+        return self._progress is not None
+
+    def advance(self, steps: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, steps)
+
+    def write_line(self, line: str) -> None:
+        """A line for stdout; above the bar when both share a terminal."""
+        if self._progress is not None and sys.stdout.isatty():
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            sys.stdout.write(line + "\n")
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
+
 def wanted() -> bool:
     """Draw progress only for a person watching a terminal."""
     return sys.stderr.isatty()
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int | None, *, enabled: bool) -> Iterator[Advance]:
-    """Yield ``advance(n)``; draws a bar of ``total`` steps when ``enabled``."""
+def progress(description: str, total: int | None, *, enabled: bool) -> Iterator[Bar]:
+    """A :class:`Bar` drawn on stderr when ``enabled``, else one that does nothing."""
     if not enabled:
-        yield lambda _: None
+        yield Bar()
         return
     with Progress(
         SpinnerColumn(),
@@ -46,6 +74,8 @@ def progress(description: str, total: int | None, *, enabled: bool) -> Iterator[
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        # The data goes to stdout untouched (rich would otherwise capture it above the bar).
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as drawn:
+        yield Bar(drawn, drawn.add_task(description, total=total))

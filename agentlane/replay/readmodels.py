@@ -8,7 +8,7 @@ checkpoint, read in the same snapshot), so a projector that lags is not a mismat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,9 +179,16 @@ class UsageCheck(Check):
         self._totals: dict[UsageKey, UsageTotals] = {}
 
     def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
-        for key, delta in stream.usage:
-            self._totals[key] = self._totals.get(key, UsageTotals()).plus(delta)
+        self.merge(stream.usage)
         return iter(())
+
+    def merge(self, usage: Iterable[tuple[UsageKey, UsageTotals]]) -> None:
+        for key, delta in usage:
+            self._totals[key] = self._totals.get(key, UsageTotals()).plus(delta)
+
+    @property
+    def totals(self) -> list[tuple[UsageKey, UsageTotals]]:
+        return list(self._totals.items())
 
     def flush(self) -> Iterator[Mismatch]:
         return iter(())
@@ -215,6 +222,7 @@ class ReadModels:
     """The read-model checks this database allows, and what could not be checked."""
 
     checks: list[Check] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
     projected_sql: str = "true"
     projected_params: tuple[Any, ...] = ()
     notes: list[str] = field(default_factory=list)
@@ -231,13 +239,12 @@ def discover(conn: psycopg.Connection[Any], where: EventFilter) -> ReadModels:
         )
     }
     models = ReadModels()
-    for table, check in (
-        (RUNS_TABLE, RunsCheck), (SESSIONS_TABLE, SessionsCheck), (USAGE_TABLE, UsageCheck)
-    ):
+    for table in (RUNS_TABLE, SESSIONS_TABLE, USAGE_TABLE):
         if table in found:
-            models.checks.append(check(conn, where))
+            models.tables.append(table)
         else:
             models.notes.append(f"read model {table} does not exist: not compared")
+    models.checks = build_checks(conn, where, models.tables)
     for table in sorted(found - set(READ_MODEL_TABLES)):
         if table.endswith(_REBUILD_LEFTOVERS):
             continue
@@ -245,6 +252,16 @@ def discover(conn: psycopg.Connection[Any], where: EventFilter) -> ReadModels:
     if models.checks:
         _set_projected(conn, models)
     return models
+
+
+def build_checks(
+    conn: psycopg.Connection[Any], where: EventFilter, tables: Iterable[str]
+) -> list[Check]:
+    """One check per read-model table named (those :func:`discover` found)."""
+    kinds: dict[str, type[Check]] = {
+        RUNS_TABLE: RunsCheck, SESSIONS_TABLE: SessionsCheck, USAGE_TABLE: UsageCheck
+    }
+    return [kinds[table](conn, where) for table in tables]  # type: ignore[call-arg]
 
 
 def _set_projected(conn: psycopg.Connection[Any], models: ReadModels) -> None:

@@ -39,8 +39,11 @@ class EventFilter:
     execution_id: str | None = None
     since: datetime | None = None
     until_event_id: int | None = None
+    #: A range of streams, ``from_stream <= (tenant, session) < to_stream`` (a worker's share).
+    from_stream: tuple[str, str] | None = None
+    to_stream: tuple[str, str] | None = None
 
-    def where(self) -> tuple[sql.Composable, list[Any]]:
+    def where(self) -> tuple[sql.Composed, list[Any]]:
         """A ``WHERE`` clause (or nothing) and its parameters."""
         clauses: list[sql.Composable] = []
         params: list[Any] = []
@@ -56,8 +59,14 @@ class EventFilter:
                     sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(operator))
                 )
                 params.append(value)
+        for bound, operator in ((self.from_stream, ">="), (self.to_stream, "<")):
+            if bound is not None:
+                clauses.append(
+                    sql.SQL("(tenant_id, session_id) {} (%s, %s)").format(sql.SQL(operator))
+                )
+                params.extend(bound)
         if not clauses:
-            return sql.SQL(""), params
+            return sql.Composed([]), params
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses), params
 
 
@@ -71,12 +80,17 @@ def snapshot(database_url: str) -> Iterator[psycopg.Connection[Any]]:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
         with conn.transaction():
+            # A read-only snapshot takes no transaction id, so it does not hold back the gap-safe
+            # tail's horizon; the database-wide idle limit (ddl/0021) is for writers. Waiting on
+            # worker processes (parallel verify) leaves this one idle for minutes.
+            with translate_errors():
+                conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             yield conn
 
 
 def stream_rows(
     conn: psycopg.Connection[Any],
-    query: sql.Composable | str,
+    query: sql.Composed | str,
     params: Sequence[Any] = (),
     *,
     name: str = "replay",
@@ -91,15 +105,16 @@ def stream_rows(
 
 def events_query(
     columns: str, where: EventFilter, *, column_params: Iterable[Any] = ()
-) -> tuple[sql.Composable, list[Any]]:
+) -> tuple[sql.Composed, list[Any]]:
     """``SELECT columns FROM agent_events WHERE … ORDER BY tenant, session, seq``.
 
+    ``columns`` is one of this package's constant column lists, never user input;
     ``column_params`` are the parameters of placeholders in ``columns`` (they come first).
     """
     clause, params = where.where()
     query = (
         sql.SQL("SELECT ")
-        + sql.SQL(columns)  # type: ignore[arg-type]  # our own constant column lists
+        + sql.SQL(columns)
         + sql.SQL(" FROM agent_events")
         + clause
         + sql.SQL(" ORDER BY " + STREAM_ORDER)

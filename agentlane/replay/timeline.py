@@ -88,7 +88,8 @@ def detail(event: StoredEvent) -> str:
             result = json.dumps(data.get("result"), ensure_ascii=False)
             text = f"step {data.get('step')}: {data.get('name')} {outcome} {result}"
         case "StepCompleted":
-            text = f"step {data.get('step')}: {data.get('name')} (attempts {data.get('attempts', 1)})"
+            attempts = data.get("attempts", 1)
+            text = f"step {data.get('step')}: {data.get('name')} (attempts {attempts})"
         case "Usage":
             text = (
                 f"{data.get('model')}: in {data.get('inputTokens')}, out "
@@ -127,7 +128,7 @@ def _rows(items: Iterable[Step]) -> Iterator[tuple[str, str, str, str, str, str,
         first, last = tokens[0], tokens[-1]
         text = "".join(str(step.event.data.get("text", "")) for step in tokens)
         seqs = f"{first.event.seq}" if len(tokens) == 1 else f"{first.event.seq}-{last.event.seq}"
-        label = "Token" if len(tokens) == 1 else f"Token ×{len(tokens)}"
+        label = "Token" if len(tokens) == 1 else f"{len(tokens)} Tokens"
         summary = repr(text)
         if len(summary) > _DETAIL_WIDTH:
             summary = summary[: _DETAIL_WIDTH - 1] + "…"

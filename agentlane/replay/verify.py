@@ -8,8 +8,9 @@ disagreement becomes a :class:`Mismatch`; nothing stops at the first one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import abc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,7 +36,7 @@ BATCH = 1000
 #: Completing a workflow step: at most one of these per (execution, step) (invariant 5).
 _STEP_COMPLETIONS = frozenset({"StepCompleted", "ToolResult", "TimerFired"})
 
-#: Commands may race a run's end (a cancel arriving just after it completed); workflow events may not.
+#: Commands may race a run's end (a cancel just after it completed); workflow events may not.
 _COMMAND_TYPES = frozenset({"CancelRequested", "SignalReceived"})
 
 
@@ -74,9 +75,9 @@ class FoldedStream:
 class StreamCheck:
     """One stream's chain, order and journal invariants; feed its events in ``seq`` order.
 
-    The read-model fold covers the stream's events up to the first one the projector has not
-    applied yet (it applies a stream strictly in ``seq`` order), so a lagging projector is not a
-    mismatch.
+    The read-model fold stops at the first event marked not ``projected``: the projector applies
+    a stream strictly in ``seq`` order, so what it has applied is a prefix (which prefix is decided
+    in SQL, see :mod:`agentlane.replay.readmodels`), and a lagging projector is not a mismatch.
     """
 
     def __init__(self, tenant_id: str, session_id: str, digester: Digester) -> None:
@@ -149,7 +150,9 @@ class StreamCheck:
                 self._pending[execution] = event.seq
             return
         if execution not in self._accepted:
-            problems.append(self._mismatch(event, f"{kind} of run {execution} before its RunAccepted"))
+            problems.append(
+                self._mismatch(event, f"{kind} of run {execution} before its RunAccepted")
+            )
             return
         if execution in self._ended:
             first = self._ended[execution]
@@ -189,7 +192,9 @@ class StreamCheck:
             key = (execution, event.data.get("step"))
             if key in self._completed_steps:
                 problems.append(
-                    self._mismatch(event, f"second completion ({kind}) of run {execution} step {key[1]}")
+                    self._mismatch(
+                        event, f"second completion ({kind}) of run {execution} step {key[1]}"
+                    )
                 )
             self._completed_steps.add(key)
         elif kind in TERMINAL_TYPES:
@@ -203,19 +208,20 @@ class StreamCheck:
         )
 
 
-class Check:
+class Check(abc.ABC):
     """A comparison fed with every folded stream: batched lookups, then rows without events."""
 
+    @abc.abstractmethod
     def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
-        raise NotImplementedError
+        """Take one finished stream; may compare a full batch now."""
 
+    @abc.abstractmethod
     def flush(self) -> Iterator[Mismatch]:
-        """Compare what is batched (called at the end; ``add`` flushes full batches itself)."""
-        raise NotImplementedError
+        """Compare what is still batched (after the last stream)."""
 
+    @abc.abstractmethod
     def orphans(self) -> Iterator[Mismatch]:
-        """Rows that no stream accounts for."""
-        raise NotImplementedError
+        """Rows that no stream accounts for (once, after every stream of every worker)."""
 
 
 class HeadCheck(Check):
@@ -280,7 +286,14 @@ class Summary:
     streams: int = 0
     runs: int = 0
     mismatches: int = 0
-    notes: list[str] = field(default_factory=list)
+
+    def plus(self, other: Summary) -> Summary:
+        return Summary(
+            self.events + other.events,
+            self.streams + other.streams,
+            self.runs + other.runs,
+            self.mismatches + other.mismatches,
+        )
 
 
 def verify(
@@ -293,13 +306,36 @@ def verify(
     report: Callable[[Mismatch], None],
     advance: Callable[[int], None] = lambda n: None,
 ) -> Summary:
-    """Check every stream matching ``where`` (everything, or one tenant); report each mismatch.
+    """Check every stream matching ``where`` (everything, or one tenant), then the rows no stream
+    accounts for; report each mismatch. See :func:`scan` for ``projected_sql``."""
+    every = [HeadCheck(conn, where), *checks]
+    summary = scan(
+        conn, where, every, projected_sql=projected_sql, projected_params=projected_params,
+        report=report, advance=advance,
+    )
+    for check in every:
+        for problem in check.orphans():
+            summary.mismatches += 1
+            report(problem)
+    return summary
+
+
+def scan(
+    conn: psycopg.Connection[Any],
+    where: EventFilter,
+    checks: Sequence[Check],
+    *,
+    projected_sql: str,
+    projected_params: Iterable[Any],
+    report: Callable[[Mismatch], None],
+    advance: Callable[[int], None],
+) -> Summary:
+    """Check every stream matching ``where`` and hand each folded stream to ``checks``.
 
     ``projected_sql`` is a boolean SQL expression over an event row: whether the projector has
     applied it (the read-model fold stops at a stream's first event where it is false).
     """
     summary = Summary()
-    every = [HeadCheck(conn, where), *checks]
 
     def emit(problems: Iterable[Mismatch]) -> None:
         for problem in problems:
@@ -310,7 +346,7 @@ def verify(
         summary.streams += 1
         folded = stream.finish()
         summary.runs += len(folded.runs)
-        for check in every:
+        for check in checks:
             emit(check.add(folded))
 
     query, params = events_query(
@@ -343,7 +379,6 @@ def verify(
         close(current)
     summary.events += pending
     advance(pending)
-    for check in every:
+    for check in checks:
         emit(check.flush())
-        emit(check.orphans())
     return summary

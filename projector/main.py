@@ -1,0 +1,96 @@
+"""``agentlane projector``: the projector as its own process (what its container runs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+
+from agentlane.bus.clients import EMULATOR_PROJECT
+from agentlane.db import open_pool
+from agentlane.errors import ConfigError
+from agentlane.logs import configure_logging
+from agentlane.service import run_service
+from agentlane.settings import Settings
+from agentlane.store import EventStore
+from projector.component import Projector, ProjectorOptions
+from projector.publisher import EventPublisher
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="0.0.0.0", help="address to serve /healthz, /metrics on")
+    parser.add_argument("--batch-size", type=int, default=1000, help="events per batch")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
+    parser.add_argument(
+        "--publish-timeout", type=float, default=30.0,
+        help="seconds a publish may retry before the batch is rewound and tried again",
+    )
+
+
+def pubsub_project(settings: Settings) -> str:
+    """The project of the fan-out topic; the emulator needs none configured."""
+    project = settings.google_cloud_project or (
+        EMULATOR_PROJECT if settings.pubsub_emulator_host else None
+    )
+    if project is None:
+        raise ConfigError("AGENTLANE_BUS=pubsub needs GOOGLE_CLOUD_PROJECT")
+    return project
+
+
+def build_projector(
+    settings: Settings,
+    store: EventStore,
+    *,
+    batch_size: int = 1000,
+    publish_timeout_s: float = 30.0,
+) -> Projector:
+    """The projector for these settings (``agentlane dev`` uses this too)."""
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if publish_timeout_s <= 0:
+        raise ConfigError("--publish-timeout must be positive")
+    publisher = None
+    if settings.bus == "pubsub":
+        publisher = EventPublisher(
+            project=pubsub_project(settings),
+            topic=settings.topic,
+            emulator_host=settings.pubsub_emulator_host,
+            # In production the infrastructure owns the topic.
+            create_topic=settings.pubsub_emulator_host is not None,
+            rpc_timeout_s=publish_timeout_s / 2,
+            retry_deadline_s=publish_timeout_s,
+            stuck_after_s=publish_timeout_s * 3,
+        )
+    return Projector(
+        store=store,
+        database_url=settings.require_database_url(),
+        holder=f"{settings.runner_identity}/{uuid.uuid4().hex[:8]}",
+        publisher=publisher,
+        options=ProjectorOptions(lease_ttl_s=settings.lease_ttl_s, batch_size=batch_size),
+    )
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_pool(
+        settings.require_database_url(),
+        name="projector",
+        min_size=settings.db_pool_min,
+        max_size=max(settings.db_pool_max, 4),
+    ) as pool:
+        store = EventStore(pool, shards=settings.shards)
+        projector = build_projector(
+            settings, store, batch_size=args.batch_size, publish_timeout_s=args.publish_timeout
+        )
+        await run_service([projector], host=args.host, port=settings.port, grace_s=args.grace)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    settings.require_database_url()
+    if settings.bus == "pubsub":
+        pubsub_project(settings)
+    configure_logging(
+        "projector", level=settings.log_level, json_lines=settings.log_format == "json"
+    )
+    asyncio.run(_serve(settings, args))
+    return 0

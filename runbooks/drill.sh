@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run a runbook's drill against real parts on this machine. Usage: bash runbooks/drill.sh NAME|all
+set -euo pipefail
+cd "$(dirname "$0")/.."
+declare -A DRILLS=(
+  [runner-crash]="tests/runners_process/test_process_failures.py::test_sigkill_mid_run_loses_and_doubles_nothing"
+  [runner-paused]="tests/runners_process/test_process_failures.py::test_sigstopped_runner_is_fenced_and_drops_its_shards"
+  [deploy-drain]="tests/runners_process/test_process_failures.py::test_sigterm_finishes_steps_in_flight_and_hands_shards_over_at_once tests/runners_process/test_process_failures.py::test_a_durable_timer_survives_a_restart_of_every_runner_and_fires_on_time"
+  [database-restart]="tests/runners_process/test_process_failures.py::test_postgres_restart_under_load_reconnects_without_a_storm"
+  [projector-lag]="tests/core/test_tail.py tests/projector/test_processes.py::test_sigkill_mid_batch_and_restart_loses_nothing tests/projector/test_processes.py::test_only_the_leader_publishes_and_a_standby_takes_over_within_the_lease_ttl"
+  [pubsub-outage]="tests/projector/test_processes.py::test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing"
+  [socket-storm]="tests/gateway/test_slow_consumer.py tests/gateway/test_processes.py"
+  [model-outage]="tests/engine/test_openai_loopback.py"
+  [audit-mismatch]="tests/replay"
+)
+name="${1:-}"
+if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; then
+  echo "usage: bash runbooks/drill.sh {all|$(echo "${!DRILLS[@]}" | tr ' ' '|')}" >&2
+  exit 2
+fi
+if [ "$name" = all ]; then targets="${DRILLS[*]}"; else targets="${DRILLS[$name]}"; fi
+# shellcheck disable=SC2086
+exec .venv/bin/python -m pytest -v -s -p no:cacheprovider $targets

@@ -1,0 +1,82 @@
+"""Verify's fast chain hash is the definition's (``chain_hash`` over ``event_hash_input``) for
+whatever the append path can store: any JSON, floats and big numbers included."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentlane.db import open_pool
+from agentlane.records import NewEvent
+from agentlane.replay.digest import Digester
+from agentlane.replay.source import EventFilter, snapshot
+from agentlane.replay.verify import verify
+from agentlane.store import EventStore
+
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
+_json: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+async def _append_and_verify(url: str, results: list[Any]) -> list[str]:
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    async with open_pool(url, name="digest", min_size=1, max_size=2) as pool:
+        store = EventStore(pool, shards=16)
+        ex = f"ex_{tenant}"
+        await store.append_batch([
+            NewEvent(tenant, "s", "RunAccepted", {"runId": "r", "message": "m"}, ex),
+            *(
+                NewEvent(tenant, "s", "ToolResult",
+                         {"step": i, "callId": "c", "name": "n", "ok": True, "result": result}, ex)
+                for i, result in enumerate(results)
+            ),
+        ])
+    found: list[str] = []
+    where = EventFilter(tenant_id=tenant)
+    with snapshot(url) as conn:
+        verify(conn, where, report=lambda m: found.append(m.describe()))
+    return found
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(results=st.lists(_json, min_size=1, max_size=3))
+def test_verify_accepts_everything_the_append_path_writes(
+    database_url: str, results: list[Any]
+) -> None:
+    assert asyncio.run(_append_and_verify(database_url, results)) == []
+
+
+def test_the_fast_path_checks_itself_and_falls_back() -> None:
+    """If the definition ever changes (a new field in the Event JSON), the first row shows it."""
+    from datetime import UTC, datetime
+
+    from agentlane.hashchain import GENESIS_HASH, chain_hash
+    from agentlane.records import StoredEvent
+    from agentlane.store import event_hash_input
+
+    event = StoredEvent(7, 1, "t", "s", None, "Token", {"text": "x", "index": 0},
+                        datetime(2026, 1, 1, tzinfo=UTC))
+    digester = Digester()
+    assert digester.digest(GENESIS_HASH, event) == chain_hash(GENESIS_HASH, event_hash_input(event))
+    assert digester.fast
+
+    class Drifted(Digester):
+        def timestamp(self, moment: datetime) -> str:
+            return "not the definition's spelling"
+
+    drifted = Drifted()
+    assert drifted.digest(GENESIS_HASH, event) == chain_hash(GENESIS_HASH, event_hash_input(event))
+    assert not drifted.fast
