@@ -80,8 +80,11 @@ async def start_run(
                 conn,
                 [
                     NewEvent(
-                        tenant_id, session_id, "CancelRequested",
-                        {"reason": f"interrupted by run {run_id}"}, execution_id=other,
+                        tenant_id,
+                        session_id,
+                        "CancelRequested",
+                        {"reason": f"interrupted by run {run_id}"},
+                        execution_id=other,
                     )
                     for other in active
                 ],
@@ -100,8 +103,12 @@ async def start_run(
 
     result = await store.append(
         NewEvent(
-            tenant_id, session_id, "RunAccepted", data,
-            execution_id=execution_id, idempotency_key=run_idempotency_key(run_id),
+            tenant_id,
+            session_id,
+            "RunAccepted",
+            data,
+            execution_id=execution_id,
+            idempotency_key=run_idempotency_key(run_id),
         ),
         in_transaction=index_run,
     )
@@ -124,8 +131,12 @@ async def cancel_run(
 ) -> StoredEvent | None:
     """Ask a run to stop. Returns the CancelRequested event, or None if the run already ended."""
     return await _command_run(
-        store, tenant_id, execution_id, "CancelRequested",
-        {"reason": reason} if reason else {}, finished_ok=True,
+        store,
+        tenant_id,
+        execution_id,
+        "CancelRequested",
+        {"reason": reason} if reason else {},
+        finished_ok=True,
     )
 
 
@@ -141,8 +152,12 @@ async def signal_run(
     if not name or len(name) > 128:
         raise CommandError("name: must be 1-128 characters")
     event = await _command_run(
-        store, tenant_id, execution_id, "SignalReceived",
-        {"name": name, "payload": payload}, finished_ok=False,
+        store,
+        tenant_id,
+        execution_id,
+        "SignalReceived",
+        {"name": name, "payload": payload},
+        finished_ok=False,
     )
     assert event is not None
     return event
@@ -150,8 +165,8 @@ async def signal_run(
 
 async def run_status(store: EventStore, tenant_id: str, execution_id: str) -> str:
     """Status from the work index, or from the journal once the run has ended."""
-    async with store.pool.connection() as conn:
-        with translate_errors():
+    with translate_errors():
+        async with store.pool.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT status FROM run_index WHERE tenant_id = %s AND execution_id = %s",
@@ -178,8 +193,8 @@ async def _command_run(
     *,
     finished_ok: bool,
 ) -> StoredEvent | None:
-    async with store.pool.connection() as conn:
-        with translate_errors():
+    with translate_errors():
+        async with store.pool.connection() as conn:
             cursor = conn.cursor(row_factory=tuple_row)
             await cursor.execute(
                 "SELECT session_id, shard_id FROM run_index "

@@ -75,27 +75,25 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--runners must be at least 1")
     if not _port_is_free(args.port):
         raise ConfigError(f"port {args.port} is in use; stop what listens there or pass --port")
-    settings = Settings.from_env()
-    configure_logging("dev", level=settings.log_level, json_lines=args.json)
-    printer = _Printer(sys.stdout, json_lines=args.json)
-    _log_through(printer)
-    # SIGTERM while the database starts must still run the cleanups below, like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with (
-            _exclusive(data_dir),
-            _database(settings, data_dir) as database_url,
-        ):
-            migrate(database_url, shards=settings.shards)
-            with _bus(settings, data_dir) as bus:
-                env = _child_env(settings, database_url, bus, json_lines=args.json)
-                specs, ports = _children(args, env)
-                asyncio.run(_supervise(args, specs, ports, bus, database_url, printer))
-    except KeyboardInterrupt:
-        logger.info("interrupted")
-    logger.info("stopped")
+    with _exclusive(data_dir):
+        settings = Settings.from_env()
+        configure_logging("dev", level=settings.log_level, json_lines=args.json)
+        printer = _Printer(sys.stdout, json_lines=args.json)
+        _log_through(printer)
+        # SIGTERM while the database starts must still run the cleanups below, like Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            with database(settings, data_dir) as database_url:
+                migrate(database_url, shards=settings.shards)
+                with _bus(settings, data_dir) as bus:
+                    env = _child_env(settings, database_url, bus, json_lines=args.json)
+                    specs, ports = _children(args, env)
+                    asyncio.run(_supervise(args, specs, ports, bus, database_url, printer))
+        except KeyboardInterrupt:
+            logger.info("interrupted")
+        logger.info("stopped")
     return 0
 
 
@@ -132,17 +130,22 @@ def _exclusive(data_dir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings, data_dir: Path) -> Iterator[str]:
-    """``DATABASE_URL`` as given, or an embedded server kept running for the block."""
+def database(settings: Settings, data_dir: Path) -> Iterator[str]:
+    """``DATABASE_URL`` as given, or the URL of the embedded server under ``data_dir/pgdata``,
+    running for the block on the port remembered in ``data_dir/pg.port``. The caller holds the
+    data directory's lock, so a server found running was left by a killed stack: it is restarted.
+    """
     if settings.database_url is not None:
         yield settings.require_database_url()
         return
-    server = EmbeddedPostgres(data_dir / "pgdata", port=_stored_port(data_dir))
+    port_file = data_dir / "pg.port"
+    server = EmbeddedPostgres(data_dir / "pgdata", port=_read_port(port_file))
     try:
         if server.is_running():
             # We hold the data-dir lock, so this is the server of a dev stack that was killed.
             logger.warning("stopping a PostgreSQL left running by an earlier `agentlane dev`")
             server.stop(mode="fast")
+        server.port = _usable_port(port_file, server.port)
         server.start()
         _ensure_database(server.url(), DATABASE_NAME)
         logger.info("embedded PostgreSQL on 127.0.0.1:%d (%s)", server.port, server.data_dir)
@@ -152,16 +155,20 @@ def _database(settings: Settings, data_dir: Path) -> Iterator[str]:
         server.stop(mode="fast")
 
 
-def _stored_port(data_dir: Path) -> int:
-    """The port this data directory's server used last time, or a free one (then remembered)."""
-    port_file = data_dir / "pg.port"
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        port = int(port_file.read_text().strip())
-        if _port_is_free(port):
-            return port
+def _read_port(port_file: Path) -> int | None:
+    try:
+        return int(port_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _usable_port(port_file: Path, port: int) -> int:
+    """The data directory keeps its port across restarts unless something else took it."""
+    if not _port_is_free(port):
         logger.warning("port %d of the embedded PostgreSQL is taken; choosing another", port)
-    port = free_port()
-    port_file.write_text(f"{port}\n")
+        port = free_port()
+    if _read_port(port_file) != port:
+        port_file.write_text(f"{port}\n")
     return port
 
 

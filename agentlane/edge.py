@@ -14,7 +14,7 @@ import os
 from agentlane.auth import Authenticator
 from agentlane.db import open_pool
 from agentlane.logs import configure_logging
-from agentlane.service import run_service
+from agentlane.service import Component, run_service
 from agentlane.settings import Settings
 from agentlane.store import EventStore
 from command_service import main as command_main
@@ -44,7 +44,7 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
         url, name="edge", min_size=settings.db_pool_min, max_size=settings.db_pool_max
     ) as pool:
         store = EventStore(pool, shards=settings.shards)
-        components = [
+        components: list[Component] = [
             CommandService(
                 store=store, authenticator=authenticator, database_url=url, limits=limits
             ),

@@ -88,8 +88,10 @@ class EmbeddedPostgres:
         self._grant_server_user()
         self._run(
             "initdb",
-            "-D", str(self.data_dir),
-            "-U", "postgres",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
@@ -104,8 +106,17 @@ class EmbeddedPostgres:
             + [f"-c {key}={value}" for key, value in self.settings.items()]
         )
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-o", options, "-w", "-t", str(int(timeout_s)), "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+            "start",
         )
         logger.info("embedded postgres started", extra={"port": self.port})
 
@@ -170,10 +181,18 @@ class EmbeddedPostgres:
         try:
             entry = pwd.getpwnam(self._run_as)
         except KeyError:
+            # Several processes may get here at once; whichever useradd loses finds the user.
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 self._run_as],
-                check=True, capture_output=True,
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    self._run_as,
+                ],
+                check=False,
+                capture_output=True,
             )
             entry = pwd.getpwnam(self._run_as)
         for parent in reversed(self.data_dir.parents):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 GENESIS_HASH = bytes(32)
@@ -77,9 +77,7 @@ class ChainChecker:
                 ChainBreak(row.event_id, row.seq, f"seq {row.seq}, expected {self._expected_seq}")
             )
         if row.event_id <= self._last_event_id:
-            problems.append(
-                ChainBreak(row.event_id, row.seq, "event_id does not grow with seq")
-            )
+            problems.append(ChainBreak(row.event_id, row.seq, "event_id does not grow with seq"))
         if row.prev_hash != self._expected_prev:
             problems.append(
                 ChainBreak(row.event_id, row.seq, "prev_hash does not match the previous event")

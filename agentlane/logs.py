@@ -18,7 +18,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 _CONTEXT_FIELDS = ("tenant", "session", "execution", "step")
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "agentlane_log_context", default={}  # noqa: B039 - never mutated, always replaced
+    "agentlane_log_context",
+    default={},  # noqa: B039 - never mutated, always replaced
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 

@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     jwt_jwks_url: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_JWKS_URL")
     jwt_audience: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_AUDIENCE")
     jwt_issuer: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_ISSUER")
-    tenant_claim: str = Field(default="tenant", min_length=1, validation_alias="AGENTLANE_TENANT_CLAIM")
+    tenant_claim: str = Field(
+        default="tenant", min_length=1, validation_alias="AGENTLANE_TENANT_CLAIM"
+    )
     shards: int = Field(default=64, ge=1, le=65536, validation_alias="AGENTLANE_SHARDS")
     lease_ttl_s: float = Field(default=10.0, gt=0, le=3600, validation_alias="AGENTLANE_LEASE_TTL")
     runner_name: str | None = Field(
@@ -90,7 +92,9 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0, le=100, validation_alias="AGENTLANE_DB_POOL_MIN")
     db_pool_max: int = Field(default=10, ge=1, le=500, validation_alias="AGENTLANE_DB_POOL_MAX")
     log_level: str = Field(default="INFO", validation_alias="AGENTLANE_LOG_LEVEL")
-    log_format: Literal["json", "text"] = Field(default="json", validation_alias="AGENTLANE_LOG_FORMAT")
+    log_format: Literal["json", "text"] = Field(
+        default="json", validation_alias="AGENTLANE_LOG_FORMAT"
+    )
 
     @field_validator("bus_choice", "model_choice", "openai_base_url", mode="before")
     @classmethod

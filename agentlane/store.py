@@ -68,8 +68,8 @@ WITH ins AS (
                               created_at, idempotency_key, prev_hash, hash)
     SELECT %(tenant)s, %(session)s, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
            %(created_at)s, u.idempotency_key, u.prev_hash, u.hash
-    FROM unnest(%(seqs)s::bigint[], %(executions)s::text[], %(types)s::text[],
-                %(payloads)s::text[], %(keys)s::text[], %(prevs)s::bytea[], %(hashes)s::bytea[])
+    FROM unnest(%(seqs)b::bigint[], %(executions)b::text[], %(types)b::text[],
+                %(payloads)b::text[], %(keys)b::text[], %(prevs)b::bytea[], %(hashes)b::bytea[])
          AS u(seq, execution_id, event_type, payload, idempotency_key, prev_hash, hash)
     ORDER BY u.seq
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -353,8 +353,8 @@ class EventStore:
         Only transactions older than the oldest one still running are read (in the same
         statement), so an event that commits late can never appear behind a returned position.
         """
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(
                     # The text copy of tx_id gets its own name: a bare "ORDER BY tx_id" would
@@ -366,17 +366,15 @@ class EventStore:
                     (str(after.tx_id), after.event_id, limit),
                 )
                 rows = await cursor.fetchall()
-        return [
-            TailedEvent(row_to_event(row), Checkpoint(int(row[8]), row[0])) for row in rows
-        ]
+        return [TailedEvent(row_to_event(row), Checkpoint(int(row[8]), row[0])) for row in rows]
 
     async def live_checkpoint(self) -> Checkpoint:
         """A checkpoint for a reader that wants only what commits from now on.
 
         It may repeat a few recent events (consumers dedupe by ``eventId``) but never skips one.
         """
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(
                     "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1"
@@ -387,8 +385,8 @@ class EventStore:
 
     async def transaction_horizon_age_s(self) -> float:
         """Seconds since the oldest running transaction began: how far gap-safe readers lag."""
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(
                     "SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0) "
@@ -401,8 +399,8 @@ class EventStore:
         """Re-check one stream's hash chain, seq contiguity and head: every place it breaks."""
         checker = ChainChecker()
         problems: list[ChainBreak] = []
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(
                     f"SELECT {_EVENT_COLUMNS}, prev_hash, hash FROM agent_events "
@@ -420,23 +418,25 @@ class EventStore:
                     (tenant_id, session_id),
                 )
                 head = await cursor.fetchone()
-        if checker.last_seq and (head is None or tuple(head) != (checker.last_seq, checker.last_hash)):
+        if checker.last_seq and (
+            head is None or tuple(head) != (checker.last_seq, checker.last_hash)
+        ):
             problems.append(
                 ChainBreak(0, checker.last_seq, "the stream head disagrees with the last event")
             )
         return problems
 
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute(query, params)
                 return [row_to_event(row) for row in await cursor.fetchall()]
 
     async def now(self) -> datetime:
         """The database's clock: leases, timers and expiry never use a process's own."""
-        async with self.pool.connection() as conn:
-            with translate_errors():
+        with translate_errors():
+            async with self.pool.connection() as conn:
                 cursor = conn.cursor(row_factory=tuple_row)
                 await cursor.execute("SELECT now()")
                 row = await cursor.fetchone()

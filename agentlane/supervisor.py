@@ -49,7 +49,7 @@ class RestartPolicy:
     healthy_after_s: float = 10.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.maximum_s, self.initial_s * (2**attempt))
+        return min(self.maximum_s, self.initial_s * 2.0**attempt)
 
 
 def _die_with_parent() -> None:
@@ -159,9 +159,14 @@ class Supervisor:
 
     async def _terminate(self, name: str, proc: asyncio.subprocess.Process) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._stop_timeout_s):
                 await proc.wait()
+            logger.info(
+                "%s stopped (exit code %s) in %.1fs", name, proc.returncode,
+                time.monotonic() - started, extra={"child": name},
+            )
         except TimeoutError:
             logger.warning(
                 "%s did not stop within %.1fs; killing it", name, self._stop_timeout_s,

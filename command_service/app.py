@@ -1,0 +1,252 @@
+"""The command API's routes (CONTRACT.md, "HTTP") as one Starlette app behind admission control.
+
+Every request: global in-flight bound → route (404/405) → verified tenant → tenant rate limit →
+body checks → the command or read. Every refusal is problem+json; nothing is written for one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agentlane import commands
+from agentlane.auth import Authenticator, bearer_token
+from agentlane.errors import AgentlaneError, RunNotFound, StoreUnavailable
+from agentlane.logs import log_context
+from agentlane.problems import http_exception_problem, problem_response
+from agentlane.store import EventStore
+from command_service import metrics
+from command_service.admission import InflightLimit, Limits, RateLimiter, check_active_runs
+from command_service.bodies import read_model
+from command_service.errors import InvalidRequest, TooManyRequests
+from command_service.models import (
+    CancelAccepted,
+    CancelRequest,
+    RunAcceptedResponse,
+    SignalAccepted,
+    SignalRequest,
+    StartRunRequest,
+)
+from command_service.openapi import build_openapi
+from command_service.problems import not_found, problem_for
+from command_service.reads import RunReader, events_page, session_exists
+from command_service.sse import EventStream, WakeBroadcast
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    store: EventStore
+    authenticator: Authenticator
+    limits: Limits
+    rate: RateLimiter
+    runs: RunReader
+    broadcast: WakeBroadcast
+
+
+def build_app(deps: Dependencies) -> Starlette:
+    """The command API as one ASGI app; the component routes each of its paths to it."""
+    api = _Api(deps)
+    openapi = build_openapi(jwt=deps.authenticator.mode == "jwt")
+
+    async def openapi_json(_: Request) -> Response:
+        return JSONResponse(openapi)
+
+    routes = [
+        Route("/agents/{sessionId}/runs", api.start_run, methods=["POST"]),
+        Route("/runs/{executionId}", api.get_run, methods=["GET"]),
+        Route("/runs/{executionId}/cancel", api.cancel, methods=["POST"]),
+        Route("/runs/{executionId}/signals/{name}", api.signal, methods=["POST"]),
+        Route("/sessions/{sessionId}/events", api.events, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(metrics.RequestMetrics),
+            Middleware(InflightLimit, limits=deps.limits),
+        ],
+        exception_handlers={
+            HTTPException: http_exception_problem,
+            AgentlaneError: _agentlane_problem,
+            # Some shared-core reads let these through untranslated: still "unavailable", not 500.
+            PoolTimeout: _database_unavailable,
+            psycopg.OperationalError: _database_unavailable,
+            Exception: _internal_error,
+        },
+    )
+
+
+async def _agentlane_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AgentlaneError)
+    return problem_for(exc)
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> Response:
+    return problem_for(StoreUnavailable(f"database unavailable: {exc}"))
+
+
+async def _internal_error(_: Request, exc: Exception) -> Response:
+    return problem_response(500, "internal error", slug="internal-error")
+
+
+class _Api:
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.store = deps.store
+
+    async def _tenant(self, request: Request) -> str:
+        """The verified tenant, after its rate limit: the first thing every API request does."""
+        token = bearer_token(request.headers.get("authorization"))
+        tenant = await self.deps.authenticator.tenant_for(token)
+        self.deps.rate.take(tenant)
+        return tenant
+
+    async def start_run(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        session_id = request.path_params["sessionId"]
+        if not _IDENTIFIER.fullmatch(session_id):
+            raise InvalidRequest("path.sessionId: must be 1-128 characters of [A-Za-z0-9._:-]")
+        body = await read_model(request, StartRunRequest)
+        with log_context(tenant=tenant, session=session_id):
+            await self._admit_run(tenant, body.runId)
+            accepted = await commands.start_run(
+                self.store,
+                tenant_id=tenant,
+                session_id=session_id,
+                run_id=body.runId,
+                message=body.message,
+                on_conflict=body.onConflict,
+            )
+        if accepted.created:
+            metrics.RUNS_STARTED.inc()
+        # A retry gets the first answer: the run as it was accepted, not as it is now.
+        answer = RunAcceptedResponse(
+            executionId=accepted.execution_id,
+            sessionId=accepted.session_id,
+            runId=accepted.run_id,
+            eventId=accepted.event_id,
+            status="queued",
+        )
+        headers = {"Location": f"/runs/{accepted.execution_id}"}
+        if not accepted.created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(answer.model_dump(), status_code=202, headers=headers)
+
+    async def _admit_run(self, tenant: str, run_id: str) -> None:
+        limits = self.deps.limits
+        try:
+            await check_active_runs(
+                self.store, tenant, limits.max_active_runs, limits.retry_after_s
+            )
+        except TooManyRequests:
+            # A retry of a run that already exists is an answer, not new work.
+            key = commands.run_idempotency_key(run_id)
+            if await self.store.find_by_idempotency_key(tenant, key) is None:
+                raise
+
+    async def get_run(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        execution_id = request.path_params["executionId"]
+        if not _IDENTIFIER.fullmatch(execution_id):
+            raise RunNotFound(execution_id)
+        with log_context(tenant=tenant, execution=execution_id):
+            return JSONResponse(await self.deps.runs.run(tenant, execution_id))
+
+    async def events(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        session_id = request.path_params["sessionId"]
+        stream = "text/event-stream" in request.headers.get("accept", "")
+        after = _int_param(request, "after", default=0, minimum=0, maximum=2**63 - 1)
+        if stream and "last-event-id" in request.headers:
+            after = _int_value(
+                "header.Last-Event-ID", request.headers["last-event-id"], 0, 2**63 - 1
+            )
+        limit = _int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+        if not _IDENTIFIER.fullmatch(session_id) or not await session_exists(
+            self.store, tenant, session_id
+        ):
+            return not_found(f"session {session_id!r} not found")
+        if stream:
+            return _AsgiResponse(
+                EventStream(
+                    self.store, self.deps.broadcast,
+                    tenant=tenant, session_id=session_id, after=after,
+                )
+            )
+        events, next_id = await events_page(
+            self.store, tenant, session_id, after=after, limit=limit
+        )
+        page = {"events": [event.to_json() for event in events], "next": next_id}
+        return JSONResponse(page)
+
+    async def cancel(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        execution_id = request.path_params["executionId"]
+        body = await read_model(request, CancelRequest, optional=True)
+        if not _IDENTIFIER.fullmatch(execution_id):
+            raise RunNotFound(execution_id)
+        with log_context(tenant=tenant, execution=execution_id):
+            event = await commands.cancel_run(
+                self.store, tenant_id=tenant, execution_id=execution_id, reason=body.reason
+            )
+        answer = CancelAccepted(
+            executionId=execution_id, eventId=event.event_id if event else None
+        )
+        return JSONResponse(answer.model_dump(), status_code=202)
+
+    async def signal(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        execution_id = request.path_params["executionId"]
+        name = request.path_params["name"]
+        if not _IDENTIFIER.fullmatch(name):
+            raise InvalidRequest("path.name: must be 1-128 characters of [A-Za-z0-9._:-]")
+        body = await read_model(request, SignalRequest)
+        if not _IDENTIFIER.fullmatch(execution_id):
+            raise RunNotFound(execution_id)
+        with log_context(tenant=tenant, execution=execution_id):
+            event = await commands.signal_run(
+                self.store, tenant_id=tenant, execution_id=execution_id,
+                name=name, payload=body.payload,
+            )
+        answer = SignalAccepted(executionId=execution_id, name=name, eventId=event.event_id)
+        return JSONResponse(answer.model_dump(), status_code=202)
+
+
+class _AsgiResponse(Response):
+    """Hands the connection to an ASGI callable (the event stream) from a request handler."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+
+def _int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    return _int_value(f"query.{name}", raw, minimum, maximum)
+
+
+def _int_value(field: str, raw: str, minimum: int, maximum: int) -> int:
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidRequest(f"{field}: must be an integer")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"{field}: must be between {minimum} and {maximum}")
+    return value

@@ -1,0 +1,78 @@
+"""Reading a JSON request body safely: media type, a size limit counted while the bytes arrive
+(never trusting Content-Length), JSON syntax, then the pydantic model, each with its own problem."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+
+from agentlane.events import describe_validation_error
+from command_service.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
+
+#: Largest request body accepted (bytes).
+MAX_BODY_BYTES = 256 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _refuse_constant(name: str) -> None:
+    # NaN and Infinity are not JSON (RFC 8259) and Postgres jsonb cannot store them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+async def read_body(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refused with 413 as soon as more than ``limit`` bytes have arrived."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; a 400 keeps it out of the error log.
+        raise MalformedRequest("the client disconnected while sending the body") from None
+    return b"".join(chunks)
+
+
+async def read_model(
+    request: Request, model: type[M], *, optional: bool = False, limit: int = MAX_BODY_BYTES
+) -> M:
+    """Parse the body into ``model``. With ``optional``, an empty body means ``model()``."""
+    raw = await read_body(request, limit=limit)
+    if optional and not raw.strip():
+        return model()
+    if not _is_json(request.headers.get("content-type", "")):
+        raise UnsupportedMedia("the request body must be application/json")
+    try:
+        document = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest("the body is not valid JSON: nested too deeply") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, prefix="body")
+        raise InvalidRequest(detail if len(detail) <= 1000 else detail[:997] + "...") from None

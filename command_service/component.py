@@ -1,0 +1,134 @@
+"""The command service as a :class:`agentlane.service.Component`: its routes, its readiness probe
+(database reachable, migrations applied, shard count agreed) and its one LISTEN connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import psycopg
+from starlette.routing import BaseRoute, Route
+
+from agentlane.auth import Authenticator
+from agentlane.db import translate_errors
+from agentlane.errors import AgentlaneError
+from agentlane.migrate import check_shard_count, pending
+from agentlane.store import EventStore, Wakeups
+from command_service.admission import Limits, RateLimiter
+from command_service.app import Dependencies, build_app
+from command_service.reads import RunReader, read_model_exists
+from command_service.sse import WakeBroadcast
+
+log = logging.getLogger(__name__)
+
+READY_PROBE_EVERY_S = 2.0
+
+
+class CommandService:
+    """Serves the command API. Owns its background tasks, not the store's pool."""
+
+    name = "command-service"
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        authenticator: Authenticator,
+        database_url: str,
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self.authenticator = authenticator
+        self.database_url = database_url
+        self.limits = limits or Limits()
+        self.broadcast = WakeBroadcast()
+        self.runs = RunReader(store, use_read_model=False)
+        self._ready = False
+        self._migrated = False
+        self._draining = False
+        self._stack = contextlib.AsyncExitStack()
+        self.app = build_app(
+            Dependencies(
+                store=store,
+                authenticator=authenticator,
+                limits=self.limits,
+                rate=RateLimiter(rate_per_s=self.limits.rate_per_s, burst=self.limits.burst),
+                runs=self.runs,
+                broadcast=self.broadcast,
+            )
+        )
+
+    async def __aenter__(self) -> CommandService:
+        await self._probe()
+        wakeups = await self._stack.enter_async_context(Wakeups(self.database_url))
+        group = await self._stack.enter_async_context(asyncio.TaskGroup())
+        tasks = [
+            group.create_task(self.broadcast.pump(wakeups), name="command-wakeups"),
+            group.create_task(self._probe_forever(), name="command-readiness"),
+        ]
+        # Runs before the group's exit (LIFO), which then awaits the cancelled tasks.
+        self._stack.callback(lambda: [task.cancel() for task in tasks])
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    def routes(self) -> Sequence[BaseRoute]:
+        # Every method reaches the API app, so its router answers 405 as problem+json.
+        return [
+            Route(route.path, self.app, methods=None)
+            for route in self.app.routes
+            if isinstance(route, Route)
+        ]
+
+    def is_ready(self) -> bool:
+        return self._ready and not self._draining
+
+    async def drain(self) -> None:
+        # Requests in flight finish within uvicorn's graceful shutdown; event streams end now so
+        # their clients reconnect (with Last-Event-ID) to an instance that is staying.
+        self._draining = True
+        self.broadcast.close()
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(READY_PROBE_EVERY_S)
+            await self._probe()
+
+    async def _probe(self) -> None:
+        try:
+            await self._check_database()
+            # Applied migrations stay applied: once current, only reachability is re-checked.
+            if not self._migrated:
+                missing = await asyncio.to_thread(pending, self.database_url)
+                if missing:
+                    self._set_ready(False, f"{len(missing)} migrations not applied")
+                    return
+                self.runs.use_read_model = await read_model_exists(self.store)
+                self._migrated = True
+                log.info(
+                    "GET /runs reads %s",
+                    "the read model when fresh, else folds" if self.runs.use_read_model
+                    else "folds (no read model in this database)",
+                )
+        except (AgentlaneError, psycopg.Error) as exc:
+            self._set_ready(False, f"database check failed: {exc}")
+            return
+        self._set_ready(True, "ready")
+
+    async def _check_database(self) -> None:
+        with translate_errors():
+            async with self.store.pool.connection() as conn:
+                cursor = await conn.execute(
+                    "SELECT value FROM cluster_config WHERE key = 'shards'"
+                )
+                row = await cursor.fetchone()
+        if row is not None:
+            check_shard_count(int(row[0]), self.store.shards)
+
+    def _set_ready(self, ready: bool, why: str) -> None:
+        if ready != self._ready:
+            (log.info if ready else log.warning)("readiness: %s", why)
+        self._ready = ready

@@ -1,0 +1,129 @@
+"""The JSON of the HTTP API (CONTRACT.md, "HTTP"): requests are validated with these models and
+responses are built from them, and :mod:`command_service.openapi` publishes their JSON Schemas,
+so the document and the server cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128)]
+RunStatus = Literal["queued", "running", "suspended", "completed", "failed", "cancelled"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartRunRequest(_Wire):
+    """Body of ``POST /agents/{sessionId}/runs``."""
+
+    runId: Identifier = Field(description="Client-owned idempotency key of the run.")
+    message: str = Field(min_length=1, max_length=100_000)
+    onConflict: Literal["enqueue", "reject", "interrupt"] = Field(
+        default="enqueue",
+        description="What to do when the session already has a run in progress.",
+    )
+
+
+class RunAcceptedResponse(_Wire):
+    """The answer to a start; retries of the same ``runId`` get the same body."""
+
+    executionId: str
+    sessionId: str
+    runId: str
+    eventId: int = Field(ge=1, description="eventId of the run's RunAccepted event.")
+    status: RunStatus = Field(description="Status when the run was accepted.")
+
+
+class Usage(_Wire):
+    inputTokens: int = Field(ge=0)
+    outputTokens: int = Field(ge=0)
+    cachedInputTokens: int = Field(ge=0)
+
+
+class RunResponse(_Wire):
+    """Body of ``GET /runs/{executionId}``."""
+
+    executionId: str
+    sessionId: str
+    runId: str
+    status: RunStatus
+    answer: str | None = None
+    error: str | None = None
+    usage: Usage | None = None
+    createdAt: str = Field(description="RFC 3339 timestamp.")
+    updatedAt: str = Field(description="RFC 3339 timestamp.")
+
+
+class Event(_Wire):
+    """The Event JSON (CONTRACT.md, "Event")."""
+
+    eventId: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    tenantId: str
+    sessionId: str
+    executionId: str | None
+    type: str
+    data: dict[str, Any]
+    createdAt: str = Field(description="RFC 3339 timestamp.")
+
+
+class EventsPage(_Wire):
+    """Body of ``GET /sessions/{sessionId}/events``."""
+
+    events: list[Event]
+    next: int | None = Field(
+        description="Pass as ?after= to read the following page; null when this page is the end."
+    )
+
+
+class CancelRequest(_Wire):
+    """Optional body of ``POST /runs/{executionId}/cancel``."""
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CancelAccepted(_Wire):
+    executionId: str
+    eventId: int | None = Field(
+        description="eventId of the CancelRequested event; null when the run had already ended."
+    )
+
+
+class SignalRequest(_Wire):
+    """Body of ``POST /runs/{executionId}/signals/{name}`` (an approval, a budget raise)."""
+
+    payload: JsonValue = None
+
+
+class SignalAccepted(_Wire):
+    executionId: str
+    name: str
+    eventId: int = Field(ge=1)
+
+
+class Problem(_Wire):
+    """application/problem+json (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+
+
+#: Every model the OpenAPI document publishes under components/schemas.
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
+    StartRunRequest,
+    RunAcceptedResponse,
+    RunResponse,
+    Event,
+    EventsPage,
+    CancelRequest,
+    CancelAccepted,
+    SignalRequest,
+    SignalAccepted,
+    Problem,
+)

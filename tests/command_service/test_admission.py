@@ -1,0 +1,143 @@
+"""Admission control: over a tenant's active runs, its request rate, or the process's in-flight
+bound, a request gets 429 + Retry-After before any work, and nothing is written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from command_service import Limits
+from command_service.admission import AdaptiveLimit, RateLimiter
+from command_service.errors import TooManyRequests
+from tests.command_service.conftest import bearer, jwt_authenticator, serve, wait_until
+
+A, B = bearer("tenant-a"), bearer("tenant-b")
+
+
+def assert_429(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def limited(**overrides: float) -> Limits:
+    base = {"max_inflight": 100, "latency_target_s": 0, "max_streams": 100, "rate_per_s": 1000,
+            "burst": 1000, "max_active_runs": 1000}
+    return Limits(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+async def test_active_run_limit(database_url: str) -> None:
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=limited(max_active_runs=2)) as live,
+        httpx.AsyncClient(base_url=live.base_url) as client,
+    ):
+        for n in range(2):
+            ok = await client.post(
+                f"/agents/s{n}/runs", json={"runId": f"r{n}", "message": "m"}, headers=A
+            )
+            assert ok.status_code == 202
+        before = live.events_written()
+        assert_429(await client.post(
+            "/agents/s9/runs", json={"runId": "r9", "message": "m"}, headers=A
+        ))
+        assert live.events_written() == before
+        # A retry of an accepted run is an answer, not new work; other tenants have their own cap.
+        replay = await client.post("/agents/s0/runs", json={"runId": "r0", "message": "m"},
+                                   headers=A)
+        assert replay.status_code == 202
+        other = await client.post("/agents/s0/runs", json={"runId": "r0", "message": "m"},
+                                  headers=B)
+        assert other.status_code == 202
+        assert live.events_written() == before + 1
+
+
+async def test_request_rate_per_tenant(database_url: str) -> None:
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=limited(rate_per_s=0.5, burst=3)) as live,
+        httpx.AsyncClient(base_url=live.base_url) as client,
+    ):
+        for _ in range(3):
+            assert (await client.get("/runs/ex_none", headers=A)).status_code == 404
+        assert_429(await client.get("/runs/ex_none", headers=A))
+        refused = await client.post(
+            "/agents/s1/runs", json={"runId": "r1", "message": "m"}, headers=A
+        )
+        assert_429(refused)
+        assert int(refused.headers["retry-after"]) == 2  # 1 token at 0.5/s
+        assert live.events_written() == 0
+        assert (await client.get("/runs/ex_none", headers=B)).status_code == 404
+
+
+def gauge(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_global_inflight_bound_refuses_early(database_url: str) -> None:
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"runId": "held", '
+        await release.wait()
+        yield b'"message": "m"}'
+
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=limited(max_inflight=1, max_streams=1)) as live,
+        httpx.AsyncClient(base_url=live.base_url) as client,
+    ):
+        held = asyncio.create_task(client.post(
+            "/agents/s1/runs", content=slow_body(),
+            headers={**A, "content-type": "application/json"},
+        ))
+        await wait_until(lambda: gauge("agentlane_http_inflight_requests") >= 1)
+        assert_429(await client.get("/runs/ex_none", headers=A))
+        assert_429(await client.post(
+            "/agents/s2/runs", json={"runId": "r2", "message": "m"}, headers=B
+        ))
+        release.set()
+        assert (await held).status_code == 202
+        assert (await client.get("/runs/ex_none", headers=A)).status_code == 404
+        assert live.events_written() == 1
+
+        # Event streams have their own bound, so one open stream does not block commands.
+        stream_headers = {**A, "accept": "text/event-stream"}
+        async with client.stream("GET", "/sessions/s1/events", headers=stream_headers) as first:
+            assert first.status_code == 200
+            assert_429(await client.get("/sessions/s1/events", headers=stream_headers))
+            assert (await client.get("/runs/ex_none", headers=A)).status_code == 404
+
+
+def test_adaptive_limit_shrinks_on_slow_answers_and_recovers() -> None:
+    limit = AdaptiveLimit(ceiling=64, target_s=0.25)
+    now = 0.0
+    for _ in range(40):
+        now += 0.2
+        limit.observe(1.0, now)
+    assert limit.current == 2  # the floor
+    # A burst of slow answers within half a target counts once.
+    limit.limit = 32.0
+    for _ in range(10):
+        limit.observe(1.0, now + 0.2)
+    assert limit.current == 22
+    for _ in range(5000):
+        limit.observe(0.01, now)
+    assert limit.current == 64  # never above the ceiling
+    fixed = AdaptiveLimit(ceiling=8, target_s=0)
+    fixed.observe(10.0, 1.0)
+    assert fixed.current == 8
+
+
+def test_token_bucket_refills_at_the_rate() -> None:
+    bucket = RateLimiter(rate_per_s=2, burst=2)
+    bucket.take("t", now=0.0)
+    bucket.take("t", now=0.0)
+    with pytest.raises(TooManyRequests) as refused:
+        bucket.take("t", now=0.1)
+    assert refused.value.retry_after_s == pytest.approx(0.4)
+    bucket.take("t", now=0.6)  # 0.5 s refilled one token
