@@ -217,12 +217,16 @@ def load() -> StackConfig:
     """Read the current stack's configuration (call once, from `__main__`)."""
     gcp = pulumi.Config("gcp")
     cfg = pulumi.Config(PROJECT_NAMESPACE)
-    keys = [f.name for f in dataclasses.fields(StackConfig)]
-    raw = {
-        camel: value
-        for camel in (_camel(k) for k in keys)
-        if (value := cfg.get_object(camel)) is not None
-    }
+    hints = typing.get_type_hints(StackConfig)
+    raw: dict[str, Any] = {}
+    for f in dataclasses.fields(StackConfig):
+        if f.name in _NOT_IN_NAMESPACE:
+            continue
+        key = _camel(f.name)
+        # Plain strings are stored verbatim; everything else (numbers, lists, objects) as JSON.
+        value = cfg.get(key) if hints[f.name] is str else cfg.get_object(key)
+        if value is not None:
+            raw[key] = value
     return parse(
         stack=pulumi.get_stack(),
         project=gcp.require("project"),
@@ -236,6 +240,7 @@ def load() -> StackConfig:
 
 
 _T = TypeVar("_T")
+_NOT_IN_NAMESPACE = frozenset({"stack", "project", "region", "secrets"})
 
 
 def _require(values: Mapping[str, Any], key: str, kind: type[_T]) -> _T:

@@ -1,0 +1,95 @@
+"""The command service on Cloud Run v2: reachable only through the load balancer, and to the
+private database through Direct VPC egress (no connector VMs to pay for or scale)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+from ..config import StackConfig
+from .base import Component
+from .identity import ServiceAccounts
+from .names import COMMAND_SERVICE, secret_id
+from .network import Network
+from .workload_env import HTTP_PORT, env_for
+
+__all__ = ["CommandService"]
+
+
+def _envs(config: StackConfig) -> list[dict[str, Any]]:
+    rendered: list[dict[str, Any]] = []
+    for var in env_for(COMMAND_SERVICE, config):
+        if var.secret is not None:
+            ref = {"secret": secret_id(var.secret), "version": "latest"}
+            rendered.append({"name": var.name, "value_source": {"secret_key_ref": ref}})
+        else:
+            rendered.append({"name": var.name, "value": var.value})
+    return rendered
+
+
+class CommandService(Component):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        network: Network,
+        accounts: ServiceAccounts,
+        readable_secrets: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("CommandService", name, config, opts)
+        cfg = config.command_service
+        labels = self.labels(COMMAND_SERVICE.component)
+        http_get = {"path": "/healthz", "port": HTTP_PORT}
+        self.service = gcp.cloudrunv2.Service(
+            name,
+            name=f"agentlane-{COMMAND_SERVICE.component}",
+            location=config.region,
+            ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+            # Callers are authenticated by the service itself (AGENTLANE_AUTH=jwt) and can
+            # only arrive through the load balancer and Cloud Armor; no allUsers binding.
+            invoker_iam_disabled=True,
+            deletion_protection=config.deletion_protection,
+            labels=labels,
+            template={
+                "service_account": accounts.workloads[COMMAND_SERVICE].email,
+                "scaling": {
+                    "min_instance_count": cfg.min_instances,
+                    "max_instance_count": cfg.max_instances,
+                },
+                "max_instance_request_concurrency": cfg.concurrency,
+                "vpc_access": {
+                    "network_interfaces": [
+                        {"network": network.vpc.id, "subnetwork": network.subnet.id}
+                    ],
+                    # The internet (JWKS) goes direct; only the VPC's private ranges use it.
+                    "egress": "PRIVATE_RANGES_ONLY",
+                },
+                "labels": labels,
+                "containers": [
+                    {
+                        "name": COMMAND_SERVICE.component,
+                        "image": config.image,
+                        "commands": COMMAND_SERVICE.command,
+                        "ports": {"name": "http1", "container_port": HTTP_PORT},
+                        "envs": _envs(config),
+                        "resources": {
+                            "limits": {"cpu": cfg.resources.cpu, "memory": cfg.resources.memory},
+                            "startup_cpu_boost": True,
+                        },
+                        "startup_probe": {
+                            "http_get": http_get,
+                            "period_seconds": 2,
+                            "failure_threshold": 30,
+                        },
+                        "liveness_probe": {"http_get": http_get, "period_seconds": 10},
+                    }
+                ],
+            },
+            # A revision that cannot read its secret fails to deploy.
+            opts=self.child(depends_on=list(readable_secrets)),
+        )
+        self.register_outputs({"uri": self.service.uri})

@@ -1,0 +1,108 @@
+"""The WebSocket gateway: Deployment, HPA, PDB, and a Service exposed as standalone NEGs.
+
+The NEGs join the Pulumi-owned load balancer (edge.py), whose backend service carries the
+WebSocket timeout; a BackendConfig would only apply to a GKE-Ingress-owned backend.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..config import StackConfig
+from .base import Component
+from .names import GATEWAY, gateway_neg_name
+from .pod import container, metadata, pod_template, selector
+from .scraping import pod_monitoring
+from .workload_env import HTTP_PORT
+
+__all__ = ["Gateway"]
+
+# On SIGTERM the gateway closes sockets with 1001 and clients reconnect elsewhere.
+GRACE_SECONDS = 30
+CPU_TARGET_PERCENT = 70
+
+
+class Gateway(Component):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("Gateway", name, config, opts)
+        labels = self.labels(GATEWAY.component)
+        cfg = config.gateway
+        self.deployment = k8s.apps.v1.Deployment(
+            "gateway",
+            metadata=metadata("agentlane-gateway", labels),
+            spec={
+                # No replicas: the HPA owns the count, and Pulumi must not reset it on each up.
+                "selector": {"match_labels": selector(GATEWAY)},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rolling_update": {"max_unavailable": 0, "max_surge": 1},
+                },
+                "template": pod_template(
+                    GATEWAY,
+                    labels,
+                    [container(GATEWAY, config, cfg.resources)],
+                    grace_seconds=GRACE_SECONDS,
+                ),
+            },
+            opts=self.child(provider=provider),
+        )
+        neg = {"exposed_ports": {str(HTTP_PORT): {"name": gateway_neg_name(config.stack)}}}
+        self.service = k8s.core.v1.Service(
+            "gateway",
+            metadata=metadata(
+                "agentlane-gateway",
+                labels,
+                annotations={"cloud.google.com/neg": json.dumps(neg)},
+            ),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector(GATEWAY),
+                "ports": [{"name": "http", "port": HTTP_PORT, "target_port": "http"}],
+            },
+            opts=self.child(provider=provider),
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            "gateway",
+            metadata=metadata("agentlane-gateway", labels),
+            spec={
+                "scale_target_ref": {
+                    "api_version": "apps/v1",
+                    "kind": "Deployment",
+                    "name": self.deployment.metadata.name,
+                },
+                "min_replicas": cfg.min_replicas,
+                "max_replicas": cfg.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "average_utilization": CPU_TARGET_PERCENT,
+                            },
+                        },
+                    }
+                ],
+                # Scaling in drops sockets; wait out short dips before doing it.
+                "behavior": {"scale_down": {"stabilization_window_seconds": 600}},
+            },
+            opts=self.child(provider=provider),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            "gateway",
+            metadata=metadata("agentlane-gateway", labels),
+            spec={"min_available": 1, "selector": {"match_labels": selector(GATEWAY)}},
+            opts=self.child(provider=provider),
+        )
+        pod_monitoring(GATEWAY, labels, self.child(provider=provider))
+        self.register_outputs({"service": self.service.metadata.name})

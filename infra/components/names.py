@@ -1,0 +1,53 @@
+"""Names shared by the GCP and Kubernetes halves of the program.
+
+A Workload Identity binding on the GCP side and the Kubernetes service account it trusts must
+spell the same namespace and account; both read them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["APP", "NAMESPACE", "WORKLOADS", "Workload", "gateway_neg_name", "secret_id"]
+
+APP: Final = "agentlane"
+NAMESPACE: Final = "agentlane"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One deployable: its `agentlane` subcommand, GCP service account and (on GKE) KSA."""
+
+    component: str
+    on_gke: bool
+
+    @property
+    def command(self) -> list[str]:
+        return [APP, self.component]
+
+    @property
+    def account_id(self) -> str:
+        return f"{APP}-{self.component}"
+
+    @property
+    def ksa(self) -> str:
+        return self.component
+
+
+COMMAND_SERVICE: Final = Workload("command-service", on_gke=False)
+RUNNER: Final = Workload("runner", on_gke=True)
+PROJECTOR: Final = Workload("projector", on_gke=True)
+GATEWAY: Final = Workload("gateway", on_gke=True)
+MIGRATE: Final = Workload("migrate", on_gke=True)
+WORKLOADS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY, MIGRATE)
+
+
+def secret_id(logical: str) -> str:
+    """Secret Manager id (and Kubernetes Secret name) of a logical secret."""
+    return f"{APP}-{logical}"
+
+
+def gateway_neg_name(stack: str) -> str:
+    """The standalone NEG GKE creates for the gateway Service, per zone (edge.py reads it)."""
+    return f"{APP}-gateway-{stack}"

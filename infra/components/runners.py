@@ -1,0 +1,73 @@
+"""Runners: a StatefulSet behind a headless Service, so each pod has a stable name (POD_NAME)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..config import StackConfig
+from .base import Component
+from .names import RUNNER
+from .pod import PRE_STOP_SECONDS, container, metadata, pod_template, selector
+from .scraping import pod_monitoring
+from .workload_env import HTTP_PORT
+
+__all__ = ["Runners"]
+
+# Slack after the drain for the process to exit on its own before SIGKILL.
+EXIT_MARGIN_SECONDS = 10
+
+
+class Runners(Component):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("Runners", name, config, opts)
+        labels = self.labels(RUNNER.component)
+        cfg = config.runners
+        self.service = k8s.core.v1.Service(
+            "runners-headless",
+            metadata=metadata("agentlane-runners", labels),
+            spec={
+                "cluster_ip": "None",
+                # Peers must resolve a starting runner before it is ready (it is claiming shards).
+                "publish_not_ready_addresses": True,
+                "selector": selector(RUNNER),
+                "ports": [{"name": "http", "port": HTTP_PORT, "target_port": "http"}],
+            },
+            opts=self.child(provider=provider),
+        )
+        # SIGTERM arrives after preStop; the runner then finishes in-flight steps and releases
+        # its shards within drain_seconds, which must end before SIGKILL.
+        grace = PRE_STOP_SECONDS + cfg.drain_seconds + EXIT_MARGIN_SECONDS
+        self.stateful_set = k8s.apps.v1.StatefulSet(
+            "runners",
+            metadata=metadata("agentlane-runner", labels),
+            spec={
+                "service_name": self.service.metadata.name,
+                "replicas": cfg.replicas,
+                # Runners coordinate through leases, not start order.
+                "pod_management_policy": "Parallel",
+                "selector": {"match_labels": selector(RUNNER)},
+                "update_strategy": {"type": "RollingUpdate"},
+                "template": pod_template(
+                    RUNNER,
+                    labels,
+                    [container(RUNNER, config, cfg.resources)],
+                    grace_seconds=grace,
+                ),
+            },
+            opts=self.child(provider=provider),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            "runners",
+            metadata=metadata("agentlane-runner", labels),
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector(RUNNER)}},
+            opts=self.child(provider=provider),
+        )
+        pod_monitoring(RUNNER, labels, self.child(provider=provider))
+        self.register_outputs({"statefulSet": self.stateful_set.metadata.name})

@@ -1,0 +1,123 @@
+"""Every environment variable the program hands to a workload, by the names of CONTRACT.md.
+
+This is the only module that spells variable names, so one test can compare them with the
+contract and with `agentlane.settings.ENV_VARS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ..config import StackConfig
+from .names import COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER, Workload
+
+__all__ = [
+    "ENV_NAMES",
+    "HTTP_PORT",
+    "SECRET_DATABASE_URL",
+    "SECRET_KEYS",
+    "SECRET_OPENAI_API_KEY",
+    "EnvVar",
+    "env_for",
+]
+
+HTTP_PORT: Final = 8080
+
+# Logical secrets: Secret Manager ids and Kubernetes Secret names derive from these.
+SECRET_DATABASE_URL: Final = "database-url"
+SECRET_OPENAI_API_KEY: Final = "openai-api-key"
+
+DATABASE_URL: Final = "DATABASE_URL"
+AGENTLANE_BUS: Final = "AGENTLANE_BUS"
+GOOGLE_CLOUD_PROJECT: Final = "GOOGLE_CLOUD_PROJECT"
+AGENTLANE_TOPIC: Final = "AGENTLANE_TOPIC"
+AGENTLANE_AUTH: Final = "AGENTLANE_AUTH"
+AGENTLANE_JWT_JWKS_URL: Final = "AGENTLANE_JWT_JWKS_URL"
+AGENTLANE_JWT_AUDIENCE: Final = "AGENTLANE_JWT_AUDIENCE"
+AGENTLANE_JWT_ISSUER: Final = "AGENTLANE_JWT_ISSUER"
+AGENTLANE_TENANT_CLAIM: Final = "AGENTLANE_TENANT_CLAIM"
+AGENTLANE_SHARDS: Final = "AGENTLANE_SHARDS"
+AGENTLANE_LEASE_TTL: Final = "AGENTLANE_LEASE_TTL"
+POD_NAME: Final = "POD_NAME"
+PORT: Final = "PORT"
+OPENAI_API_KEY: Final = "OPENAI_API_KEY"
+OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"
+AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
+
+ENV_NAMES: Final = frozenset(
+    {
+        DATABASE_URL,
+        AGENTLANE_BUS,
+        GOOGLE_CLOUD_PROJECT,
+        AGENTLANE_TOPIC,
+        AGENTLANE_AUTH,
+        AGENTLANE_JWT_JWKS_URL,
+        AGENTLANE_JWT_AUDIENCE,
+        AGENTLANE_JWT_ISSUER,
+        AGENTLANE_TENANT_CLAIM,
+        AGENTLANE_SHARDS,
+        AGENTLANE_LEASE_TTL,
+        POD_NAME,
+        PORT,
+        OPENAI_API_KEY,
+        OPENAI_BASE_URL,
+        AGENTLANE_MODEL,
+    }
+)
+
+
+# The key under which each projected Kubernetes Secret holds its value: the variable's name.
+SECRET_KEYS: Final = {SECRET_DATABASE_URL: DATABASE_URL, SECRET_OPENAI_API_KEY: OPENAI_API_KEY}
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One variable: a literal, a key of a projected secret, or a pod field (downward API)."""
+
+    name: str
+    value: str | None = None
+    secret: str | None = None
+    pod_field: str | None = None
+
+
+def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
+    """The environment of `workload` in this stack."""
+    runtime = config.runtime
+    database = [
+        EnvVar(DATABASE_URL, secret=SECRET_DATABASE_URL),
+        # Fixed per database: every component must agree or it refuses to start.
+        EnvVar(AGENTLANE_SHARDS, str(runtime.shards)),
+    ]
+    bus = [
+        EnvVar(AGENTLANE_BUS, "pubsub"),
+        EnvVar(GOOGLE_CLOUD_PROJECT, config.project),
+        EnvVar(AGENTLANE_TOPIC, runtime.topic),
+    ]
+    auth = [
+        EnvVar(AGENTLANE_AUTH, "jwt"),
+        EnvVar(AGENTLANE_JWT_JWKS_URL, runtime.jwt_jwks_url),
+        EnvVar(AGENTLANE_JWT_AUDIENCE, runtime.jwt_audience),
+        EnvVar(AGENTLANE_JWT_ISSUER, runtime.jwt_issuer),
+        EnvVar(AGENTLANE_TENANT_CLAIM, runtime.tenant_claim),
+    ]
+    lease = [
+        EnvVar(AGENTLANE_LEASE_TTL, str(runtime.lease_ttl_seconds)),
+        EnvVar(POD_NAME, pod_field="metadata.name"),
+    ]
+    model = [
+        EnvVar(OPENAI_API_KEY, secret=SECRET_OPENAI_API_KEY),
+        EnvVar(AGENTLANE_MODEL, runtime.model),
+    ]
+    if runtime.openai_base_url:
+        model.append(EnvVar(OPENAI_BASE_URL, runtime.openai_base_url))
+    # Cloud Run sets PORT itself and rejects it as a user variable.
+    port = [EnvVar(PORT, str(HTTP_PORT))]
+    by_workload = {
+        COMMAND_SERVICE: database + bus + auth,
+        GATEWAY: database + bus + auth + port,
+        RUNNER: database + bus + lease + model + port,
+        PROJECTOR: database + bus + lease + port,
+        MIGRATE: database,
+    }
+    return by_workload[workload]

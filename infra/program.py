@@ -1,0 +1,101 @@
+"""`build(config)`: the whole stack, wired in dependency order."""
+
+from __future__ import annotations
+
+import pulumi
+
+from .components.apis import Apis
+from .components.armor import Armor
+from .components.cluster import Cluster
+from .components.command_service import CommandService
+from .components.database import Database
+from .components.edge import Edge
+from .components.gateway import Gateway
+from .components.identity import ServiceAccounts, WorkloadIdentity
+from .components.kube_base import KubeBase
+from .components.migration import Migration
+from .components.monitoring import Monitoring
+from .components.names import COMMAND_SERVICE
+from .components.network import Network
+from .components.projector import Projector
+from .components.pubsub import EventBus
+from .components.registry import Registry
+from .components.runners import Runners
+from .components.secrets import Secrets
+from .components.workload_env import SECRET_DATABASE_URL, SECRET_OPENAI_API_KEY
+from .config import StackConfig
+
+__all__ = ["build"]
+
+# Kept in Secret Manager for operators (psql, rotation); no workload reads it.
+SECRET_DB_PASSWORD = "db-password"
+# Who reads which secret from Secret Manager directly. GKE pods read the projected Kubernetes
+# Secrets instead, so their accounts need no accessor role.
+SECRET_READERS = {SECRET_DATABASE_URL: (COMMAND_SERVICE,)}
+PROJECTED_SECRETS = (SECRET_DATABASE_URL, SECRET_OPENAI_API_KEY)
+
+
+def build(config: StackConfig) -> None:
+    """Declare every resource of the stack described by `config`."""
+    apis = Apis("apis", config)
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
+    accounts = ServiceAccounts("accounts", config, after_apis)
+    network = Network("agentlane", config, after_apis)
+    registry = Registry("registry", config, accounts, after_apis)
+    database = Database("agentlane", config, network, after_apis)
+    secrets = Secrets(
+        "secrets",
+        config,
+        {
+            SECRET_DB_PASSWORD: config.secrets.db_password,
+            SECRET_DATABASE_URL: database.url,
+            SECRET_OPENAI_API_KEY: config.secrets.openai_api_key,
+        },
+        SECRET_READERS,
+        accounts,
+        after_apis,
+    )
+    bus = EventBus("events", config, accounts, after_apis)
+    cluster = Cluster("agentlane", config, network, accounts, after_apis)
+    identity = WorkloadIdentity(
+        "workload-identity", config, accounts, pulumi.ResourceOptions(depends_on=[cluster.cluster])
+    )
+    kube = KubeBase(
+        "kubernetes",
+        config,
+        cluster.provider,
+        accounts,
+        {logical: secrets.versions[logical].secret_data for logical in PROJECTED_SECRETS},
+    )
+    migration = Migration(
+        "migration",
+        config,
+        cluster.provider,
+        pulumi.ResourceOptions(depends_on=[*kube.ready, database.user]),
+    )
+    # Nothing rolls onto a schema the migration has not applied yet.
+    rollout = pulumi.ResourceOptions(depends_on=[migration.job, *kube.ready, identity])
+    Runners("runners", config, cluster.provider, rollout)
+    Projector("projector", config, cluster.provider, rollout)
+    gateway = Gateway("gateway", config, cluster.provider, rollout)
+    command = CommandService(
+        "command-service",
+        config,
+        network,
+        accounts,
+        [secrets],
+        pulumi.ResourceOptions(depends_on=[apis, migration.job]),
+    )
+    armor = Armor("edge-armor", config, after_apis)
+    edge = Edge("edge", config, command, armor, gateway.service, after_apis)
+    Monitoring("alerts", config, bus, after_apis)
+
+    pulumi.export("url", edge.url)
+    pulumi.export("address", edge.address.address)
+    pulumi.export("image", config.image)
+    pulumi.export("registry", registry.repository.registry_uri)
+    pulumi.export("cloudSqlInstance", database.instance.name)
+    pulumi.export("cloudSqlPrivateIp", database.instance.private_ip_address)
+    pulumi.export("clusterName", cluster.cluster.name)
+    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("topic", bus.topic.name)

@@ -1,0 +1,1 @@
+"""Tests of the Pulumi program (infra/): mocked runs per stack, manifests, policy rules."""

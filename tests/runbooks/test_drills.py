@@ -1,0 +1,49 @@
+"""Every runbook names a drill, and every drill runs tests that exist (a renamed test would
+otherwise turn a drill into a silent no-op)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+
+
+def drills() -> dict[str, list[str]]:
+    text = (RUNBOOKS / "drill.sh").read_text()
+    return {
+        name: targets.split()
+        for name, targets in re.findall(r'\[([a-z-]+)\]="([^"]+)"', text)
+    }
+
+
+def test_every_runbook_page_has_a_drill_and_every_drill_a_page() -> None:
+    pages = {p.stem for p in RUNBOOKS.glob("*.md")} - {"README"}
+    assert pages == set(drills())
+    index = (RUNBOOKS / "README.md").read_text()
+    for page in pages:
+        assert f"({page}.md)" in index
+        assert f"drill.sh {page}" in (RUNBOOKS / f"{page}.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(drills()))
+def test_drill_targets_exist(name: str, repo_root: Path) -> None:
+    for target in drills()[name]:
+        path, _, function = target.partition("::")
+        file = repo_root / path
+        assert file.exists(), f"{name}: {path} does not exist"
+        if function:
+            assert re.search(rf"def {re.escape(function)}\(", file.read_text()), (
+                f"{name}: {function} is not in {path}"
+            )
+
+
+def test_drill_script_refuses_an_unknown_name() -> None:
+    result = subprocess.run(
+        ["bash", str(RUNBOOKS / "drill.sh"), "no-such-drill"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage:")
