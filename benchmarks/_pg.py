@@ -12,7 +12,9 @@ from agentlane.migrate import migrate
 
 
 @contextlib.contextmanager
-def benchmark_database(shards: int = 64, *, settings: dict[str, str] | None = None) -> Iterator[str]:
+def benchmark_database(
+    shards: int = 64, *, settings: dict[str, str] | None = None
+) -> Iterator[str]:
     """Start a fresh embedded server with production-like durability; yield a migrated URL."""
     with tempfile.TemporaryDirectory(prefix="agentlane-bench-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "pgdata", settings=settings)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from agentlane.db import open_pool  # noqa: E402
-from agentlane.records import NewEvent  # noqa: E402
-from agentlane.store import EventStore  # noqa: E402
-from benchmarks._pg import benchmark_database  # noqa: E402
+from agentlane.db import open_pool
+from agentlane.records import NewEvent
+from agentlane.store import EventStore
+from benchmarks._pg import benchmark_database
 
 DATA = {"text": "hello world, a token batch", "index": 0}
 
@@ -70,8 +70,11 @@ async def main(url: str, events: int, batches: int, rounds: int) -> None:
                 bare.append(await bare_inserts(conn, f"bare-{r}", events))
                 single.append(await single_appends(store, f"single-{r}", events))
                 batched.append(await batched_appends(store, f"batch-{r}", batches))
-                print(f"round {r + 1}: bare {bare[-1]:,.0f}/s  append {single[-1]:,.0f}/s  "
-                      f"batched {batched[-1]:,.0f} events/s", flush=True)
+                print(
+                    f"round {r + 1}: bare {bare[-1]:,.0f}/s  append {single[-1]:,.0f}/s  "
+                    f"batched {batched[-1]:,.0f} events/s",
+                    flush=True,
+                )
     b, s, t = (statistics.median(x) for x in (bare, single, batched))
     print()
     print(f"{'measure (median of rounds)':42} {'events/s':>12}")

@@ -1,0 +1,208 @@
+"""Completed runs per second of one runner's engine, offline model, 3 steps per run.
+
+    python benchmarks/engine_runs.py [--runs 2000] [--concurrency 64] [--rounds 3]
+
+Each run is ``what time is it?`` on the offline model: model call → ``current_time`` tool → model
+call → answer (3 journaled steps, streamed tokens, usage). Runs are accepted first (not timed), then
+advanced in-process through ``Executor.advance`` with a real fence, ``concurrency`` at a time, on a
+pool of ``--pool`` connections (the runner's default is 10). Printed side by side, interleaved in
+rounds so background load hits both alike:
+- engine: completed runs/s (target >= 300), rows and commits per run (write amplification);
+- baseline: the same rows per run written with one bare ``append_batch`` per run and no engine at
+  all (the floor the store sets), and the ratio engine / baseline;
+- replay: journal steps replayed per second when a run with 500 completed steps resumes.
+Durability is on (fsync, synchronous_commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agentlane.commands import signal_run, start_run
+from agentlane.db import open_pool
+from agentlane.records import Fence, NewEvent
+from agentlane.settings import Settings
+from agentlane.sharding import shard_for
+from agentlane.store import EventStore
+from benchmarks._pg import benchmark_database
+from runners.api import DueRun, Outcome
+from runners.engine import (
+    Executor,
+    StepInfo,
+    WorkflowContext,
+    WorkflowRegistry,
+    build_executor,
+)
+
+SHARDS = 64
+RUNNER = "bench-runner"
+
+
+async def claim_all(store: EventStore) -> dict[int, Fence]:
+    async with store.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "UPDATE cluster_shards SET runner_id = %s, lease_token = lease_token + 1, "
+                "lease_expires_at = now() + interval '1 hour' RETURNING shard_id, lease_token",
+                (RUNNER,),
+            )
+        ).fetchall()
+    return {shard: Fence(shard, RUNNER, token) for shard, token in rows}
+
+
+async def commits(store: EventStore) -> int:
+    async with store.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def accept(store: EventStore, tag: str, runs: int) -> list[DueRun]:
+    due = []
+    for index in range(runs):
+        session = f"{tag}-s{index}"
+        accepted = await start_run(
+            store, tenant_id="bench", session_id=session, run_id=f"{tag}-r{index}",
+            message="what time is it?",
+        )
+        due.append(DueRun("bench", session, accepted.execution_id,
+                          shard_for("bench", session, SHARDS)))
+    return due
+
+
+async def engine_round(
+    store: EventStore, fences: dict[int, Fence], tag: str, runs: int, concurrency: int
+) -> tuple[float, float, float]:
+    executor = build_executor(store, Settings.from_env({}))
+    due = await accept(store, tag, runs)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(run: DueRun) -> None:
+        async with gate:
+            outcome = await executor.advance(
+                run, fences[run.shard_id], wake=asyncio.Event(), stop=asyncio.Event()
+            )
+            assert outcome is Outcome.COMPLETED, outcome
+
+    before = await commits(store)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(run) for run in due))
+    elapsed = time.perf_counter() - started
+    used = await commits(store) - before
+    async with store.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) FROM agent_events WHERE session_id LIKE %s "
+                "AND event_type <> 'RunAccepted'",
+                (f"{tag}-%",),
+            )
+        ).fetchone()
+    assert row is not None
+    return runs / elapsed, row[0] / runs, used / runs
+
+
+async def baseline_round(
+    store: EventStore, fences: dict[int, Fence], tag: str, runs: int, concurrency: int,
+    template: list[tuple[str, dict[str, Any]]],
+) -> float:
+    due = await accept(store, tag, runs)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(run: DueRun) -> None:
+        async with gate:
+            await store.append_batch(
+                [NewEvent("bench", run.session_id, t, d, execution_id=run.execution_id)
+                 for t, d in template],
+                fence=fences[run.shard_id],
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(run) for run in due))
+    return runs / (time.perf_counter() - started)
+
+
+async def replay_rate(store: EventStore, fences: dict[int, Fence], steps: int) -> float:
+    async def echo(step: StepInfo, value: int) -> int:
+        return value
+
+    async def long(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        for index in range(steps):
+            await ctx.activity("echo", echo, index)
+        await ctx.wait_signal("go")
+        return "done"
+
+    registry = WorkflowRegistry()
+    registry.register("agent", "1", long)
+    executor = Executor(store, registry)
+    (run,) = await accept(store, "replay", 1)
+    fence = fences[run.shard_id]
+    assert await executor.advance(
+        run, fence, wake=asyncio.Event(), stop=asyncio.Event()
+    ) is Outcome.SUSPENDED
+    await signal_run(store, tenant_id="bench", execution_id=run.execution_id, name="other")
+    started = time.perf_counter()
+    assert await executor.advance(
+        run, fence, wake=asyncio.Event(), stop=asyncio.Event()
+    ) is Outcome.SUSPENDED
+    return steps / (time.perf_counter() - started)
+
+
+async def main(url: str, runs: int, concurrency: int, rounds: int, pool_size: int) -> None:
+    async with open_pool(url, name="bench", min_size=pool_size, max_size=pool_size) as pool:
+        store = EventStore(pool, shards=SHARDS)
+        fences = await claim_all(store)
+        await engine_round(store, fences, "warm", 50, concurrency)
+        template = [
+            (e.type, e.data)
+            for e in await store.read_session("bench", "warm-s0")
+            if e.type != "RunAccepted"
+        ]
+        engine, rows, txns, base = [], [], [], []
+        for index in range(rounds):
+            rate, row_count, commit_count = await engine_round(
+                store, fences, f"e{index}", runs, concurrency
+            )
+            engine.append(rate)
+            rows.append(row_count)
+            txns.append(commit_count)
+            base.append(
+                await baseline_round(store, fences, f"b{index}", runs, concurrency, template)
+            )
+        replay = await replay_rate(store, fences, 500)
+    e, b = statistics.median(engine), statistics.median(base)
+    print(f"runs={runs} concurrency={concurrency} pool={pool_size} rounds={rounds}")
+    print(f"{'measure (median of rounds)':52} {'value':>12}")
+    print(f"{'engine: completed runs/s (target >= 300)':52} {e:>12,.0f}")
+    print(f"{'baseline: one append_batch of the same rows, runs/s':52} {b:>12,.0f}")
+    print(f"{'ratio engine / baseline':52} {e / b:>12.2f}")
+    print(f"{'rows written per run (besides RunAccepted)':52} {statistics.median(rows):>12.1f}")
+    print(f"{'commits per run (database-wide, all statements)':52} "
+          f"{statistics.median(txns):>12.1f}")
+    print(f"{'replay: journal steps/s (500-step run resuming)':52} {replay:>12,.0f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--database-url", help="an existing, migrated database (default: embedded)")
+    args = parser.parse_args()
+    if args.database_url:
+        asyncio.run(main(args.database_url, args.runs, args.concurrency, args.rounds, args.pool))
+    else:
+        with benchmark_database(SHARDS) as url:
+            asyncio.run(main(url, args.runs, args.concurrency, args.rounds, args.pool))

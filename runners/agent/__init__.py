@@ -1,0 +1,88 @@
+"""The agent workflow, its model clients (OpenAI-compatible, offline) and its tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from agentlane.settings import Settings
+from agentlane.store import EventStore
+from runners.agent.model import ModelClient, OpenAIModel, OpenAIOptions, StreamCut
+from runners.agent.offline import OfflineModel
+from runners.agent.tools import Tool, ToolRegistry, builtin_tools
+from runners.agent.workflow import AgentWorkflow
+from runners.engine import RetryPolicy, WorkflowRegistry
+
+AGENT_WORKFLOW = "agent"
+AGENT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """Tuning of the agent beyond Settings (tests shorten the waits)."""
+
+    fallback_model: str | None = None
+    request_timeout: timedelta = timedelta(seconds=60)
+    model_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            max_attempts=4,
+            initial_interval=timedelta(milliseconds=500),
+            max_interval=timedelta(seconds=20),
+        )
+    )
+    tool_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=3))
+    extra_tools: tuple[Tool, ...] = ()
+
+
+def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
+    """``offline`` → the scripted model; anything else → the OpenAI-compatible endpoint."""
+    if settings.model == "offline":
+        return OfflineModel()
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    return OpenAIModel(
+        OpenAIOptions(
+            base_url=settings.openai_base_url,
+            api_key=key,
+            model=settings.model,
+            fallback_model=options.fallback_model,
+            timeout=options.request_timeout,
+        ),
+        max_attempts=options.model_retry.max_attempts,
+    )
+
+
+def register_agent(
+    registry: WorkflowRegistry,
+    store: EventStore,
+    settings: Settings,
+    options: AgentOptions | None = None,
+) -> AgentWorkflow:
+    options = options or AgentOptions()
+    tools = ToolRegistry([*builtin_tools(store), *options.extra_tools])
+    workflow = AgentWorkflow(
+        store,
+        model_client(settings, options),
+        tools,
+        model_retry=options.model_retry,
+        tool_retry=options.tool_retry,
+    )
+    registry.register(AGENT_WORKFLOW, AGENT_VERSION, workflow.run)
+    return workflow
+
+
+__all__ = [
+    "AGENT_VERSION",
+    "AGENT_WORKFLOW",
+    "AgentOptions",
+    "AgentWorkflow",
+    "ModelClient",
+    "OfflineModel",
+    "OpenAIModel",
+    "OpenAIOptions",
+    "StreamCut",
+    "Tool",
+    "ToolRegistry",
+    "builtin_tools",
+    "model_client",
+    "register_agent",
+]

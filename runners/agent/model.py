@@ -1,0 +1,201 @@
+"""Model calls: one streamed chat completion per attempt, on the real ``openai`` SDK.
+
+The SDK's own retries are off: every attempt is a step attempt of the engine, so the journal shows
+each one (``StepFailed``) and the engine's policy decides, honouring ``Retry-After``. The step key
+goes out as ``Idempotency-Key`` and as ``user`` so a server can dedupe a re-run step.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import openai
+
+from runners.agent.tokens import TokenBatcher
+from runners.engine import NonRetryable, RetryLater, StepInfo
+
+
+class ModelClient(Protocol):
+    """``complete`` streams Token events through ``step`` and returns the journaled result:
+    ``{"model", "content", "toolCalls": [{"id", "name", "arguments"}], "usage": {...},
+    "offline"}``; it raises RetryLater/NonRetryable (or anything: retryable) on failure."""
+
+    name: str
+
+    async def complete(
+        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
+
+
+class StreamCut(RetryLater):
+    """The stream ended before the model said it was finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIOptions:
+    base_url: str | None
+    api_key: str
+    model: str
+    fallback_model: str | None = None
+    # Bounds each wait on the server (connect, a read between two chunks): a hang becomes a
+    # retryable timeout.
+    timeout: timedelta = timedelta(seconds=60)
+
+
+class OpenAIModel:
+    """Any OpenAI-compatible chat completions endpoint.
+
+    A client per attempt: an attempt owns its connection, so a cancelled or cut stream can never
+    leave a half-read connection in a shared pool, and nothing outlives the advance that used it.
+    A model call takes seconds; a connection setup is a rounding error beside it.
+    """
+
+    def __init__(self, options: OpenAIOptions, *, max_attempts: int) -> None:
+        self.options = options
+        self.name = options.model
+        self._max_attempts = max_attempts
+        self._timeout = options.timeout.total_seconds()
+
+    def model_for(self, attempt: int) -> str:
+        """The fallback model (when set) takes the last attempt."""
+        if self.options.fallback_model and attempt >= self._max_attempts > 1:
+            return self.options.fallback_model
+        return self.options.model
+
+    async def complete(
+        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        model = self.model_for(step.attempt)
+        batcher = TokenBatcher(step)
+        try:
+            return await self._stream(step, model, messages, tools, batcher)
+        except openai.RateLimitError as exc:
+            raise RetryLater(f"429 from {model}", after=_retry_after(exc.response)) from exc
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status >= 500 or status in (408, 409):
+                raise RetryLater(
+                    f"{status} from {model}", after=_retry_after(exc.response)
+                ) from exc
+            raise NonRetryable(f"{status} from {model}: {exc.message}") from exc
+        except openai.APITimeoutError as exc:
+            raise RetryLater(f"timeout calling {model}") from exc
+        except openai.APIConnectionError as exc:
+            # The SDK reports a connection dropped mid-stream (a cut answer) this way too.
+            raise StreamCut(f"connection to {model} failed: {exc}") from exc
+        finally:
+            # Whatever streamed before a failure is written (tagged with its attempt), so a client
+            # sees exactly what the journal says it saw.
+            batcher.close()
+
+    async def _stream(
+        self,
+        step: StepInfo,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        batcher: TokenBatcher,
+    ) -> dict[str, Any]:
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        async with openai.AsyncOpenAI(
+            base_url=self.options.base_url,
+            api_key=self.options.api_key,
+            max_retries=0,
+            timeout=self._timeout,
+        ) as client:
+            return await self._read(client, step, model, messages, extra, batcher)
+
+    async def _read(
+        self,
+        client: openai.AsyncOpenAI,
+        step: StepInfo,
+        model: str,
+        messages: list[dict[str, Any]],
+        extra: dict[str, Any],
+        batcher: TokenBatcher,
+    ) -> dict[str, Any]:
+        stream = await client.chat.completions.create(  # type: ignore[call-overload]
+            model=model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            user=step.key,
+            extra_headers={"Idempotency-Key": step.key},
+            **extra,
+        )
+        content: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        usage: dict[str, int] = {}
+        finished = False
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    details = chunk.usage.prompt_tokens_details
+                    usage = {
+                        "inputTokens": chunk.usage.prompt_tokens,
+                        "outputTokens": chunk.usage.completion_tokens,
+                        "cachedInputTokens": (details.cached_tokens or 0) if details else 0,
+                    }
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        content.append(delta.content)
+                        batcher.add(delta.content)
+                    for call in delta.tool_calls or ():
+                        entry = calls.setdefault(
+                            call.index, {"id": "", "name": "", "arguments": ""}
+                        )
+                        if call.id:
+                            entry["id"] = call.id
+                        if call.function is not None:
+                            entry["name"] += call.function.name or ""
+                            entry["arguments"] += call.function.arguments or ""
+                    if choice.finish_reason is not None:
+                        finished = True
+        if not finished:
+            raise StreamCut(f"the stream from {model} ended before a finish_reason")
+        batcher.close()
+        text = "".join(content)
+        if not usage:
+            usage = {"inputTokens": _estimate(messages), "outputTokens": len(content),
+                     "cachedInputTokens": 0}
+        step.attach("Usage", {"model": model, "step": step.step, **usage})
+        return {
+            "model": model,
+            "content": text,
+            "toolCalls": [calls[index] for index in sorted(calls)],
+            "usage": usage,
+            "offline": False,
+        }
+
+
+def _retry_after(response: Any) -> timedelta | None:
+    """``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, if the server sent one."""
+    if response is None:
+        return None
+    millis = response.headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return timedelta(milliseconds=float(millis))
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return timedelta(seconds=max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(timedelta(0), moment - datetime.now(UTC))
+
+
+def _estimate(messages: list[dict[str, Any]]) -> int:
+    return sum(len(json.dumps(message).split()) for message in messages)

@@ -1,0 +1,73 @@
+"""The ``offline`` model: a deterministic scripted model for dev and tests, no network at all.
+
+It calls a tool when the latest user message asks for one ("time" → ``current_time``,
+"calculate EXPR" → ``calculator``, "call TOOL" → any registered tool) and otherwise answers by
+echoing; after a tool result it reports it. Its answers are marked offline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from runners.agent.tokens import TokenBatcher
+from runners.engine import StepInfo
+
+_CALCULATE = re.compile(r"\bcalculate\s+(.+)$", re.IGNORECASE | re.DOTALL)
+_CALL = re.compile(r"\bcall\s+([A-Za-z0-9_-]+)", re.IGNORECASE)
+_TIME = re.compile(r"\btime\b", re.IGNORECASE)
+
+
+class OfflineModel:
+    name = "offline"
+
+    async def complete(
+        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        available = {tool["function"]["name"] for tool in tools}
+        last = messages[-1] if messages else {"role": "user", "content": ""}
+        calls: list[dict[str, Any]] = []
+        if last["role"] == "tool":
+            answer = f"(offline) The tool answered: {last.get('content', '')}"
+        else:
+            text = str(last.get("content") or "")
+            call = _tool_for(text, available)
+            if call is not None:
+                name, arguments = call
+                calls.append(
+                    {"id": f"call_{step.step}_0", "name": name, "arguments": json.dumps(arguments)}
+                )
+                answer = ""
+            else:
+                answer = f"(offline) You said: {text}"
+        batcher = TokenBatcher(step)
+        words = answer.split(" ") if answer else []
+        for index, word in enumerate(words):
+            batcher.add(word if index == 0 else " " + word)
+        batcher.close()
+        usage = {
+            "inputTokens": sum(len(str(m.get("content") or "").split()) for m in messages),
+            "outputTokens": len(words) + len(calls),
+            "cachedInputTokens": 0,
+        }
+        step.attach("Usage", {"model": self.name, "step": step.step, **usage})
+        return {
+            "model": self.name,
+            "content": answer,
+            "toolCalls": calls,
+            "usage": usage,
+            "offline": True,
+        }
+
+
+def _tool_for(text: str, available: set[str]) -> tuple[str, dict[str, Any]] | None:
+    named = _CALL.search(text)
+    if named and named.group(1) in available:
+        return named.group(1), {}
+    calculate = _CALCULATE.search(text)
+    if calculate and "calculator" in available:
+        return "calculator", {"expression": calculate.group(1).strip().rstrip("?.!")}
+    if _TIME.search(text) and "current_time" in available:
+        return "current_time", {}
+    return None

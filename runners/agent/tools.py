@@ -1,0 +1,94 @@
+"""Tools the agent may call: typed arguments (pydantic → JSON schema for the model), a runner
+function, and whether a human must approve each call first."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from agentlane.events import format_timestamp
+from agentlane.store import EventStore
+from runners.agent.calculator import evaluate
+from runners.engine import StepInfo
+
+ToolFn = Callable[[StepInfo, Any], Awaitable[JsonValue]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """``run(step, arguments)`` gets the step (its ``key`` is stable across retries: dedupe on it)
+    and the validated arguments."""
+
+    name: str
+    description: str
+    arguments: type[BaseModel]
+    run: ToolFn
+    requires_approval: bool = False
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry of this tool."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.arguments.model_json_schema(),
+            },
+        }
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self._tools.values()]
+
+
+class NoArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalculatorArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expression: str = Field(
+        min_length=1, max_length=500, description="Arithmetic, e.g. (2 + 3) * 4 / 5"
+    )
+
+
+def builtin_tools(store: EventStore) -> list[Tool]:
+    """``current_time`` (the database's clock, the one time every runner agrees on) and
+    ``calculator``."""
+
+    async def current_time(step: StepInfo, arguments: NoArguments) -> JsonValue:
+        return {"utc": format_timestamp(await store.now())}
+
+    async def calculator(step: StepInfo, arguments: CalculatorArguments) -> JsonValue:
+        return {"expression": arguments.expression, "value": evaluate(arguments.expression)}
+
+    return [
+        Tool("current_time", "The current date and time (UTC).", NoArguments, current_time),
+        Tool(
+            "calculator",
+            "Evaluate an arithmetic expression (+ - * / // % ** and parentheses).",
+            CalculatorArguments,
+            calculator,
+        ),
+    ]

@@ -1,0 +1,268 @@
+"""Work discovery and dispatch: which runs of the owned shards to advance now, and how many at once.
+
+Discovery reads ``run_index``: for each session only the head run (lowest ``accepted_seq`` still
+indexed) is eligible, and only once its ``wake_at`` has come (database time), so a session's runs
+execute one at a time in order. Admission is a bound on concurrent advances: a burst waits in
+``run_index`` instead of exhausting memory or the pool. Each advance is one task owned by the
+runner's task group; the dispatcher can wake it (a command arrived), stop it (drain, handback:
+finish the step in flight) or cancel it (the lease is gone: stop at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from agentlane.db import Backoff, translate_errors
+from agentlane.errors import FencedOut, StoreUnavailable
+from agentlane.logs import log_context
+from agentlane.records import Fence
+from runners import metrics
+from runners.api import DueRun, Outcome, RunExecutor
+
+logger = logging.getLogger(__name__)
+
+#: Called when an advance learns that a shard's lease is gone: (shard_id, lease_token, why).
+LeaseLost = Callable[[int, int, str], None]
+
+# After an advance ended without finishing the run, do not pick the same run again sooner than
+# this: an executor that returns while its index row still says "due" must not spin the loop.
+_REDISPATCH_PAUSE_S = 0.05
+
+_HEADS = """
+    r.shard_id = ANY(%(shards)s::int[]) AND r.execution_id <> ALL(%(busy)s::text[])
+    AND NOT EXISTS (
+        SELECT 1 FROM run_index p
+        WHERE p.tenant_id = r.tenant_id AND p.session_id = r.session_id
+          AND p.accepted_seq < r.accepted_seq)
+"""
+
+_DUE = f"""
+SELECT r.tenant_id, r.session_id, r.execution_id, r.shard_id
+FROM run_index r
+WHERE r.wake_at <= now() AND {_HEADS}
+ORDER BY r.wake_at
+LIMIT %(limit)s
+"""
+
+_PROGRESS = f"""
+SELECT r.shard_id,
+       extract(epoch FROM now() - min(r.wake_at) FILTER (WHERE r.wake_at <= now()))::float8,
+       extract(epoch FROM min(r.wake_at) FILTER (WHERE r.wake_at > now()) - now())::float8
+FROM run_index r
+WHERE r.wake_at IS NOT NULL AND {_HEADS}
+GROUP BY r.shard_id
+"""
+
+_COMMANDS = """
+SELECT execution_id, max(event_id) FROM agent_events
+WHERE execution_id = ANY(%(runs)s::text[])
+  AND event_type IN ('CancelRequested', 'SignalReceived')
+GROUP BY execution_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardProgress:
+    """Due work of one shard that no advance handles yet, and when its next timer fires."""
+
+    oldest_due_age_s: float | None
+    next_wake_in_s: float | None
+
+
+@dataclass(eq=False)
+class _Advance:
+    run: DueRun
+    fence: Fence
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    commands_seen: int = 0
+
+
+class Dispatcher:
+    """Advances due runs of the shards the runner hands it, within an admission bound."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        executor: RunExecutor,
+        *,
+        runner_label: str,
+        max_concurrent_runs: int,
+        on_lease_lost: LeaseLost,
+        changed: asyncio.Event,
+    ) -> None:
+        self._pool = pool
+        self._executor = executor
+        self._label = runner_label
+        self.max_concurrent_runs = max_concurrent_runs
+        self._on_lease_lost = on_lease_lost
+        self._advances: dict[str, _Advance] = {}
+        self._not_before: dict[str, float] = {}
+        self._failures: dict[str, Backoff] = {}
+        # Set whenever an advance returns: the session's next run may be due now.
+        self._changed = changed
+        #: time.monotonic() of the last advance that returned an outcome, per shard.
+        self.last_progress: dict[int, float] = {}
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._advances)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.max_concurrent_runs - len(self._advances))
+
+    def in_flight_on(self, shard_id: int) -> list[str]:
+        return [ex for ex, adv in self._advances.items() if adv.fence.shard_id == shard_id]
+
+    def _excluded(self) -> list[str]:
+        now = time.monotonic()
+        for execution_id in [ex for ex, until in self._not_before.items() if until <= now]:
+            del self._not_before[execution_id]
+        return [*self._advances, *self._not_before]
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    async def find_due(self, fences: Mapping[int, Fence], limit: int) -> list[DueRun]:
+        """Head runs of the given shards that are due now, oldest first, not already running."""
+        if not fences or limit <= 0:
+            return []
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(
+                    _DUE, {"shards": list(fences), "busy": self._excluded(), "limit": limit}
+                )
+                rows = await cursor.fetchall()
+        return [DueRun(*row) for row in rows]
+
+    async def progress(self, shards: list[int]) -> dict[int, ShardProgress]:
+        """Per shard: the age of its oldest due, unhandled work and the time to its next timer."""
+        if not shards:
+            return {}
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(_PROGRESS, {"shards": shards, "busy": self._excluded()})
+                rows = await cursor.fetchall()
+        found = {row[0]: ShardProgress(row[1], row[2]) for row in rows}
+        return {shard: found.get(shard, ShardProgress(None, None)) for shard in shards}
+
+    # --- advancing ----------------------------------------------------------------------------
+
+    def launch(self, group: asyncio.TaskGroup, run: DueRun, fence: Fence) -> bool:
+        """Start advancing ``run`` under ``fence`` unless it runs already or admission is full."""
+        if run.execution_id in self._advances or self.free_slots == 0:
+            return False
+        advance = _Advance(run=run, fence=fence)
+        self._advances[run.execution_id] = advance
+        advance.task = group.create_task(
+            self._advance(advance), name=f"advance:{run.execution_id}"
+        )
+        metrics.RUNS_IN_FLIGHT.labels(self._label).set(len(self._advances))
+        return True
+
+    async def _advance(self, advance: _Advance) -> None:
+        run = advance.run
+        with log_context(tenant=run.tenant_id, session=run.session_id, execution=run.execution_id):
+            try:
+                outcome = await self._executor.advance(
+                    run, advance.fence, wake=advance.wake, stop=advance.stop
+                )
+            except FencedOut as exc:
+                self._fenced(advance, str(exc))
+            except StoreUnavailable as exc:
+                metrics.DATABASE_ERRORS.labels(self._label, "advance").inc()
+                delay = self._retry_later(run.execution_id)
+                logger.warning(
+                    "advance failed, database unavailable; retry in %.1fs: %s", delay, exc
+                )
+            except asyncio.CancelledError:
+                logger.info("advance cancelled (shard %d let go)", run.shard_id)
+                raise
+            except Exception:
+                delay = self._retry_later(run.execution_id)
+                logger.exception("advance failed; retry in %.1fs", delay)
+            else:
+                metrics.ADVANCES.labels(self._label, outcome.value).inc()
+                self._failures.pop(run.execution_id, None)
+                self.last_progress[run.shard_id] = time.monotonic()
+                if outcome is Outcome.FENCED:
+                    self._fenced(advance, "the executor reported a fenced append")
+                elif outcome in (Outcome.SUSPENDED, Outcome.SLEEPING):
+                    self._not_before[run.execution_id] = time.monotonic() + _REDISPATCH_PAUSE_S
+            finally:
+                self._advances.pop(run.execution_id, None)
+                metrics.RUNS_IN_FLIGHT.labels(self._label).set(len(self._advances))
+                self._changed.set()
+
+    def _fenced(self, advance: _Advance, why: str) -> None:
+        metrics.FENCED_APPENDS.labels(self._label).inc()
+        fence = advance.fence
+        self._on_lease_lost(
+            fence.shard_id, fence.lease_token, f"append rejected by the fence: {why}"
+        )
+
+    def _retry_later(self, execution_id: str) -> float:
+        backoff = self._failures.setdefault(execution_id, Backoff(initial_s=0.5, maximum_s=30.0))
+        delay = max(_REDISPATCH_PAUSE_S, backoff.next_delay())
+        self._not_before[execution_id] = time.monotonic() + delay
+        return delay
+
+    # --- control ------------------------------------------------------------------------------
+
+    def stop_shard(self, shard_id: int) -> list[asyncio.Task[None]]:
+        """Ask the shard's advances to finish their step in flight and return; their tasks."""
+        tasks = []
+        for advance in self._advances.values():
+            if advance.fence.shard_id == shard_id:
+                advance.stop.set()
+                if advance.task is not None:
+                    tasks.append(advance.task)
+        return tasks
+
+    def cancel_shard(self, shard_id: int) -> int:
+        """Cancel the shard's advances at once (the lease is gone); how many were cancelled."""
+        cancelled = 0
+        for advance in list(self._advances.values()):
+            if advance.fence.shard_id == shard_id and advance.task is not None:
+                advance.task.cancel()
+                cancelled += 1
+        self.last_progress.pop(shard_id, None)
+        return cancelled
+
+    def cancel_all(self) -> None:
+        for advance in self._advances.values():
+            if advance.task is not None:
+                advance.task.cancel()
+
+    async def wake_commanded(self, shard_ids: set[int] | None = None) -> None:
+        """Set ``wake`` on advances of ``shard_ids`` (all when None) whose run got a command
+        (cancel, signal) since they started: the journal, not the NOTIFY, says which."""
+        advances = [
+            a
+            for a in self._advances.values()
+            if shard_ids is None or a.fence.shard_id in shard_ids
+        ]
+        if not advances:
+            return
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(_COMMANDS, {"runs": [a.run.execution_id for a in advances]})
+                latest: dict[str, int] = dict(await cursor.fetchall())
+        for advance in advances:
+            seen = latest.get(advance.run.execution_id, 0)
+            if seen > advance.commands_seen:
+                advance.commands_seen = seen
+                advance.wake.set()

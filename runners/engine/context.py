@@ -1,0 +1,319 @@
+"""What a workflow may touch: ``ctx.activity``, ``ctx.sleep``, ``ctx.wait_signal``, ``ctx.emit``.
+
+Every call takes the next step number. While the journal has a record for that step the call is a
+replay: its recorded result comes back at once and nothing runs or is written (a record of another
+kind or name is a NonDeterminismError). Past the journal's end the call runs live and its outcome
+is journaled. Waiting (a timer not yet due, a signal not yet delivered, a retry far away, a drain)
+unloads the run by raising ``_Unload`` out of the workflow; the next advance replays up to here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from prometheus_client import Counter
+
+from agentlane.logs import log_context
+from runners.api import Outcome
+from runners.engine.errors import (
+    ActivityError,
+    EngineError,
+    NonDeterminismError,
+    WorkflowCancelled,
+)
+from runners.engine.journal import (
+    ACTIVITY_TYPES,
+    ENGINE_TYPES,
+    SIGNAL_PREFIX,
+    SLEEP,
+    TOOL_PREFIX,
+    Signal,
+    StepRecord,
+)
+from runners.engine.retry import RetryPolicy
+from runners.engine.run_index import IndexChange
+from runners.engine.runtime import ActiveRun
+
+#: Retry waits up to this long happen in the process; longer ones unload the run (durably).
+IN_PROCESS_RETRY_MAX = timedelta(seconds=2)
+
+STEP_ATTEMPTS = Counter(
+    "agentlane_engine_step_attempts_total",
+    "Activity attempts run live, by result.",
+    ["result"],
+)
+
+ActivityFn = Callable[..., Awaitable[Any]]
+
+
+class _Unload(BaseException):
+    """Leave the workflow here: write what is pending plus ``change`` and return ``outcome``."""
+
+    def __init__(self, outcome: Outcome, change: IndexChange) -> None:
+        super().__init__(outcome.value)
+        self.outcome = outcome
+        self.change = change
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    tenant_id: str
+    session_id: str
+    execution_id: str
+    run_id: str
+    accepted_seq: int
+    workflow: str
+    version: str
+
+
+class StepInfo:
+    """Handed to an activity as its first argument: who it runs for, and its stable step key."""
+
+    __slots__ = ("_active", "_attached", "attempt", "execution_id", "key", "step")
+
+    def __init__(self, active: ActiveRun, step: int, attempt: int) -> None:
+        self._active = active
+        self._attached: list[tuple[str, dict[str, Any]]] = []
+        self.execution_id = active.run.execution_id
+        self.step = step
+        self.attempt = attempt
+        self.key = f"{self.execution_id}:{step}"
+
+    def stream(
+        self, event_type: Literal["Token"], data: dict[str, Any], *, urgent: bool = True
+    ) -> None:
+        """Write a live event while the activity still runs (at once when ``urgent``, else with
+        the next batch); it stays in the journal even if this attempt fails."""
+        self._active.add(event_type, data, urgent=urgent)
+
+    def attach(self, event_type: str, data: dict[str, Any]) -> None:
+        """Write an event together with this step's completion (dropped if the attempt fails)."""
+        if event_type in ENGINE_TYPES:
+            raise EngineError(f"{event_type} is written by the engine only")
+        self._attached.append((event_type, data))
+
+
+class WorkflowContext:
+    """The only door from workflow code to the world (see the module docstring)."""
+
+    def __init__(self, active: ActiveRun, info: RunInfo) -> None:
+        self._active = active
+        self._journal = active.journal
+        self.run = info
+        self._step = 0
+        self._emits = 0
+
+    @property
+    def next_step(self) -> int:
+        """The step number the next ``ctx`` call will take."""
+        return self._step
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the journal holds records beyond the current step."""
+        return self._step <= self._journal.last_step
+
+    # --- activities ---------------------------------------------------------------------------
+
+    async def activity(
+        self,
+        name: str,
+        fn: ActivityFn,
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        record: Literal["StepCompleted", "ToolResult"] = "StepCompleted",
+    ) -> Any:
+        """Run ``fn(step_info, *args)`` once per step, journaling its JSON result.
+
+        With ``record="ToolResult"``, ``name`` is ``tool:<tool>`` and ``fn`` returns the fields of a
+        ToolResult event (``callId``, ``name``, ``ok``, ``result``, ``error``); that event is the
+        step's completion.
+        """
+        policy = retry or RetryPolicy()
+        step = self._next()
+        record_ = self._replayed(step, name)
+        attempt = 1
+        if record_ is not None:
+            if record_.completion is not None:
+                return _result_of(record_.completion.type, record_.completion.data)
+            if record_.failures:
+                last = record_.failures[-1]
+                if not last["retryable"]:
+                    raise ActivityError(name, step, last["attempt"], last["error"])
+                attempt = last["attempt"] + 1
+                retry_at = last.get("retryAt")
+                if retry_at is not None:
+                    await self._wait_until(datetime.fromisoformat(retry_at))
+        self._check_live()
+        with log_context(step=step):
+            while True:
+                info = StepInfo(self._active, step, attempt)
+                task = asyncio.ensure_future(fn(info, *args))
+                try:
+                    with self._active.running(task):
+                        result = await task
+                except asyncio.CancelledError:
+                    if self._active.cancelling and not _current_task_cancelling():
+                        raise WorkflowCancelled(self._journal.cancel_reason) from None
+                    raise
+                except Exception as exc:
+                    STEP_ATTEMPTS.labels("failed").inc()
+                    retryable = policy.is_retryable(exc) and attempt < policy.max_attempts
+                    error = f"{type(exc).__name__}: {exc}"[:2000]
+                    failure: dict[str, Any] = {
+                        "step": step,
+                        "name": name,
+                        "attempt": attempt,
+                        "error": error,
+                        "retryable": retryable,
+                    }
+                    if not retryable:
+                        self._active.add("StepFailed", failure)
+                        raise ActivityError(name, step, attempt, error) from exc
+                    delay = policy.delay(attempt, exc)
+                    retry_at = await self._active.store.now() + delay
+                    failure["retryAt"] = retry_at.isoformat()
+                    self._active.add("StepFailed", failure)
+                    if delay > IN_PROCESS_RETRY_MAX:
+                        raise _Unload(Outcome.SLEEPING, IndexChange(wake=retry_at)) from None
+                    await self._pause(delay)
+                    attempt += 1
+                    self._check_live()
+                    continue
+                STEP_ATTEMPTS.labels("completed").inc()
+                result = json.loads(json.dumps(result))
+                for event_type, data in info._attached:
+                    self._active.add(event_type, data)
+                if record == "ToolResult":
+                    self._active.add("ToolResult", {"step": step, **result})
+                else:
+                    self._active.add(
+                        "StepCompleted",
+                        {"step": step, "name": name, "result": result, "attempts": attempt},
+                    )
+                return result
+
+    # --- timers -------------------------------------------------------------------------------
+
+    async def sleep(self, duration: timedelta) -> None:
+        """A durable timer on database time: the run unloads and a later advance resumes it."""
+        step = self._next()
+        record = self._replayed(step, SLEEP)
+        if record is not None and record.completion is not None:
+            return
+        if record is None or record.fire_at is None:
+            self._check_live()
+            fire_at = await self._active.store.now() + duration
+            self._active.add("TimerScheduled", {"step": step, "fireAt": fire_at.isoformat()})
+        else:
+            fire_at = record.fire_at
+        self._check_cancel()
+        await self._wait_until(fire_at)
+        self._active.add("TimerFired", {"step": step})
+
+    async def _wait_until(self, moment: datetime) -> None:
+        if await self._active.store.now() < moment:
+            raise _Unload(Outcome.SLEEPING, IndexChange(status="running", wake=moment))
+
+    # --- signals ------------------------------------------------------------------------------
+
+    async def wait_signal(
+        self,
+        *names: str,
+        reason: Literal["approval", "budget", "signal"] = "signal",
+        detail: str | None = None,
+    ) -> Signal:
+        """Wait for a signal with one of ``names`` (the oldest unconsumed one wins)."""
+        if not names:
+            raise ValueError("wait_signal needs at least one name")
+        step = self._next()
+        label = SIGNAL_PREFIX + "|".join(names)
+        record = self._replayed(step, label)
+        if record is not None and record.completion is not None:
+            result = record.completion.data["result"]
+            return Signal(result["eventId"], result["name"], result.get("payload"))
+        self._check_cancel()
+        signal = self._journal.next_signal(names)
+        if signal is None:
+            if record is None or not record.suspended:
+                data: dict[str, Any] = {"reason": reason, "name": names[0], "step": step}
+                if detail:
+                    data["detail"] = detail
+                self._active.add("Suspended", data)
+            raise _Unload(Outcome.SUSPENDED, IndexChange(status="suspended", wake="never"))
+        self._journal.consumed.add(signal.event_id)
+        payload = {"eventId": signal.event_id, "name": signal.name, "payload": signal.payload}
+        self._active.add("StepCompleted", {"step": step, "name": label, "result": payload})
+        if record is not None and record.suspended:
+            self._active.add("Resumed", {"reason": f"signal {signal.name}", "step": step})
+        return signal
+
+    # --- events -------------------------------------------------------------------------------
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        """Append an event of the workflow's own (e.g. ToolCall), exactly once across replays."""
+        if event_type in ENGINE_TYPES or event_type in ACTIVITY_TYPES:
+            raise EngineError(f"ctx.emit cannot write {event_type}: the engine or an activity does")
+        self._emits += 1
+        if self._emits <= self._journal.emitted:
+            return
+        self._active.add(event_type, data)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _next(self) -> int:
+        step = self._step
+        self._step += 1
+        return step
+
+    def _replayed(self, step: int, name: str) -> StepRecord | None:
+        record = self._journal.steps.get(step)
+        if record is None:
+            if step < self._journal.last_step:
+                raise NonDeterminismError(self.run.execution_id, step, "<no step>", name)
+            return None
+        same = (
+            record.kind == SIGNAL_PREFIX and name.startswith(SIGNAL_PREFIX)
+            if record.kind == SIGNAL_PREFIX
+            else record.name == name
+        )
+        if not same:
+            raise NonDeterminismError(self.run.execution_id, step, record.name, name)
+        return record
+
+    def _check_cancel(self) -> None:
+        if self._journal.cancel_requested:
+            raise WorkflowCancelled(self._journal.cancel_reason)
+
+    def _check_live(self) -> None:
+        """Before starting new work: a cancel raises here; a drain unloads the run."""
+        self._check_cancel()
+        if self._active.stop.is_set():
+            raise _Unload(Outcome.YIELDED, IndexChange(status="running", wake="now"))
+
+    async def _pause(self, delay: timedelta) -> None:
+        await self._active.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay.total_seconds()):
+                await self._active.cancelled.wait()
+        self._check_cancel()
+
+
+def _result_of(event_type: str, data: dict[str, Any]) -> Any:
+    if event_type == "ToolResult":
+        return {key: value for key, value in data.items() if key != "step"}
+    return data.get("result")
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+__all__ = ["TOOL_PREFIX", "RunInfo", "StepInfo", "WorkflowContext"]

@@ -1,0 +1,188 @@
+"""``advance``: load a run's journal, replay its workflow up to where it stood, run it onward.
+
+The outcome of one advance is written in one fenced transaction with the run's ``run_index``
+change: a terminal event deletes the row, a wait sets ``wake_at``. A command that arrives while the
+run decides to wait makes it due again (see ``run_index``), and this advance goes round once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from agentlane.logs import log_context
+from agentlane.records import Fence
+from agentlane.store import EventStore
+from runners.api import DueRun, Outcome
+from runners.engine.context import RunInfo, WorkflowContext, _Unload
+from runners.engine.errors import (
+    EngineError,
+    NonDeterminismError,
+    UnknownWorkflow,
+    WorkflowCancelled,
+)
+from runners.engine.journal import Journal
+from runners.engine.registry import WorkflowFn, WorkflowRegistry
+from runners.engine.run_index import IndexChange
+from runners.engine.runtime import ActiveRun, Fenced, settle
+
+logger = logging.getLogger(__name__)
+
+_OUTCOME_OF_TERMINAL = {
+    "Completed": Outcome.COMPLETED,
+    "Failed": Outcome.FAILED,
+    "Cancelled": Outcome.CANCELLED,
+}
+
+
+class _Again(Exception):
+    """A command arrived while the run decided to wait: advance it once more."""
+
+
+class Executor:
+    """The :class:`runners.api.RunExecutor` of the engine. Holds no per-run state between calls,
+    so any instance on any runner can advance any run it holds the lease for."""
+
+    def __init__(self, store: EventStore, registry: WorkflowRegistry) -> None:
+        self.store = store
+        self.registry = registry
+
+    async def advance(
+        self, run: DueRun, fence: Fence, *, wake: asyncio.Event, stop: asyncio.Event
+    ) -> Outcome:
+        with log_context(tenant=run.tenant_id, session=run.session_id, execution=run.execution_id):
+            while True:
+                try:
+                    return await self._advance_once(run, fence, wake, stop)
+                except _Again:
+                    continue
+
+    async def _advance_once(
+        self, run: DueRun, fence: Fence, wake: asyncio.Event, stop: asyncio.Event
+    ) -> Outcome:
+        events = await self.store.read_execution(run.tenant_id, run.execution_id)
+        if not events:
+            raise EngineError(f"run {run.execution_id} has no events")
+        journal = Journal.from_events(events)
+        active = ActiveRun(self.store, run, fence, journal, wake=wake, stop=stop)
+        if journal.terminal is not None:
+            # The index outlived the run (e.g. rebuilt): drop it, fenced like any write.
+            return await _finish(active, _OUTCOME_OF_TERMINAL[journal.terminal.type], None)
+        accepted = journal.accepted.data
+        try:
+            if journal.started is None:
+                name = str(accepted.get("workflow", "agent"))
+                version = self.registry.latest(name)
+                active.add(
+                    "RunStarted",
+                    {"workflow": name, "version": version, "runnerId": fence.runner_id},
+                )
+            else:
+                name, version = journal.started["workflow"], journal.started["version"]
+            fn = self.registry.get(name, version)
+        except UnknownWorkflow as exc:
+            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": str(exc)}))
+        info = RunInfo(
+            tenant_id=run.tenant_id,
+            session_id=run.session_id,
+            execution_id=run.execution_id,
+            run_id=str(accepted.get("runId", "")),
+            accepted_seq=journal.accepted.seq,
+            workflow=name,
+            version=version,
+        )
+        ctx = WorkflowContext(active, info)
+        if journal.cancel_requested:
+            active.request_cancel()
+        return await _drive(active, ctx, fn, dict(accepted))
+
+
+async def _drive(
+    active: ActiveRun, ctx: WorkflowContext, fn: WorkflowFn, payload: dict[str, Any]
+) -> Outcome:
+    workflow = asyncio.ensure_future(_run_checked(ctx, fn, payload))
+    flusher = asyncio.create_task(active.flusher(workflow))
+    watcher = asyncio.create_task(active.watcher())
+    try:
+        try:
+            result = await workflow
+        except _Unload as unload:
+            await _stop(active, flusher, watcher)
+            flushed = await active.flush(change=unload.change)
+            if flushed.commands_waiting and unload.outcome in (
+                Outcome.SUSPENDED,
+                Outcome.SLEEPING,
+            ):
+                raise _Again() from None
+            return unload.outcome
+        except WorkflowCancelled as cancelled:
+            await _stop(active, flusher, watcher)
+            data = {"reason": cancelled.reason} if cancelled.reason else {}
+            return await _finish(active, Outcome.CANCELLED, ("Cancelled", data))
+        except NonDeterminismError as exc:
+            await _stop(active, flusher, watcher)
+            logger.error("%s", exc)
+            # Nothing the diverged code produced is trustworthy: only the failure is written.
+            active.discard_pending()
+            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": str(exc)}))
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            if active.failure is not None:
+                raise active.failure from None
+            if active.fenced:
+                return Outcome.FENCED
+            raise
+        except Fenced:
+            return Outcome.FENCED
+        except Exception as exc:
+            await _stop(active, flusher, watcher)
+            logger.warning("workflow failed: %s: %s", type(exc).__name__, exc)
+            reason = f"{type(exc).__name__}: {exc}"[:4000]
+            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": reason}))
+        await _stop(active, flusher, watcher)
+        return await _finish(active, Outcome.COMPLETED, ("Completed", _completed(result)))
+    except Fenced:
+        return Outcome.FENCED
+    finally:
+        for task in (workflow, flusher, watcher):
+            task.cancel()
+        await settle(workflow, flusher, watcher)
+
+
+async def _run_checked(ctx: WorkflowContext, fn: WorkflowFn, payload: dict[str, Any]) -> Any:
+    result = await fn(ctx, payload)
+    if ctx.is_replaying:
+        raise NonDeterminismError(
+            ctx.run.execution_id, ctx._step, "more steps", "the workflow returned"
+        )
+    return result
+
+
+async def _stop(active: ActiveRun, flusher: asyncio.Task[Any], watcher: asyncio.Task[Any]) -> None:
+    await active.stop_flusher(flusher)
+    watcher.cancel()
+    await settle(watcher)
+    if active.failure is not None:
+        raise active.failure
+
+
+async def _finish(
+    active: ActiveRun, outcome: Outcome, terminal: tuple[str, dict[str, Any]] | None
+) -> Outcome:
+    extra = [active.event(*terminal)] if terminal is not None else []
+    await active.flush(extra=extra, change=IndexChange(delete=True))
+    return outcome
+
+
+def _completed(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict) and "answer" in result:
+        return {"answer": str(result["answer"]), "offline": bool(result.get("offline", False))}
+    return {"answer": result if isinstance(result, str) else "" if result is None else str(result)}
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+

@@ -1,0 +1,258 @@
+"""One advance of one run: the journal, the events waiting to be written, the lease they carry.
+
+Writes are batched: events wait in ``pending`` and a flusher writes them within FLUSH_INTERVAL_S
+(at once for a batch of streamed tokens), so a fast run costs a few transactions, not one per
+event. A
+step's completion may wait in ``pending`` while the next step starts; a crash then re-runs both
+steps, which the at-least-once contract of activities allows. Every write carries the fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import tuple_row
+
+from agentlane.db import translate_errors
+from agentlane.errors import FencedOut, StoreError
+from agentlane.events import validate_data
+from agentlane.records import Fence, NewEvent, StoredEvent
+from agentlane.store import EventStore, row_to_event
+from runners.api import DueRun
+from runners.engine.errors import JournalConflict
+from runners.engine.journal import Journal
+from runners.engine.run_index import IndexChange, apply_change, change_fenced
+
+logger = logging.getLogger(__name__)
+
+#: Journal records (completions, tool calls) wait this long to share a write with later ones;
+#: streamed tokens, which a client is watching, go out at once (their batcher already waited).
+FLUSH_INTERVAL_S = 0.5
+
+_COMMAND_COLUMNS = (
+    "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
+)
+
+
+class Fenced(BaseException):
+    """The lease moved (or another writer completed our step): stop, write nothing more."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    written: list[StoredEvent]
+    commands_waiting: bool
+
+
+class ActiveRun:
+    """The mutable state of one ``advance`` of one run."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        run: DueRun,
+        fence: Fence,
+        journal: Journal,
+        *,
+        wake: asyncio.Event,
+        stop: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.fence = fence
+        self.journal = journal
+        self.wake = wake
+        self.stop = stop
+        self.pending: list[NewEvent] = []
+        self.fenced = False
+        self.failure: BaseException | None = None
+        self.cancelling = False
+        self.cancelled = asyncio.Event()
+        self.activity: asyncio.Task[Any] | None = None
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()
+
+    # --- events -------------------------------------------------------------------------------
+
+    def event(self, event_type: str, data: dict[str, Any]) -> NewEvent:
+        return NewEvent(
+            self.run.tenant_id,
+            self.run.session_id,
+            event_type,
+            data,
+            execution_id=self.run.execution_id,
+        )
+
+    def add(self, event_type: str, data: dict[str, Any], *, urgent: bool = False) -> None:
+        """Queue an event for the next flush (order is kept); ``urgent`` flushes without waiting
+        out the interval (a batch of streamed tokens a client is waiting for).
+
+        Data is validated here, so a bad value (say, a tool's NaN) fails the workflow at the call
+        that produced it instead of a later batch write.
+        """
+        self.pending.append(self.event(event_type, validate_data(event_type, data)))
+        self._dirty.set()
+        if urgent:
+            self._urgent.set()
+
+    def discard_pending(self) -> None:
+        self.pending.clear()
+
+    async def flush(
+        self, *, extra: list[NewEvent] | None = None, change: IndexChange | None = None
+    ) -> FlushResult:
+        """Write what is pending (plus ``extra``) in one fenced transaction, with the index change
+        those events imply; raise Fenced when the lease moved or another writer completed a step."""
+        async with self._lock:
+            if self.fenced:
+                raise Fenced()
+            events = [*self.pending, *(extra or [])]
+            self.pending = []
+            self._dirty.clear()
+            if change is None:
+                change = _implied_change(events)
+            if not events:
+                if change is None:
+                    return FlushResult([], False)
+                return FlushResult([], await self._change_only(change))
+            waiting = False
+
+            async def hook(conn: psycopg.AsyncConnection[Any], written: list[StoredEvent]) -> None:
+                nonlocal waiting
+                if change is not None:
+                    waiting = await apply_change(
+                        conn,
+                        tenant_id=self.run.tenant_id,
+                        execution_id=self.run.execution_id,
+                        seen_seq=self.journal.last_seq,
+                        change=change,
+                    )
+
+            try:
+                written = await self.store.append_batch(
+                    events, fence=self.fence, in_transaction=hook
+                )
+            except FencedOut:
+                self.fenced = True
+                raise Fenced() from None
+            except StoreError as exc:
+                if isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                    # Another writer completed one of these steps: our view is stale.
+                    self.fenced = True
+                    raise Fenced() from JournalConflict(str(exc.__cause__))
+                raise
+            return FlushResult(written, waiting)
+
+    async def _change_only(self, change: IndexChange) -> bool:
+        try:
+            async with self.store.pool.connection() as conn:
+                return await change_fenced(
+                    conn,
+                    fence=self.fence,
+                    tenant_id=self.run.tenant_id,
+                    session_id=self.run.session_id,
+                    execution_id=self.run.execution_id,
+                    seen_seq=self.journal.last_seq,
+                    change=change,
+                )
+        except FencedOut:
+            self.fenced = True
+            raise Fenced() from None
+
+    # --- background work ----------------------------------------------------------------------
+
+    async def flusher(self, workflow: asyncio.Task[Any]) -> None:
+        """Write pending events about every FLUSH_INTERVAL_S; on a lost lease stop the workflow."""
+        while True:
+            await self._dirty.wait()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races its timeout, and this task is cancelled on every advance's exit.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    await self._urgent.wait()
+            self._urgent.clear()
+            try:
+                await self.flush()
+            except Fenced:
+                workflow.cancel()
+                return
+            except StoreError as exc:
+                # The batch is lost with its transaction; the journal must not go on without it.
+                self.failure = exc
+                workflow.cancel()
+                return
+
+    async def stop_flusher(self, flusher: asyncio.Task[Any]) -> None:
+        """Stop the flusher between two writes, never inside one (a write cancelled mid-way
+        would drop the batch it took)."""
+        async with self._lock:
+            flusher.cancel()
+        await settle(flusher)
+
+    async def watcher(self) -> None:
+        """On each ``wake``: read new commands (signals, cancel) into the journal; a cancel
+        interrupts the activity in flight."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                events = await self._read_commands()
+            except StoreError as exc:
+                # Only a hint was lost: the next wake (or the next advance) reads them.
+                logger.warning("could not read new commands: %s", exc)
+                continue
+            self.journal.extend(events)
+            if self.journal.cancel_requested:
+                self.request_cancel()
+
+    def request_cancel(self) -> None:
+        if self.cancelling:
+            return
+        self.cancelling = True
+        self.cancelled.set()
+        if self.activity is not None and not self.activity.done():
+            self.activity.cancel()
+
+    async def _read_commands(self) -> list[StoredEvent]:
+        async with self.store.pool.connection() as conn:
+            with translate_errors():
+                cursor = conn.cursor(row_factory=tuple_row)
+                await cursor.execute(
+                    f"SELECT {_COMMAND_COLUMNS} FROM agent_events "
+                    "WHERE execution_id = %s AND tenant_id = %s AND seq > %s "
+                    "AND event_type IN ('SignalReceived', 'CancelRequested') ORDER BY seq",
+                    (self.run.execution_id, self.run.tenant_id, self.journal.last_seq),
+                )
+                return [row_to_event(row) for row in await cursor.fetchall()]
+
+    @contextlib.contextmanager
+    def running(self, task: asyncio.Task[Any]) -> Iterator[None]:
+        self.activity = task
+        try:
+            yield
+        finally:
+            self.activity = None
+
+
+async def settle(*tasks: asyncio.Future[Any]) -> None:
+    """Wait for cancelled tasks to finish. Unlike awaiting them, a CancelledError raised here is
+    always our own caller's, never theirs, so it is never swallowed by mistake."""
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def _implied_change(events: list[NewEvent]) -> IndexChange | None:
+    types = {event.type for event in events}
+    if types & {"Completed", "Failed", "Cancelled"}:
+        return IndexChange(delete=True)
+    if types & {"RunStarted", "Resumed"}:
+        return IndexChange(status="running")
+    return None

@@ -1,0 +1,128 @@
+"""The agent workflow on the offline model: tools, approvals, budgets, session history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentlane.commands import signal_run
+from agentlane.settings import Settings
+from runners.agent import Tool
+from runners.api import Outcome
+from runners.engine import StepInfo, build_executor
+from tests.engine.conftest import Harness, fast_options, offline_executor
+
+
+class Target(BaseModel):
+    path: str = "/tmp/x"
+
+
+def approval_tool(calls: list[str]) -> Tool:
+    async def delete(step: StepInfo, arguments: Target) -> dict[str, Any]:
+        calls.append(step.key)
+        return {"deleted": arguments.path}
+
+    return Tool("delete_file", "Delete a file.", Target, delete, requires_approval=True)
+
+
+async def test_build_executor_runs_the_offline_model(harness: Harness) -> None:
+    executor = build_executor(harness.store, Settings.from_env({}))
+    run = await harness.start("r1", "please calculate (2 + 3) * 4")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    assert [e.type for e in events if e.type not in ("Token", "Usage")] == [
+        "RunAccepted", "RunStarted", "StepCompleted", "ToolCall", "ToolResult", "StepCompleted",
+        "Completed",
+    ]
+    result = next(e for e in events if e.type == "ToolResult").data
+    assert result["ok"] is True and result["result"]["value"] == 20
+    assert events[-1].data["offline"] is True
+    assert "20" in events[-1].data["answer"]
+    # Every model call reports usage; streamed text arrives as batched Token events.
+    assert [e.data["model"] for e in events if e.type == "Usage"] == ["offline", "offline"]
+    tokens = "".join(e.data["text"] for e in events if e.type == "Token")
+    assert tokens == events[-1].data["answer"]
+
+
+async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness) -> None:
+    calls: list[str] = []
+    executor = offline_executor(harness.store, fast_options(extra_tools=(approval_tool(calls),)))
+    run = await harness.start("r1", "call delete_file now")
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    events = await harness.events(run)
+    tool_call = next(e for e in events if e.type == "ToolCall").data
+    assert tool_call["requiresApproval"] is True and tool_call["name"] == "delete_file"
+    suspended = events[-1]
+    assert suspended.type == "Suspended" and suspended.data["reason"] == "approval"
+    assert suspended.data["name"] == f"approve:{tool_call['callId']}"
+    assert calls == []
+    assert await harness.index_row(run) == ("suspended", None)
+    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+                     name=f"approve:{tool_call['callId']}", payload={"approved": True})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    result = next(e for e in events if e.type == "ToolResult").data
+    assert result["ok"] is True and result["result"] == {"deleted": "/tmp/x"}
+    assert calls == [f"{run.execution_id}:{result['step']}"]
+    assert [e.type for e in events].count("Resumed") == 1
+
+
+async def test_a_denied_approval_is_reported_to_the_model(harness: Harness) -> None:
+    calls: list[str] = []
+    executor = offline_executor(harness.store, fast_options(extra_tools=(approval_tool(calls),)))
+    run = await harness.start("r1", "call delete_file now")
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+                     name="approve", payload={"approved": False})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
+    assert result["ok"] is False and result["error"] == "not approved"
+    assert calls == []
+
+
+async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harness) -> None:
+    executor = offline_executor(harness.store)
+    run = await harness.start("r1", "what time is it?", budget={"maxTokens": 5})
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    events = await harness.events(run)
+    assert events[-1].type == "Suspended" and events[-1].data["reason"] == "budget"
+    assert "of 5" in events[-1].data["detail"]
+    # The first model call and its tool ran; the second model call waits for more budget.
+    assert [e.data["step"] for e in events if e.type == "Usage"] == [0]
+    assert await harness.index_row(run) == ("suspended", None)
+    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+                     name="budget", payload={"maxTokens": 10_000})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    assert events[-1].type == "Completed" and "utc" in events[-1].data["answer"]
+    assert len([e for e in events if e.type == "Usage"]) == 2
+
+
+async def test_a_budget_of_model_calls_suspends_too(harness: Harness) -> None:
+    executor = offline_executor(harness.store)
+    run = await harness.start("r1", "what time is it?", budget={"maxAttempts": 1})
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    assert (await harness.events(run))[-1].data["reason"] == "budget"
+    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+                     name="budget", payload={"maxAttempts": 5})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+
+
+async def test_the_model_sees_the_session_history(harness: Harness) -> None:
+    executor = offline_executor(harness.store)
+    first = await harness.start("r1", "my name is Ada")
+    assert await harness.advance(executor, first) is Outcome.COMPLETED
+    second = await harness.start("r2", "what did I say?")
+    seen: list[list[dict[str, Any]]] = []
+    workflow = executor.registry.get("agent", "1").__self__  # type: ignore[attr-defined]
+    original = workflow.model.complete
+
+    async def spy(step: StepInfo, messages: list[dict[str, Any]], tools: Any) -> Any:
+        seen.append(messages)
+        return await original(step, messages, tools)
+
+    workflow.model.complete = spy
+    assert await harness.advance(executor, second) is Outcome.COMPLETED
+    contents = [m["content"] for m in seen[0] if m["role"] != "system"]
+    assert contents == ["my name is Ada", "(offline) You said: my name is Ada", "what did I say?"]

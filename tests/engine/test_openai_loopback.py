@@ -1,0 +1,168 @@
+"""The agent on the real openai SDK against the loopback server: streaming, tools, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from agentlane.commands import cancel_run
+from runners.api import Outcome
+from runners.engine import RetryPolicy
+from tests.engine.conftest import Harness, fast_options, loopback_executor
+from tests.fixtures.openai_server import OpenAIServer, Reply
+
+
+async def test_streamed_answer_with_a_tool_call(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    long_answer = " ".join(f"w{i}" for i in range(80))
+    openai_server.push(
+        Reply.tool_call("calculator", {"expression": "6 * 7"}, call_id="call_A"),
+        Reply.answer(long_answer),
+    )
+    executor = loopback_executor(harness.store, openai_server)
+    run = await harness.start("r1", "what is six times seven?")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    by_type = {e.type: e for e in events}
+    assert by_type["Completed"].data == {"answer": long_answer, "offline": False}
+    assert by_type["ToolCall"].data["arguments"] == {"expression": "6 * 7"}
+    assert by_type["ToolResult"].data["result"] == {"expression": "6 * 7", "value": 42}
+    tokens = [e for e in events if e.type == "Token"]
+    # 80 streamed words arrive as a few batched events, never one row per token.
+    assert 2 <= len(tokens) <= 10
+    assert "".join(t.data["text"] for t in tokens) == long_answer
+    usage = [e.data for e in events if e.type == "Usage"]
+    assert len(usage) == 2
+    assert usage[0] == {"model": "m-1", "inputTokens": 12, "outputTokens": 7,
+                        "cachedInputTokens": 3, "step": 0}
+    # The step key reaches the server on every call: an idempotency header and ``user``.
+    first, second = openai_server.requests
+    assert first.headers["idempotency-key"] == f"{run.execution_id}:0"
+    assert first.body["user"] == f"{run.execution_id}:0"
+    assert second.headers["idempotency-key"] == f"{run.execution_id}:2"
+    assert {t["function"]["name"] for t in first.body["tools"]} >= {"calculator", "current_time"}
+    calculator = next(t for t in first.body["tools"] if t["function"]["name"] == "calculator")
+    assert calculator["function"]["parameters"]["required"] == ["expression"]
+    # The second call carries the tool's answer back to the model.
+    assert second.body["messages"][-1]["role"] == "tool"
+    assert second.body["messages"][-1]["tool_call_id"] == "call_A"
+
+
+async def test_faults_are_retried_and_each_attempt_is_journaled(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    openai_server.push(
+        Reply.error(429, retry_after="1"),
+        Reply.error(500),
+        Reply.hang(),
+        Reply.cut("this answer is cut short", after=3),
+        Reply.answer("finally"),
+    )
+    executor = loopback_executor(harness.store, openai_server)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    failures = [e.data for e in events if e.type == "StepFailed"]
+    assert [f["attempt"] for f in failures] == [1, 2, 3, 4]
+    assert all(f["retryable"] and f["step"] == 0 for f in failures)
+    assert "429" in failures[0]["error"]
+    assert "500" in failures[1]["error"]
+    assert "timeout" in failures[2]["error"].lower()
+    assert "StreamCut" in failures[3]["error"]
+    completed = next(e for e in events if e.type == "StepCompleted")
+    assert completed.data["attempts"] == 5
+    assert events[-1].type == "Completed" and events[-1].data["answer"] == "finally"
+    # Retry-After: 1 was honoured (the SDK's own retries are off: five requests, five attempts).
+    times = [r.at for r in openai_server.requests]
+    assert len(times) == 5
+    assert times[1] - times[0] >= 0.9
+    # The cut attempt streamed tokens before it broke; they are tagged with their attempt.
+    assert any(e.data.get("attempt") == 4 for e in events if e.type == "Token")
+
+
+async def test_spent_retry_budget_fails_the_run_with_a_reason(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    openai_server.push(Reply.error(500), Reply.error(502), Reply.error(503))
+    options = fast_options(model_retry=RetryPolicy(max_attempts=3,
+                                                   initial_interval=timedelta(milliseconds=10)))
+    executor = loopback_executor(harness.store, openai_server, options)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.FAILED
+    events = await harness.events(run)
+    failures = [e.data for e in events if e.type == "StepFailed"]
+    assert [(f["attempt"], f["retryable"]) for f in failures] == [(1, True), (2, True), (3, False)]
+    assert events[-1].type == "Failed"
+    assert "model" in events[-1].data["reason"] and "3 attempt" in events[-1].data["reason"]
+    assert await harness.index_row(run) is None
+
+
+async def test_a_client_error_is_not_retried(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    openai_server.push(Reply.error(400))
+    executor = loopback_executor(harness.store, openai_server)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.FAILED
+    failures = [e.data for e in await harness.events(run) if e.type == "StepFailed"]
+    assert len(failures) == 1 and failures[0]["retryable"] is False
+    assert len(openai_server.requests) == 1
+
+
+async def test_fallback_model_takes_the_last_attempt(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    openai_server.push(Reply.error(500), Reply.answer("from the fallback"))
+    options = fast_options(
+        fallback_model="m-fallback",
+        model_retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)),
+    )
+    executor = loopback_executor(harness.store, openai_server, options)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    assert [r.body["model"] for r in openai_server.requests] == ["m-1", "m-fallback"]
+    usage = next(e for e in await harness.events(run) if e.type == "Usage")
+    assert usage.data["model"] == "m-fallback"
+
+
+async def test_a_long_retry_after_unloads_the_run_until_then(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    openai_server.push(Reply.error(429, retry_after="3"), Reply.answer("later"))
+    executor = loopback_executor(harness.store, openai_server)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.SLEEPING
+    failure = next(e for e in await harness.events(run) if e.type == "StepFailed")
+    _, wake_at = await harness.index_row(run)
+    assert wake_at.isoformat() == failure.data["retryAt"].replace("Z", "+00:00")
+    assert (wake_at - failure.created_at).total_seconds() >= 2.9
+    # Too early: still sleeping, nothing called, nothing written.
+    assert await harness.advance(executor, run) is Outcome.SLEEPING
+    assert len(openai_server.requests) == 1
+    await harness.sleep_until(wake_at)
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    assert len(openai_server.requests) == 2
+
+
+async def test_cancel_during_a_model_stream_ends_the_run_promptly(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    # 400 words at 50 ms each: 20 s of streaming unless the cancel cuts it short.
+    slow = " ".join(f"w{i}" for i in range(400))
+    openai_server.push(Reply.answer(slow, chunk_delay_s=0.05))
+    executor = loopback_executor(harness.store, openai_server,
+                                 fast_options(request_timeout=timedelta(seconds=30)))
+    run = await harness.start("r1", "tell me a long story")
+    wake = asyncio.Event()
+    advancing = asyncio.create_task(harness.advance(executor, run, wake=wake))
+    await harness.wait_for(run, lambda events: any(e.type == "Token" for e in events))
+    await cancel_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+                     reason="user pressed stop")
+    wake.set()
+    assert await asyncio.wait_for(advancing, 8) is Outcome.CANCELLED
+    events = await harness.events(run)
+    assert events[-1].type == "Cancelled"
+    assert events[-1].data["reason"] == "user pressed stop"
+    assert not any(e.type == "StepCompleted" for e in events)
+    assert await harness.index_row(run) is None
