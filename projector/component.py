@@ -26,6 +26,7 @@ from agentlane.bus.ordering import in_seq_order
 from agentlane.db import Backoff, translate_errors
 from agentlane.errors import StoreError
 from agentlane.readmodel import PUBLISH_CHECKPOINT, READ_MODELS_CHECKPOINT, projector_position
+from agentlane.events import TERMINAL_TYPES
 from agentlane.records import Checkpoint, StoredEvent, TailedEvent
 from agentlane.store import EventStore, Wakeups
 from projector import metrics
@@ -217,6 +218,9 @@ class Projector:
                 self.applied += applied
                 metrics.BATCH_SIZE.labels(READ_MODELS_CHECKPOINT).observe(len(batch))
                 metrics.EVENTS.labels(READ_MODELS_CHECKPOINT).inc(applied)
+                for tailed in batch:
+                    if tailed.event.type in TERMINAL_TYPES:
+                        metrics.RUNS_FINISHED.labels(tailed.event.type).inc()
 
     # --- the publish loop ---------------------------------------------------------------------
 

@@ -25,6 +25,11 @@ EVENTS = Counter(
     "Events handled (applied to read models or published)",
     ["checkpoint"],
 )
+# Counted once per terminal event, when the read models apply it (they do so exactly once while
+# this process leads); the alert on failing runs watches the rate of type="Failed".
+RUNS_FINISHED = Counter(
+    "agentlane_runs_finished_total", "Runs that reached a terminal event, by type", ["type"]
+)
 PUBLISHED = Counter("agentlane_projector_published_total", "Messages published to Pub/Sub")
 PUBLISH_ERRORS = Counter(
     "agentlane_projector_publish_errors_total", "Publish batches that failed and were rewound"

@@ -35,7 +35,7 @@ class Alert:
     runbook: str
 
 
-def alerts(dead_letter_subscription: str) -> tuple[Alert, ...]:
+def alerts(dead_letter_subscription: str, shards: int) -> tuple[Alert, ...]:
     """Every alert of a stack; thresholds are where a human should look, not where it broke."""
     return (
         Alert(
@@ -49,25 +49,27 @@ def alerts(dead_letter_subscription: str) -> tuple[Alert, ...]:
         Alert(
             "tx-horizon-age",
             "Transaction horizon is old: every tailer waits behind one transaction",
-            "max(agentlane_tx_horizon_age_seconds) > 60",
+            "max(agentlane_transaction_horizon_age_seconds) > 60",
             duration_s=120,
-            metric=metric_type("agentlane_tx_horizon_age_seconds", "gauge"),
+            metric=metric_type("agentlane_transaction_horizon_age_seconds", "gauge"),
             runbook="Find the oldest xact_start in pg_stat_activity and end that session.",
         ),
         Alert(
             "runs-failing",
             "Runs are failing",
-            "sum(rate(agentlane_runs_failed_total[5m])) > 0.1",
+            'sum(rate(agentlane_runs_finished_total{type="Failed"}[5m])) > 0.1',
             duration_s=600,
-            metric=metric_type("agentlane_runs_failed_total", "counter"),
+            metric=metric_type("agentlane_runs_finished_total", "counter"),
             runbook="Read the Failed events' reasons: model 429/5xx, tool errors, budgets.",
         ),
         Alert(
             "shards-unowned",
             "Shards without an owner: their sessions make no progress",
-            "max(agentlane_shards_unowned) > 0",
+            # Every runner reports the shards it holds; fewer than all of them means some sessions
+            # have no owner (no runner alive, or none ready to claim).
+            f"({shards} - sum(agentlane_runner_owned_shards)) > 0",
             duration_s=120,
-            metric=metric_type("agentlane_shards_unowned", "gauge"),
+            metric=metric_type("agentlane_runner_owned_shards", "gauge"),
             runbook="Run `agentlane shards`; are runners ready, and is the StatefulSet scaled?",
         ),
         Alert(
@@ -93,7 +95,7 @@ class Monitoring(Component):
     ) -> None:
         super().__init__("Monitoring", name, config, opts)
         labels = self.labels("monitoring")
-        for alert in alerts(bus.dead_letter_hold_name):
+        for alert in alerts(bus.dead_letter_hold_name, config.runtime.shards):
             gcp.monitoring.AlertPolicy(
                 alert.key,
                 display_name=f"agentlane {config.stack}: {alert.title}",
