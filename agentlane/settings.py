@@ -49,6 +49,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_DB_POOL_MAX",
         "AGENTLANE_LOG_LEVEL",
         "AGENTLANE_LOG_FORMAT",
+        "AGENTLANE_MODEL_FALLBACK",
     }
 )
 
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     model_choice: str | None = Field(default=None, validation_alias="AGENTLANE_MODEL")
+    # Takes the last attempt of a model call when the primary model keeps failing.
+    model_fallback: str | None = Field(default=None, validation_alias="AGENTLANE_MODEL_FALLBACK")
     auth: Literal["none", "jwt"] = Field(default="none", validation_alias="AGENTLANE_AUTH")
     jwt_secret: SecretStr | None = Field(default=None, validation_alias="AGENTLANE_JWT_SECRET")
     jwt_jwks_url: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_JWKS_URL")
@@ -96,7 +99,9 @@ class Settings(BaseSettings):
         default="json", validation_alias="AGENTLANE_LOG_FORMAT"
     )
 
-    @field_validator("bus_choice", "model_choice", "openai_base_url", mode="before")
+    @field_validator(
+        "bus_choice", "model_choice", "model_fallback", "openai_base_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

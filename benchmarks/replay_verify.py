@@ -109,6 +109,39 @@ def generate(url: str, total: int) -> int:
     return written
 
 
+def server_cpu(url: str) -> float | None:
+    """CPU seconds the PostgreSQL server has used so far (postmaster, its live backends and the
+    ones it reaped), read from /proc; ``None`` when the server is not on this host or unreadable.
+    The server shares the cores with verify, so its cost per event counts as much as verify's."""
+    try:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+        assert row is not None
+        postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split("\n", 1)[0])
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) == postmaster:
+                ticks += sum(int(value) for value in fields[11:15])
+            elif int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, psycopg.Error):
+        return None
+
+
+def _server_note(before: float | None, after: float | None, events: int) -> str:
+    if before is None or after is None:
+        return "server CPU not readable"
+    used = after - before
+    return f"server CPU {used:.1f}s = {used / events * 1e6:.1f} us/event"
+
+
 def bare_scan(url: str) -> tuple[int, float, float]:
     """The baseline: the same rows, in the same order, through a server-side cursor, no work.
     Returns rows, wall seconds and this process's CPU seconds."""
@@ -206,10 +239,12 @@ def run(url: str, events: int) -> int:
         print(f"read models rebuilt by the projector from {folded:,} events in "
               f"{time.perf_counter() - started:.1f}s", flush=True)
     bare_scan(url)  # warm the cache, so both sides read from memory
+    server_before = server_cpu(url)
     count, bare_s, bare_cpu = bare_scan(url)
     print(f"baseline: bare SELECT scan, same rows and order: {count:,} rows in {bare_s:.2f}s = "
           f"{count / bare_s:,.0f} rows/s; client CPU {bare_cpu:.1f}s = "
-          f"{count / bare_cpu:,.0f} rows per CPU-second", flush=True)
+          f"{count / bare_cpu:,.0f} rows per CPU-second = {bare_cpu / count * 1e6:.1f} us/row; "
+          f"{_server_note(server_before, server_cpu(url), count)}", flush=True)
     worst = 0
     for label, extra, events in (
         ("verify --tenant tenant0 --jobs 1", ("--tenant", "tenant0", "--jobs", "1"),
@@ -217,13 +252,16 @@ def run(url: str, events: int) -> int:
         ("verify --jobs 1", ("--jobs", "1"), written),
         ("verify (auto: one worker per core)", (), written),
     ):
+        server_before = server_cpu(url)
         code, seconds, cpu, rss, output = timed_verify(url, *extra)
+        server = _server_note(server_before, server_cpu(url), events)
         worst = max(worst, code)
         verdict = output.splitlines()[-1] if output else ""
         print(f"{label}: exit {code}, {events:,} events in {seconds:.2f}s = "
               f"{events / seconds:,.0f} events/s ({bare_s / seconds * events / count:.2f} of the "
               f"bare scan's rate); client CPU {cpu:.1f}s = {events / cpu:,.0f} events per "
-              f"CPU-second; peak RSS {rss:.0f} MiB  [{verdict}]", flush=True)
+              f"CPU-second = {cpu / events * 1e6:.1f} us/event; {server}; peak RSS {rss:.0f} MiB"
+              f"  [{verdict}]", flush=True)
     return worst
 
 

@@ -26,10 +26,10 @@ from runners.engine.retry import NO_RETRY, NonRetryable, RetryLater, RetryPolicy
 def build_executor(store: EventStore, settings: Settings) -> RunExecutor:
     """The executor a runner process uses: every registered workflow (the agent workflow on the
     model ``settings.model`` names, ``offline`` included), advancing runs through ``store``."""
-    from runners.agent import register_agent
+    from runners.agent import AgentOptions, register_agent
 
     registry = WorkflowRegistry()
-    register_agent(registry, store, settings)
+    register_agent(registry, store, settings, AgentOptions(fallback_model=settings.model_fallback))
     return Executor(store, registry)
 
 

@@ -150,6 +150,7 @@ class WorkflowContext:
                 retry_at = last.get("retryAt")
                 if retry_at is not None:
                     await self._wait_until(datetime.fromisoformat(retry_at))
+        attempt = max(attempt, self._journal.streamed.get(step, 0) + 1)
         self._check_live()
         with log_context(step=step):
             while True:

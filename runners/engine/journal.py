@@ -73,6 +73,9 @@ class Journal:
     cancel_reason: str | None = None
     cancel_requested: bool = False
     emitted: int = 0
+    # The last attempt of each step that streamed Token events: an attempt cut short by a crash
+    # left no StepFailed, but its tokens count it, so the re-run streams as the next attempt.
+    streamed: dict[int, int] = field(default_factory=dict)
     terminal: StoredEvent | None = None
     last_seq: int = 0
 
@@ -122,6 +125,9 @@ class Journal:
             case "CancelRequested":
                 self.cancel_requested = True
                 self.cancel_reason = data.get("reason")
+            case "Token" if data.get("step") is not None and data.get("attempt") is not None:
+                step, attempt = data["step"], data["attempt"]
+                self.streamed[step] = max(attempt, self.streamed.get(step, 0))
             case kind if kind in TERMINAL_TYPES:
                 self.terminal = event
             case kind if kind not in ENGINE_TYPES and kind not in ACTIVITY_TYPES:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from agentlane.commands import cancel_run
+from agentlane.settings import Settings
 from runners.api import Outcome
-from runners.engine import RetryPolicy
+from runners.engine import RetryPolicy, build_executor
 from tests.engine.conftest import Harness, fast_options, loopback_executor
 from tests.fixtures.openai_server import OpenAIServer, Reply
 
@@ -166,3 +169,46 @@ async def test_cancel_during_a_model_stream_ends_the_run_promptly(
     assert events[-1].data["reason"] == "user pressed stop"
     assert not any(e.type == "StepCompleted" for e in events)
     assert await harness.index_row(run) is None
+
+
+async def test_build_executor_takes_model_and_fallback_from_settings(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    settings = Settings.from_env({
+        "OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test",
+        "AGENTLANE_MODEL": "m-main", "AGENTLANE_MODEL_FALLBACK": "m-spare",
+    })
+    executor = build_executor(harness.store, settings)
+    model = executor.registry.get("agent", "1").__self__.model  # type: ignore[attr-defined]
+    assert (model.model_for(1), model.model_for(4)) == ("m-main", "m-spare")
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    assert [r.body["model"] for r in openai_server.requests] == ["m-main"]
+
+
+async def test_a_crash_mid_stream_reruns_the_call_with_the_same_step_key(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    slow = " ".join(f"w{i}" for i in range(200))
+    openai_server.push(Reply.answer(slow, chunk_delay_s=0.05), Reply.answer("second try"))
+    options = fast_options(request_timeout=timedelta(seconds=30))
+    run = await harness.start("r1", "hello")
+    advancing = asyncio.create_task(
+        harness.advance(loopback_executor(harness.store, openai_server, options), run)
+    )
+    await harness.wait_for(run, lambda events: any(e.type == "Token" for e in events))
+    advancing.cancel()  # the runner process dies mid-stream
+    with pytest.raises(asyncio.CancelledError):
+        await advancing
+    other = loopback_executor(harness.store, openai_server, options)
+    assert await harness.advance(other, run, await harness.fence("runner-b")) is (
+        Outcome.COMPLETED
+    )
+    events = await harness.events(run)
+    keys = [r.headers["idempotency-key"] for r in openai_server.requests]
+    assert keys == [f"{run.execution_id}:0"] * 2
+    # The cut attempt's tokens stay in the journal as attempt 1; the re-run streams as attempt 2.
+    assert {e.data["attempt"] for e in events if e.type == "Token"} == {1, 2}
+    completed = [e.data for e in events if e.type == "StepCompleted"]
+    assert len(completed) == 1 and completed[0]["attempts"] == 2
+    assert events[-1].data["answer"] == "second try"
