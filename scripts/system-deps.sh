@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses; installed only when missing (needs root or sudo).
+# What the test suite needs beyond Python: Debian packages (installed only when missing; needs root
+# or sudo) and the browser test's npm packages (from its lockfile).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v gcloud >/dev/null 2>&1 || missing+=(google-cloud-cli google-cloud-cli-pubsub-emulator)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v gcloud >/dev/null 2>&1 || missing+=(google-cloud-cli)
+[ -d /usr/lib/google-cloud-sdk/platform/pubsub-emulator ] || missing+=(google-cloud-cli-pubsub-emulator)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+npm ci --prefix tests/gateway/browser --no-audit --no-fund --loglevel=error >/dev/null

@@ -34,9 +34,11 @@ class Edge(Component):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Edge", name, config, opts)
-        labels = self.labels("edge")
         self.address = gcp.compute.GlobalAddress(
-            f"{name}-ip", name=f"{name}-ip-{config.stack}", labels=labels, opts=self.child()
+            f"{name}-ip",
+            name=f"{name}-ip-{config.stack}",
+            labels=self.labels("edge"),
+            opts=self.child(),
         )
         certificate = gcp.compute.ManagedSslCertificate(
             f"{name}-cert",
@@ -111,16 +113,7 @@ class Edge(Component):
             ssl_certificates=[certificate.id],
             opts=self.child(),
         )
-        gcp.compute.GlobalForwardingRule(
-            f"{name}-https",
-            name=f"{name}-https-{config.stack}",
-            load_balancing_scheme=SCHEME,
-            ip_address=self.address.id,
-            port_range="443",
-            target=https_proxy.id,
-            labels=labels,
-            opts=self.child(),
-        )
+        self._forwarding_rule(f"{name}-https", "443", https_proxy)
         redirect = gcp.compute.URLMap(
             f"{name}-redirect",
             name=f"{name}-redirect-{config.stack}",
@@ -133,15 +126,24 @@ class Edge(Component):
             url_map=redirect.id,
             opts=self.child(),
         )
-        gcp.compute.GlobalForwardingRule(
-            f"{name}-http",
-            name=f"{name}-http-{config.stack}",
-            load_balancing_scheme=SCHEME,
-            ip_address=self.address.id,
-            port_range="80",
-            target=http_proxy.id,
-            labels=labels,
-            opts=self.child(),
-        )
+        self._forwarding_rule(f"{name}-http", "80", http_proxy)
         self.url = pulumi.Output.concat("https://", config.domain)
         self.register_outputs({"address": self.address.address})
+
+    def _forwarding_rule(
+        self,
+        name: str,
+        port_range: str,
+        proxy: gcp.compute.TargetHttpsProxy | gcp.compute.TargetHttpProxy,
+    ) -> gcp.compute.GlobalForwardingRule:
+        """A listener on the one address: HTTPS serves, HTTP only redirects to it."""
+        return gcp.compute.GlobalForwardingRule(
+            name,
+            name=f"{name}-{self._config.stack}",
+            load_balancing_scheme=SCHEME,
+            ip_address=self.address.id,
+            port_range=port_range,
+            target=proxy.id,
+            labels=self.labels("edge"),
+            opts=self.child(),
+        )

@@ -12,10 +12,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import StackConfig
-from .base import Component
+from .base import WorkloadComponent
 from .names import GATEWAY, gateway_neg_name
-from .pod import container, metadata, pod_template, selector
-from .scraping import pod_monitoring
+from .pod import selector
 from .workload_env import HTTP_PORT
 
 __all__ = ["Gateway"]
@@ -25,7 +24,7 @@ GRACE_SECONDS = 30
 CPU_TARGET_PERCENT = 70
 
 
-class Gateway(Component):
+class Gateway(WorkloadComponent):
     def __init__(
         self,
         name: str,
@@ -33,46 +32,33 @@ class Gateway(Component):
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("Gateway", name, config, opts)
-        labels = self.labels(GATEWAY.component)
+        super().__init__("Gateway", name, config, GATEWAY, provider, opts)
         cfg = config.gateway
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = self.rolling_deployment(
             "gateway",
-            metadata=metadata("agentlane-gateway", labels),
-            spec={
-                # No replicas: the HPA owns the count, and Pulumi must not reset it on each up.
-                "selector": {"match_labels": selector(GATEWAY)},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rolling_update": {"max_unavailable": 0, "max_surge": 1},
-                },
-                "template": pod_template(
-                    GATEWAY,
-                    labels,
-                    [container(GATEWAY, config, cfg.resources)],
-                    grace_seconds=GRACE_SECONDS,
-                ),
-            },
-            opts=self.child(provider=provider),
+            "agentlane-gateway",
+            cfg.resources,
+            # The HPA below owns the count.
+            replicas=None,
+            max_unavailable=0,
+            grace_seconds=GRACE_SECONDS,
         )
         neg = {"exposed_ports": {str(HTTP_PORT): {"name": gateway_neg_name(config.stack)}}}
         self.service = k8s.core.v1.Service(
             "gateway",
-            metadata=metadata(
-                "agentlane-gateway",
-                labels,
-                annotations={"cloud.google.com/neg": json.dumps(neg)},
+            metadata=self.metadata(
+                "agentlane-gateway", annotations={"cloud.google.com/neg": json.dumps(neg)}
             ),
             spec={
                 "type": "ClusterIP",
                 "selector": selector(GATEWAY),
                 "ports": [{"name": "http", "port": HTTP_PORT, "target_port": "http"}],
             },
-            opts=self.child(provider=provider),
+            opts=self.child(),
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "gateway",
-            metadata=metadata("agentlane-gateway", labels),
+            metadata=self.metadata("agentlane-gateway"),
             spec={
                 "scale_target_ref": {
                     "api_version": "apps/v1",
@@ -96,13 +82,7 @@ class Gateway(Component):
                 # Scaling in drops sockets; wait out short dips before doing it.
                 "behavior": {"scale_down": {"stabilization_window_seconds": 600}},
             },
-            opts=self.child(provider=provider),
+            opts=self.child(),
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            "gateway",
-            metadata=metadata("agentlane-gateway", labels),
-            spec={"min_available": 1, "selector": {"match_labels": selector(GATEWAY)}},
-            opts=self.child(provider=provider),
-        )
-        pod_monitoring(GATEWAY, labels, self.child(provider=provider))
+        self.serve("gateway", "agentlane-gateway", min_available=1)
         self.register_outputs({"service": self.service.metadata.name})

@@ -16,8 +16,10 @@ from .names import NAMESPACE, WORKLOADS, Workload
 __all__ = ["ServiceAccounts", "WorkloadIdentity", "member"]
 
 
-def member(account: gcp.serviceaccount.Account) -> pulumi.Output[str]:
-    """The IAM member string of a service account."""
+def member(
+    account: gcp.serviceaccount.Account | gcp.projects.ServiceIdentity,
+) -> pulumi.Output[str]:
+    """The IAM member string of a service account (a Google service agent's included)."""
     return account.email.apply(lambda email: f"serviceAccount:{email}")
 
 

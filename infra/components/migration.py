@@ -8,16 +8,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import Resources, StackConfig
-from .base import Component
+from .base import WorkloadComponent
 from .names import MIGRATE
-from .pod import container, metadata, pod_template
 
 __all__ = ["Migration"]
 
 SIZE = Resources(cpu="500m", memory="512Mi")
 
 
-class Migration(Component):
+class Migration(WorkloadComponent):
     def __init__(
         self,
         name: str,
@@ -25,26 +24,24 @@ class Migration(Component):
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("Migration", name, config, opts)
-        labels = self.labels(MIGRATE.component)
+        super().__init__("Migration", name, config, MIGRATE, provider, opts)
         # One Job per image: a Job's pod template is immutable, and a new name makes Pulumi
         # create (and await) a fresh run for every release instead of patching the old one.
         release = hashlib.sha256(config.image.encode()).hexdigest()[:10]
         self.job = k8s.batch.v1.Job(
             MIGRATE.component,
-            metadata=metadata(f"agentlane-migrate-{release}", labels),
+            metadata=self.metadata(f"agentlane-migrate-{release}"),
             spec={
                 "backoff_limit": 3,
                 "active_deadline_seconds": 900,
-                "template": pod_template(
-                    MIGRATE,
-                    labels,
-                    [container(MIGRATE, config, SIZE, serving=False)],
+                "template": self.pod_template(
+                    SIZE,
                     grace_seconds=30,
+                    serving=False,
                     restart_policy="Never",
                     spread=False,
                 ),
             },
-            opts=self.child(provider=provider),
+            opts=self.child(),
         )
         self.register_outputs({"job": self.job.metadata.name})

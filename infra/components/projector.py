@@ -6,10 +6,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import StackConfig
-from .base import Component
+from .base import WorkloadComponent
 from .names import PROJECTOR
-from .pod import container, metadata, pod_template, selector
-from .scraping import pod_monitoring
 
 __all__ = ["Projector"]
 
@@ -18,7 +16,7 @@ REPLICAS = 2
 GRACE_SECONDS = 30
 
 
-class Projector(Component):
+class Projector(WorkloadComponent):
     def __init__(
         self,
         name: str,
@@ -26,32 +24,14 @@ class Projector(Component):
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("Projector", name, config, opts)
-        labels = self.labels(PROJECTOR.component)
-        self.deployment = k8s.apps.v1.Deployment(
+        super().__init__("Projector", name, config, PROJECTOR, provider, opts)
+        self.deployment = self.rolling_deployment(
             "projector",
-            metadata=metadata("agentlane-projector", labels),
-            spec={
-                "replicas": REPLICAS,
-                "selector": {"match_labels": selector(PROJECTOR)},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rolling_update": {"max_unavailable": 1, "max_surge": 1},
-                },
-                "template": pod_template(
-                    PROJECTOR,
-                    labels,
-                    [container(PROJECTOR, config, config.projector)],
-                    grace_seconds=GRACE_SECONDS,
-                ),
-            },
-            opts=self.child(provider=provider),
+            "agentlane-projector",
+            config.projector,
+            replicas=REPLICAS,
+            max_unavailable=1,
+            grace_seconds=GRACE_SECONDS,
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            "projector",
-            metadata=metadata("agentlane-projector", labels),
-            spec={"max_unavailable": 1, "selector": {"match_labels": selector(PROJECTOR)}},
-            opts=self.child(provider=provider),
-        )
-        pod_monitoring(PROJECTOR, labels, self.child(provider=provider))
+        self.serve("projector", "agentlane-projector", max_unavailable=1)
         self.register_outputs({"deployment": self.deployment.metadata.name})

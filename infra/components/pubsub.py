@@ -60,7 +60,7 @@ class EventBus(Component):
         agent = gcp.projects.ServiceIdentity(
             "pubsub-service-agent", service="pubsub.googleapis.com", opts=self.child()
         )
-        agent_member = agent.email.apply(lambda email: f"serviceAccount:{email}")
+        agent_member = member(agent)
         gcp.pubsub.TopicIAMMember(
             "pubsub-agent-dead-letter-publisher",
             topic=self.dead_letter.name,

@@ -6,10 +6,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import StackConfig
-from .base import Component
+from .base import WorkloadComponent
 from .names import RUNNER
-from .pod import PRE_STOP_SECONDS, container, metadata, pod_template, selector
-from .scraping import pod_monitoring
+from .pod import PRE_STOP_SECONDS, selector
 from .workload_env import HTTP_PORT
 
 __all__ = ["Runners"]
@@ -18,7 +17,7 @@ __all__ = ["Runners"]
 EXIT_MARGIN_SECONDS = 10
 
 
-class Runners(Component):
+class Runners(WorkloadComponent):
     def __init__(
         self,
         name: str,
@@ -26,12 +25,11 @@ class Runners(Component):
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("Runners", name, config, opts)
-        labels = self.labels(RUNNER.component)
+        super().__init__("Runners", name, config, RUNNER, provider, opts)
         cfg = config.runners
         self.service = k8s.core.v1.Service(
             "runners-headless",
-            metadata=metadata("agentlane-runners", labels),
+            metadata=self.metadata("agentlane-runners"),
             spec={
                 "cluster_ip": "None",
                 # Peers must resolve a starting runner before it is ready (it is claiming shards).
@@ -39,14 +37,14 @@ class Runners(Component):
                 "selector": selector(RUNNER),
                 "ports": [{"name": "http", "port": HTTP_PORT, "target_port": "http"}],
             },
-            opts=self.child(provider=provider),
+            opts=self.child(),
         )
         # SIGTERM arrives after preStop; the runner then finishes in-flight steps and releases
         # its shards within drain_seconds, which must end before SIGKILL.
         grace = PRE_STOP_SECONDS + cfg.drain_seconds + EXIT_MARGIN_SECONDS
         self.stateful_set = k8s.apps.v1.StatefulSet(
             "runners",
-            metadata=metadata("agentlane-runner", labels),
+            metadata=self.metadata("agentlane-runner"),
             spec={
                 "service_name": self.service.metadata.name,
                 "replicas": cfg.replicas,
@@ -54,20 +52,9 @@ class Runners(Component):
                 "pod_management_policy": "Parallel",
                 "selector": {"match_labels": selector(RUNNER)},
                 "update_strategy": {"type": "RollingUpdate"},
-                "template": pod_template(
-                    RUNNER,
-                    labels,
-                    [container(RUNNER, config, cfg.resources)],
-                    grace_seconds=grace,
-                ),
+                "template": self.pod_template(cfg.resources, grace_seconds=grace),
             },
-            opts=self.child(provider=provider),
+            opts=self.child(),
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            "runners",
-            metadata=metadata("agentlane-runner", labels),
-            spec={"max_unavailable": 1, "selector": {"match_labels": selector(RUNNER)}},
-            opts=self.child(provider=provider),
-        )
-        pod_monitoring(RUNNER, labels, self.child(provider=provider))
+        self.serve("runners", "agentlane-runner", max_unavailable=1)
         self.register_outputs({"statefulSet": self.stateful_set.metadata.name})

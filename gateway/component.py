@@ -1,0 +1,185 @@
+"""The gateway as a :class:`agentlane.service.Component`: the ``/ws/{sessionId}`` endpoint, the
+browser console at ``/``, one live source and one keepalive ticker for every socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
+from agentlane.logs import log_context
+from agentlane.store import EventStore
+from gateway.hub import Hub
+from gateway.metrics import CONNECTS, REJECTED, REPLAY_SECONDS, SOCKETS
+from gateway.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_UNAUTHORIZED, error_frame
+from gateway.redaction import redact_tokens_in_server_logs
+from gateway.sockets import Connection, SocketPolicy
+from gateway.sources import LiveSource
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CLOSE_POLICY = 1008
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """Knobs of one gateway process; the defaults are the contract's."""
+
+    socket: SocketPolicy = field(default_factory=SocketPolicy)
+    #: How often the keepalive ticker looks at every socket.
+    tick_s: float = 1.0
+
+
+class Gateway:
+    """Streams sessions over WebSockets. Owns its live source and ticker, not the store's pool."""
+
+    name = "gateway"
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        authenticator: Authenticator,
+        source: LiveSource,
+        options: GatewayOptions | None = None,
+    ) -> None:
+        self._store = store
+        self._auth = authenticator
+        self.source = source
+        self.options = options or GatewayOptions()
+        self.hub = Hub()
+        self.connections: set[Connection] = set()
+        self._draining = False
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._emptied = asyncio.Event()
+        redact_tokens_in_server_logs()
+
+    async def __aenter__(self) -> Gateway:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._tasks = [
+            self._group.create_task(self.source.run(self.hub), name=f"live-{self.source.name}"),
+            self._group.create_task(self._keepalive(), name="keepalive"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for connection in tuple(self.connections):
+            connection.close(CLOSE_GOING_AWAY, "server going away")
+        for task in self._tasks:
+            task.cancel()
+        assert self._group is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._group.__aexit__(None, None, None)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [
+            WebSocketRoute("/ws/{session_id}", self.endpoint),
+            Route("/", self._console),
+            Mount("/console", StaticFiles(directory=STATIC_DIR), name="console"),
+        ]
+
+    def is_ready(self) -> bool:
+        return (
+            not self._draining
+            and self.source.ready.is_set()
+            and not any(task.done() for task in self._tasks)
+        )
+
+    async def drain(self) -> None:
+        """Stop accepting, close every socket with 1001 (clients reconnect elsewhere), wait."""
+        self._draining = True
+        for connection in tuple(self.connections):
+            connection.close(CLOSE_GOING_AWAY, "server going away")
+        if self.connections:
+            self._emptied.clear()
+            await self._emptied.wait()
+
+    async def _console(self, _: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.tick_s)
+            now = time.monotonic()
+            for connection in tuple(self.connections):
+                connection.tick(now)
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        """``GET /ws/{sessionId}?lastEventId=N[&token=JWT]`` (CONTRACT.md, "WebSocket")."""
+        session_id = websocket.path_params["session_id"]
+        if self._draining:
+            await _refuse(websocket, CLOSE_GOING_AWAY, "server going away", "draining")
+            return
+        token = websocket.query_params.get("token") or bearer_token(
+            websocket.headers.get("authorization")
+        )
+        try:
+            tenant_id = await self._auth.tenant_for(token)
+        except Unauthorized as exc:
+            await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.reason, "unauthorized")
+            return
+        except AuthUnavailable:
+            await _refuse(websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable")
+            return
+        raw_after = websocket.query_params.get("lastEventId") or "0"
+        if not raw_after.isdigit() or len(raw_after) > 18:
+            await _refuse(
+                websocket, _CLOSE_POLICY, "lastEventId must be a non-negative integer",
+                "bad_request", code="invalid_last_event_id",
+            )
+            return
+        if not _SESSION_ID.match(session_id):
+            await _refuse(
+                websocket, _CLOSE_POLICY, "sessionId must be 1-128 characters of [A-Za-z0-9._:-]",
+                "bad_request", code="invalid_session_id",
+            )
+            return
+        await websocket.accept()
+        connection = Connection(
+            websocket,
+            store=self._store,
+            tenant_id=tenant_id,
+            session_id=session_id,
+            after_event_id=int(raw_after),
+            policy=self.options.socket,
+        )
+        self.connections.add(connection)
+        SOCKETS.inc()
+        CONNECTS.inc()
+        started = time.monotonic()
+        connection.feed.on_ready = lambda: REPLAY_SECONDS.observe(time.monotonic() - started)
+        try:
+            with log_context(tenant=tenant_id, session=session_id):
+                await connection.serve(self.hub)
+        finally:
+            self.connections.discard(connection)
+            SOCKETS.dec()
+            if not self.connections:
+                self._emptied.set()
+
+
+async def _refuse(
+    websocket: WebSocket, close_code: int, reason: str, metric: str, *, code: str | None = None
+) -> None:
+    """Accept, explain, close: browsers only see close codes of sockets that were accepted."""
+    REJECTED.labels(metric).inc()
+    await websocket.accept()
+    if code is not None:
+        await websocket.send_text(error_frame(code, reason))
+    await websocket.close(close_code, reason[:120])

@@ -1,0 +1,243 @@
+"""One accepted WebSocket: its feed (server → client), its commands (client → server), and the
+single decision of how and why it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agentlane import commands
+from agentlane.errors import (
+    AgentlaneError,
+    CommandError,
+    InvalidEvent,
+    RunConflict,
+    RunFinished,
+    RunNotFound,
+    StoreUnavailable,
+)
+from agentlane.store import EventStore
+from gateway.handoff import SessionFeed
+from gateway.hub import Hub
+from gateway.metrics import BAD_FRAMES, CLOSES
+from gateway.protocol import (
+    CLOSE_INTERNAL,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG,
+    MAX_FRAME_BYTES,
+    ApproveFrame,
+    AskFrame,
+    BadFrame,
+    CancelFrame,
+    PongFrame,
+    error_frame,
+    parse_inbound,
+    ping_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+Outcome = tuple[int, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPolicy:
+    """Per-socket limits. Defaults are CONTRACT.md's (ping every 15 s)."""
+
+    buffer_size: int = 1024
+    page_size: int = 500
+    #: A socket whose buffer overflows while one send has been stuck this long is closed (4008).
+    stall_s: float = 2.0
+    ping_interval_s: float = 15.0
+    pong_timeout_s: float = 10.0
+    close_timeout_s: float = 10.0
+
+
+class Connection:
+    """A socket of ``(tenant, session)`` that is streaming; :meth:`serve` returns when it ends.
+
+    The receive loop runs in the ASGI handler's own task and the feed sends only while it has
+    something to send, so an idle socket costs one task. Whoever decides the socket must end
+    (overflow, pong timeout, drain, a failed send) calls :meth:`close`, which interrupts the
+    receive loop.
+    """
+
+    __slots__ = (
+        "_handler",
+        "_interrupted",
+        "_outcome",
+        "_policy",
+        "_store",
+        "_ws",
+        "feed",
+        "next_ping_at",
+        "ping_sent_at",
+        "session_id",
+        "tenant_id",
+    )
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        store: EventStore,
+        tenant_id: str,
+        session_id: str,
+        after_event_id: int,
+        policy: SocketPolicy,
+    ) -> None:
+        self._ws = websocket
+        self._store = store
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self._policy = policy
+        self._outcome: Outcome = None
+        self._handler: asyncio.Task[object] | None = None
+        self._interrupted = False
+        self.feed = SessionFeed(
+            store,
+            tenant_id=tenant_id,
+            session_id=session_id,
+            after_event_id=after_event_id,
+            send=websocket.send_text,
+            buffer_size=policy.buffer_size,
+            page_size=policy.page_size,
+            stall_s=policy.stall_s,
+            on_overflow=self._slow_consumer,
+            on_failure=self._send_failed,
+        )
+        self.ping_sent_at: float | None = None
+        self.next_ping_at = time.monotonic() + policy.ping_interval_s
+
+    def close(self, code: int, reason: str) -> None:
+        """Decide how this socket ends (the first decision wins) and stop receiving."""
+        if self._outcome is not None or self._interrupted:
+            return
+        self._outcome = (code, reason)
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        self._interrupted = True
+        if self._handler is not None and self._handler is not asyncio.current_task():
+            self._handler.cancel()
+
+    def _slow_consumer(self) -> None:
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def _send_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
+            self._interrupt()  # the client is gone: nothing to close
+        elif isinstance(exc, StoreUnavailable):
+            logger.warning("store unavailable while streaming; closing the socket")
+            self.close(CLOSE_INTERNAL, "store unavailable; reconnect")
+        else:
+            logger.error("streaming failed", exc_info=exc)
+            self.close(CLOSE_INTERNAL, "internal error")
+
+    def tick(self, now: float) -> None:
+        """Keepalive, called by the gateway's one ticker for every socket (no task per socket)."""
+        if self.ping_sent_at is not None:
+            if now - self.ping_sent_at > self._policy.pong_timeout_s:
+                self.close(CLOSE_INTERNAL, "pong timeout")
+            return
+        if now >= self.next_ping_at:
+            self.ping_sent_at = now
+            self.next_ping_at = now + self._policy.ping_interval_s
+            self.feed.send_control(ping_frame(round(time.time(), 3)))
+
+    async def serve(self, hub: Hub) -> None:
+        """Stream until the client leaves or the gateway closes the socket."""
+        self._handler = asyncio.current_task()
+        hub.subscribe(self.tenant_id, self.session_id, self.feed)
+        try:
+            self.feed.start()
+            await self._receive()
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise  # cancelled from outside (server shutdown), not by close()
+            assert self._handler is not None
+            self._handler.uncancel()
+        finally:
+            hub.unsubscribe(self.tenant_id, self.session_id, self.feed)
+            await self.feed.stop()
+        if self._outcome is not None:
+            code, reason = self._outcome
+            CLOSES.labels(str(code)).inc()
+            # A client that stopped reading may never take the close frame: bounded wait, then
+            # uvicorn drops the transport when this handler returns.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._policy.close_timeout_s):
+                    await self._ws.close(code, reason)
+
+    async def _receive(self) -> None:
+        try:
+            while not self._interrupted:
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                if text is None:
+                    await self._reject(BadFrame("binary_frame", "send JSON in text frames"))
+                    continue
+                # Servers configured without a frame limit still get one here.
+                if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
+                    self.close(CLOSE_TOO_BIG, "frame larger than 64 KiB")
+                    return
+                try:
+                    await self._handle(parse_inbound(text))
+                except BadFrame as bad:
+                    await self._reject(bad)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            return
+
+    async def _reject(self, bad: BadFrame) -> None:
+        BAD_FRAMES.labels(bad.code).inc()
+        await self._ws.send_text(error_frame(bad.code, bad.message))
+
+    async def _handle(self, frame: AskFrame | CancelFrame | ApproveFrame | PongFrame) -> None:
+        if isinstance(frame, PongFrame):
+            self.ping_sent_at = None
+            return
+        try:
+            if isinstance(frame, AskFrame):
+                await commands.start_run(
+                    self._store,
+                    tenant_id=self.tenant_id,
+                    session_id=self.session_id,
+                    run_id=frame.run_id,
+                    message=frame.message,
+                    on_conflict=frame.on_conflict,
+                )
+            elif isinstance(frame, CancelFrame):
+                await commands.cancel_run(
+                    self._store, tenant_id=self.tenant_id, execution_id=frame.execution_id
+                )
+            elif isinstance(frame, ApproveFrame):
+                await commands.signal_run(
+                    self._store,
+                    tenant_id=self.tenant_id,
+                    execution_id=frame.execution_id,
+                    name=frame.name,
+                    payload=frame.payload,
+                )
+        except AgentlaneError as exc:
+            raise BadFrame(_command_error_code(exc), str(exc)) from None
+
+
+def _command_error_code(exc: AgentlaneError) -> str:
+    if isinstance(exc, RunNotFound):
+        return "run_not_found"
+    if isinstance(exc, RunConflict):
+        return "run_conflict"
+    if isinstance(exc, RunFinished):
+        return "run_finished"
+    if isinstance(exc, (CommandError, InvalidEvent)):
+        return "invalid_command"
+    if isinstance(exc, StoreUnavailable):
+        return "unavailable"
+    return "command_failed"

@@ -1,0 +1,32 @@
+// Drives the gateway's console in Debian's headless chromium: ask, wait for the run to finish,
+// report what the page shows, save a screenshot. Usage: node drive_console.mjs URL SCREENSHOT
+import { chromium } from "playwright-core";
+
+const [url, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  page.on("console", (m) => console.error(`page: ${m.text()}`));
+  await page.goto(url);
+  await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
+  await page.fill("#message", "tell me a story");
+  await page.click('#ask button[type="submit"]');
+  console.log(JSON.stringify({ asked: true }));
+  const run = page.locator(".run").first();
+  await page.waitForSelector('.run[data-state="completed"]', { timeout: 60000 });
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({
+    text: await run.locator(".tokens").textContent(),
+    tokens: Number(await run.getAttribute("data-tokens")),
+    connections: Number(await page.evaluate(() => document.body.dataset.connections)),
+    status: await page.textContent("#status"),
+  }));
+} finally {
+  await browser.close();
+}

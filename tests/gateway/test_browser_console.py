@@ -1,0 +1,97 @@
+"""The browser console in headless Chromium: start a run, cut its socket from the server side
+mid-stream, the page reconnects by itself and shows every token exactly once.
+
+Needs Debian's ``chromium`` and ``node`` with tests/gateway/browser/node_modules (``npm ci`` there:
+playwright-core, pinned, drives the system browser; nothing is downloaded at run time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from agentlane.records import NewEvent
+from gateway.protocol import CLOSE_SLOW_CONSUMER
+from tests.gateway.harness import GatewayThread, gateway_thread
+
+BROWSER_DIR = Path(__file__).parent / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKENS = 40
+CUT_AT = 15
+
+# CI sets AGENTLANE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and shutil.which("node")
+         and (BROWSER_DIR / "node_modules" / "playwright-core").exists())
+    and os.environ.get("AGENTLANE_REQUIRE_BROWSER") != "1",
+    reason="needs chromium, node and `npm ci` in tests/gateway/browser",
+)
+
+
+async def _cut_every_socket(gw: GatewayThread) -> int:
+    for connection in tuple(gw.gateway.connections):
+        connection.close(CLOSE_SLOW_CONSUMER, "cut by the test")
+    return len(gw.gateway.connections)
+
+
+async def _accepted_execution(gw: GatewayThread, session: str) -> str | None:
+    events = await gw.store.read_session("default", session)
+    return next((e.execution_id for e in events if e.type == "RunAccepted"), None)
+
+
+def test_console_resumes_without_repeating_or_losing_a_token(
+    database_url: str, repo_root: Path
+) -> None:
+    artifacts = repo_root / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    screenshot = artifacts / "gateway-console.png"
+    session = "browser-1"
+    with gateway_thread(database_url) as gw:
+        driver = asyncio.run_coroutine_threadsafe(
+            asyncio.create_subprocess_exec(
+                "node", str(BROWSER_DIR / "drive_console.mjs"),
+                f"{gw.http_url}/?session={session}", str(screenshot),
+                cwd=BROWSER_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": "/tmp"},
+            ),
+            gw.loop,
+        ).result(30)
+        # The page asks through its socket; the run's tokens are then "streamed" by this test
+        # playing the runner (appending Token events slowly enough to cut the stream midway).
+        deadline = time.monotonic() + 60
+        execution = None
+        while execution is None:
+            assert time.monotonic() < deadline, "the page never asked"
+            execution = gw.run(_accepted_execution(gw, session))
+            time.sleep(0.05)
+        expected = ""
+        gw.run(gw.store.append(NewEvent(
+            "default", session, "RunStarted", {"workflow": "agent", "version": "1"},
+            execution_id=execution,
+        )))
+        for index in range(TOKENS):
+            text = f"tok{index} "
+            expected += text
+            gw.run(gw.store.append(NewEvent(
+                "default", session, "Token", {"text": text, "index": index},
+                execution_id=execution,
+            )))
+            if index == CUT_AT:
+                assert gw.run(_cut_every_socket(gw)) >= 1
+            time.sleep(0.03)
+        gw.run(gw.store.append(NewEvent(
+            "default", session, "Completed", {"answer": expected}, execution_id=execution,
+        )))
+        stdout, stderr = asyncio.run_coroutine_threadsafe(driver.communicate(), gw.loop).result(90)
+        assert driver.returncode == 0, stderr.decode()[-3000:]
+    shown = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert shown["text"] == expected
+    assert shown["tokens"] == TOKENS
+    assert shown["connections"] >= 2, shown  # it really was cut, and came back by itself
+    assert screenshot.stat().st_size > 0

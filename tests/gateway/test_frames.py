@@ -1,0 +1,87 @@
+"""Bad inbound frames get an ``error`` frame and the socket stays open; a frame over 64 KiB is
+closed with 1009; the server keeps serving; commands go through the command code path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.gateway.harness import gateway_thread
+from tests.gateway.test_stream import frames_until
+
+BAD_FRAMES = [
+    ("{not json", "invalid_json"),
+    ("[1, 2]", "invalid_frame"),
+    ('{"type": "dance"}', "unknown_type"),
+    ('{"no": "type"}', "unknown_type"),
+    ('{"type": "ask", "message": "hi"}', "invalid_frame"),
+    ('{"type": "cancel"}', "invalid_frame"),
+    ('{"type": "approve", "executionId": "ex_1"}', "invalid_frame"),
+    ('{"type": "ask", "runId": "bad id!", "message": "hi"}', "invalid_command"),
+    ('{"type": "cancel", "executionId": "ex_nobody"}', "run_not_found"),
+    ('{"type": "approve", "executionId": "ex_nobody", "name": "ok"}', "run_not_found"),
+]
+
+
+def test_bad_frames_get_an_error_and_the_socket_stays_open(database_url: str) -> None:
+    with gateway_thread(database_url) as gw, connect(f"{gw.ws_url}/ws/s") as ws:
+        frames_until(ws, lambda f: len(f) == 1)  # ready
+        for frame, code in BAD_FRAMES:
+            ws.send(frame)
+            error = frames_until(ws, lambda f: len(f) == 1)[0]
+            assert error["type"] == "error" and error["code"] == code and error["message"], frame
+        ws.send(b"\x00binary")
+        assert frames_until(ws, lambda f: len(f) == 1)[0]["code"] == "binary_frame"
+        # Still open and still streaming.
+        events = gw.append("default", "s", ["after"])
+        frame_ = frames_until(ws, lambda f: len(f) == 1)[0]
+        assert frame_["event"]["eventId"] == events[0].event_id
+
+
+def test_frame_over_64_kib_closes_with_1009_and_others_are_unaffected(database_url: str) -> None:
+    with (
+        gateway_thread(database_url) as gw,
+        connect(f"{gw.ws_url}/ws/s", max_size=None) as big,
+        connect(f"{gw.ws_url}/ws/s") as bystander,
+    ):
+        frames_until(big, lambda f: len(f) == 1)
+        frames_until(bystander, lambda f: len(f) == 1)
+        big.send(json.dumps({"type": "ask", "runId": "r1", "message": "x" * (1 << 20)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                big.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        events = gw.append("default", "s", ["still serving"])
+        assert frames_until(bystander, lambda f: len(f) == 1)[0]["event"]["eventId"] == (
+            events[0].event_id
+        )
+        with connect(f"{gw.ws_url}/ws/s") as again:
+            assert frames_until(again, lambda f: f and f[-1]["type"] == "ready")[-1] == {
+                "type": "ready", "lastEventId": events[0].event_id,
+            }
+
+
+def test_ask_cancel_and_approve_go_through_the_command_path(database_url: str) -> None:
+    with gateway_thread(database_url) as gw, connect(f"{gw.ws_url}/ws/chat") as ws:
+        frames_until(ws, lambda f: len(f) == 1)
+        ws.send(json.dumps({"type": "ask", "runId": "run-1", "message": "hello"}))
+        accepted = frames_until(ws, lambda f: len(f) == 1)[0]["event"]
+        assert accepted["type"] == "RunAccepted" and accepted["data"]["runId"] == "run-1"
+        execution = accepted["executionId"]
+        # The same runId again is the same run: nothing new is written.
+        ws.send(json.dumps({"type": "ask", "runId": "run-1", "message": "hello"}))
+        ws.send(
+            json.dumps(
+                {"type": "approve", "executionId": execution, "name": "ok", "payload": {"y": 1}}
+            )
+        )
+        signal = frames_until(ws, lambda f: len(f) == 1)[0]["event"]
+        assert signal["type"] == "SignalReceived"
+        assert signal["data"] == {"name": "ok", "payload": {"y": 1}}
+        ws.send(json.dumps({"type": "cancel", "executionId": execution}))
+        cancel = frames_until(ws, lambda f: len(f) == 1)[0]["event"]
+        assert cancel["type"] == "CancelRequested" and cancel["executionId"] == execution
+        assert cancel["seq"] == 3
