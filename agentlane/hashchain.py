@@ -26,9 +26,11 @@ def storable_number(value: float) -> float | int:
 
     jsonb keeps numbers as ``numeric`` parsed from their shortest decimal text: ``1e+20`` comes
     back as the integer 100000000000000000000, and ``4.826214249164358e+16`` as 48262142491643580
-    (not the float's binary value ...584). Integral floats written in exponent form therefore
-    become that integer before they are stored and hashed; every other float survives as is.
+    (not the float's binary value ...584), and ``-0.0`` as ``0.0``. Those floats therefore become
+    what jsonb will return before they are stored and hashed; every other float survives as is.
     """
+    if value == 0.0:
+        return 0.0  # numeric has no negative zero: -0.0 comes back as 0.0
     text = repr(value)
     if "e" in text and value.is_integer():
         return int(Decimal(text))

@@ -9,6 +9,10 @@ row. Then, side by side on the same server:
 - ``agentlane replay verify`` as a subprocess (its wall time and peak RSS), once for one tenant
   (a tenth of the events) and once for everything, so the two peaks show memory does not grow.
 
+Each line gives the client's CPU (the process and its workers) and, when the server runs on this
+host, the PostgreSQL server's CPU per event: on a shared machine the wall rates swing with the
+load, the CPU cost per event does not.
+
     .venv/bin/python -m benchmarks.replay_verify [--events 1000000] [--database-url URL]
 
 Without ``--database-url`` it starts an embedded PostgreSQL in a temporary directory.

@@ -3,8 +3,9 @@ of streams.
 
 The parent opens the snapshot and exports it (``pg_export_snapshot``); every worker imports it
 (``SET TRANSACTION SNAPSHOT``), so all of them read the same instant, as ``pg_dump --jobs`` does.
-Streams are split into contiguous ``(tenant, session)`` ranges at quantiles of the stream heads
-(the heads only balance the split: the ranges cover every key whatever the heads say). Workers
+Streams are split into contiguous ``(tenant, session)`` ranges at quantiles of the events the
+stream heads count (the heads only balance the split: the ranges cover every key whatever the
+heads say). Workers
 check chains, journals and read-model rows of their streams and send mismatches, progress and
 their usage totals back; the parent prints, and then checks what belongs to no stream (orphan
 heads and read-model rows, the usage totals).
@@ -78,22 +79,24 @@ def run_verify(
 
 
 def partitions(conn: psycopg.Connection[Any], where: EventFilter, jobs: int) -> list[EventFilter]:
-    """``where`` split into at most ``jobs`` contiguous, disjoint, covering stream ranges."""
+    """``where`` split into at most ``jobs`` contiguous, disjoint, covering stream ranges, each
+    with about as many events (a head's ``last_seq`` counts its stream's events), so one long
+    stream does not leave the other workers idle."""
     scope = sql.SQL(" WHERE tenant_id = %s") if where.tenant_id is not None else sql.SQL("")
     params: list[Any] = [where.tenant_id] if where.tenant_id is not None else []
-    count = sql.SQL("SELECT count(*) FROM agent_stream_heads") + scope
-    row = conn.execute(count, params).fetchone()
-    streams = int(row[0]) if row else 0
-    bounds: list[tuple[str, str]] = []
-    for part in range(1, jobs):
-        found = conn.execute(
-            sql.SQL("SELECT tenant_id, session_id FROM agent_stream_heads")
-            + scope
-            + sql.SQL(" ORDER BY tenant_id, session_id OFFSET %s LIMIT 1"),
-            [*params, part * streams // jobs],
-        ).fetchone()
-        if found is not None and (not bounds or tuple(found) != bounds[-1]):
-            bounds.append((found[0], found[1]))
+    # A stream starts share k when the events before it reach k/jobs of the whole.
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT ON (share) tenant_id, session_id FROM ("
+            "SELECT tenant_id, session_id, floor((sum(last_seq) OVER (ORDER BY tenant_id, "
+            "session_id) - last_seq) * %s / nullif(sum(last_seq) OVER (), 0)) AS share "
+            "FROM agent_stream_heads"
+        )
+        + scope
+        + sql.SQL(") heads WHERE share > 0 ORDER BY share, tenant_id, session_id"),
+        [jobs, *params],
+    ).fetchall()
+    bounds = [(row[0], row[1]) for row in rows]
     edges: list[tuple[str, str] | None] = [None, *bounds, None]
     return [
         replace(where, from_stream=low, to_stream=high)

@@ -17,17 +17,17 @@ import psycopg
 
 from agentlane.events import TERMINAL_TYPES
 from agentlane.folds import (
+    RunFold,
     RunState,
+    SessionFold,
     SessionState,
     UsageKey,
     UsageTotals,
-    apply_run,
-    apply_session,
     usage_of,
 )
 from agentlane.hashchain import GENESIS_HASH
-from agentlane.records import StoredEvent
-from agentlane.replay.digest import Digester, load_payload
+from agentlane.replay.digest import Digester, fast_payload
+from agentlane.replay.rows import EventRow
 from agentlane.replay.source import EventFilter, events_query, stream_rows
 
 #: Streams per batched lookup of heads and read-model rows (one round trip per batch).
@@ -94,21 +94,30 @@ class StreamCheck:
         self._ended: dict[str, int] = {}
         self._completed_steps: set[tuple[str, Any]] = set()
         self._projecting = True
-        self._session: SessionState | None = None
-        self._runs: dict[str, RunState | None] = {}
+        self._session = SessionFold()
+        # ``None``: a run the read models have not seen yet (its events are past the projector).
+        self._runs: dict[str, RunFold | None] = {}
         self._usage: list[tuple[UsageKey, UsageTotals]] = []
 
-    def _mismatch(self, event: StoredEvent, what: str) -> Mismatch:
+    def _mismatch(self, event: EventRow, what: str) -> Mismatch:
         return Mismatch(self.tenant_id, self.session_id, what, event.seq, event.event_id)
 
     def feed(
-        self, event: StoredEvent, prev_hash: bytes, digest: bytes, *, projected: bool = True
+        self,
+        event: EventRow,
+        payload: str,
+        prev_hash: bytes,
+        digest: bytes,
+        *,
+        projected: bool = True,
     ) -> list[Mismatch]:
-        """Check one event (the next by ``seq``); every problem it shows."""
+        """Check one event (the next by ``seq``); every problem it shows. ``payload`` is the
+        jsonb text ``event.data`` was decoded from by
+        :func:`~agentlane.replay.digest.fast_payload`."""
         problems: list[Mismatch] = []
-        expected_seq = self._last_seq + 1
-        if event.seq != expected_seq:
-            problems.append(self._mismatch(event, f"seq {event.seq}, expected {expected_seq}"))
+        seq = event.seq
+        if seq != self._last_seq + 1:
+            problems.append(self._mismatch(event, f"seq {seq}, expected {self._last_seq + 1}"))
         if event.event_id <= self._last_event_id:
             problems.append(
                 self._mismatch(
@@ -118,31 +127,36 @@ class StreamCheck:
             )
         if prev_hash != self._last_hash:
             problems.append(self._mismatch(event, "prev_hash is not the previous event's hash"))
-        if self._digester.digest(prev_hash, event) != digest:
+        intact, event = self._digester.verify(prev_hash, event, digest, payload)
+        if not intact:
             problems.append(
                 self._mismatch(event, "hash does not match the event's content (edited)")
             )
-        self._last_seq = event.seq
+        self._last_seq = seq
         self._last_event_id = event.event_id
         self._last_hash = digest
         execution = event.execution_id
         if execution is not None:
             self._journal(event, execution, problems)
-        self._projecting = self._projecting and projected
-        if self._projecting:
-            self._session = apply_session(self._session, event)
+        if self._projecting and projected:
+            self._session.feed(event)
             if execution is not None:
-                self._runs[execution] = apply_run(self._runs.get(execution), event)
+                run = self._runs.get(execution)
+                if run is None:
+                    run = self._runs[execution] = RunFold()
+                run.feed(event)
             if event.type == "Usage":
                 usage = usage_of(event)
                 if usage is not None:
                     self._usage.append(usage)
-        elif execution is not None:
-            # Known to the history, not yet to the read models: its row must not be ahead.
-            self._runs.setdefault(execution, None)
+        else:
+            self._projecting = False
+            if execution is not None:
+                # Known to the history, not yet to the read models: its row must not be ahead.
+                self._runs.setdefault(execution, None)
         return problems
 
-    def _journal(self, event: StoredEvent, execution: str, problems: list[Mismatch]) -> None:
+    def _journal(self, event: EventRow, execution: str, problems: list[Mismatch]) -> None:
         kind = event.type
         if kind == "RunAccepted":
             if execution not in self._accepted:
@@ -202,9 +216,13 @@ class StreamCheck:
             del self._pending[execution]
 
     def finish(self) -> FoldedStream:
+        runs = {
+            execution: None if fold is None else fold.state()
+            for execution, fold in self._runs.items()
+        }
         return FoldedStream(
             self.tenant_id, self.session_id, self._last_seq, self._last_hash,
-            self._session, self._runs, self._usage,
+            self._session.state(), runs, self._usage,
         )
 
 
@@ -356,6 +374,8 @@ def scan(
         column_params=projected_params,
     )
     digester = Digester()
+    # ``EventRow(...)`` runs a Python-level ``__new__``; this builds the same tuple in C.
+    new_row = tuple.__new__
     current: StreamCheck | None = None
     pending = 0
     for row in stream_rows(conn, query, params, name="replay_verify"):
@@ -364,10 +384,9 @@ def scan(
             if current is not None:
                 close(current)
             current = StreamCheck(tenant, session, digester)
-        event = StoredEvent(
-            row[0], row[1], tenant, session, row[4], row[5], load_payload(row[6]), row[7]
-        )
-        problems = current.feed(event, row[8], row[9], projected=row[10])
+        data = fast_payload(row[6])
+        event = new_row(EventRow, (row[0], row[1], tenant, session, row[4], row[5], data, row[7]))
+        problems = current.feed(event, row[6], row[8], row[9], projected=row[10])
         if problems:
             emit(problems)
         pending += 1

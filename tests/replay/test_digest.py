@@ -61,16 +61,20 @@ def test_verify_accepts_everything_the_append_path_writes(
 
 def test_the_fast_path_checks_itself_and_falls_back() -> None:
     """If the definition ever changes (a new field in the Event JSON), the first row shows it."""
+    import json
     from datetime import UTC, datetime
 
     from agentlane.hashchain import GENESIS_HASH, chain_hash
-    from agentlane.records import StoredEvent
+    from agentlane.replay.digest import fast_digest
+    from agentlane.replay.rows import EventRow
     from agentlane.store import event_hash_input
 
-    event = StoredEvent(7, 1, "t", "s", None, "Token", {"text": "x", "index": 0},
-                        datetime(2026, 1, 1, tzinfo=UTC))
+    data = {"text": "x", "index": 0}
+    row = EventRow(7, 1, "t", "s", None, "Token", data, datetime(2026, 1, 1, tzinfo=UTC))
+    defined = chain_hash(GENESIS_HASH, event_hash_input(row.stored()))
     digester = Digester()
-    assert digester.digest(GENESIS_HASH, event) == chain_hash(GENESIS_HASH, event_hash_input(event))
+    for _ in range(3):
+        assert digester.verify(GENESIS_HASH, row, defined, json.dumps(data)) == (True, row)
     assert digester.fast
 
     class Drifted(Digester):
@@ -78,5 +82,13 @@ def test_the_fast_path_checks_itself_and_falls_back() -> None:
             return "not the definition's spelling"
 
     drifted = Drifted()
-    assert drifted.digest(GENESIS_HASH, event) == chain_hash(GENESIS_HASH, event_hash_input(event))
+    assert drifted.verify(GENESIS_HASH, row, defined, json.dumps(data)) == (True, row)
+    assert not drifted.fast
+    # Rows hashed the way the fast path spells them, which the definition no longer gives: the
+    # definition rejects every one, the first included.
+    old = fast_digest(GENESIS_HASH, row, "not the definition's spelling")
+    assert old is not None
+    drifted = Drifted()
+    for _ in range(3):
+        assert drifted.verify(GENESIS_HASH, row, old, json.dumps(data))[0] is False
     assert not drifted.fast
