@@ -25,8 +25,8 @@ from starlette.routing import BaseRoute, Route
 from agentlane.bus.ordering import in_seq_order
 from agentlane.db import Backoff, translate_errors
 from agentlane.errors import StoreError
-from agentlane.readmodel import PUBLISH_CHECKPOINT, READ_MODELS_CHECKPOINT, projector_position
 from agentlane.events import TERMINAL_TYPES
+from agentlane.readmodel import PUBLISH_CHECKPOINT, READ_MODELS_CHECKPOINT, projector_position
 from agentlane.records import Checkpoint, StoredEvent, TailedEvent
 from agentlane.store import EventStore, Wakeups
 from projector import metrics

@@ -30,7 +30,7 @@ from agentlane.readmodel import (
     session_to_row,
 )
 from agentlane.replay.source import EventFilter, stream_rows
-from agentlane.replay.verify import BATCH, Check, FoldedStream, Mismatch
+from agentlane.replay.verify import BatchedCheck, Check, FoldedStream, Mismatch
 
 # Columns (and the row each fold implies) come from the projector's own module, so a column it
 # adds is compared here too.
@@ -55,24 +55,16 @@ def _differences(
     )
 
 
-class RunsCheck(Check):
+class RunsCheck(BatchedCheck[tuple[str, str, str, RunState | None]]):
     """``read_runs``: one row per run the projector has seen, equal to the run's fold."""
 
-    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
-        self._conn = conn
-        self._where = where
-        self._batch: list[tuple[str, str, str, RunState | None]] = []
+    def items(self, stream: FoldedStream) -> Iterable[tuple[str, str, str, RunState | None]]:
+        return (
+            (stream.tenant_id, stream.session_id, execution, state)
+            for execution, state in stream.runs.items()
+        )
 
-    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
-        for execution, state in stream.runs.items():
-            self._batch.append((stream.tenant_id, stream.session_id, execution, state))
-        if len(self._batch) >= BATCH:
-            yield from self.flush()
-
-    def flush(self) -> Iterator[Mismatch]:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
+    def compare(self, batch: list[tuple[str, str, str, RunState | None]]) -> Iterator[Mismatch]:
         query = sql.SQL("SELECT {} FROM {} WHERE execution_id = ANY(%s)").format(
             sql.SQL(", ").join(map(sql.Identifier, RUN_COLUMNS)), sql.Identifier(RUNS_TABLE)
         )
@@ -99,33 +91,17 @@ class RunsCheck(Check):
             "WHERE NOT EXISTS (SELECT 1 FROM agent_events e WHERE e.execution_id = r.execution_id "
             "AND e.tenant_id = r.tenant_id AND e.session_id = r.session_id)"
         )
-        params: list[Any] = []
-        if self._where.tenant_id is not None:
-            query += " AND r.tenant_id = %s"
-            params.append(self._where.tenant_id)
-        for tenant, session, execution in stream_rows(
-            self._conn, query, params, name="replay_orphan_runs"
-        ):
+        for tenant, session, execution in self.tenant_rows(query, "replay_orphan_runs", "r"):
             yield Mismatch(tenant, session, f"read_runs has run {execution}, which no event names")
 
 
-class SessionsCheck(Check):
+class SessionsCheck(BatchedCheck[FoldedStream]):
     """``read_sessions``: one row per stream the projector has seen, equal to its fold."""
 
-    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
-        self._conn = conn
-        self._where = where
-        self._batch: list[FoldedStream] = []
+    def items(self, stream: FoldedStream) -> Iterable[FoldedStream]:
+        return (stream,)
 
-    def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
-        self._batch.append(stream)
-        if len(self._batch) >= BATCH:
-            yield from self.flush()
-
-    def flush(self) -> Iterator[Mismatch]:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
+    def compare(self, batch: list[FoldedStream]) -> Iterator[Mismatch]:
         query = sql.SQL(
             "SELECT {} FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id) "
             "JOIN {} s USING (tenant_id, session_id)"
@@ -157,13 +133,7 @@ class SessionsCheck(Check):
             "(SELECT 1 FROM agent_events e "
             "WHERE e.tenant_id = s.tenant_id AND e.session_id = s.session_id)"
         )
-        params: list[Any] = []
-        if self._where.tenant_id is not None:
-            query += " AND s.tenant_id = %s"
-            params.append(self._where.tenant_id)
-        for tenant, session in stream_rows(
-            self._conn, query, params, name="replay_orphan_sessions"
-        ):
+        for tenant, session in self.tenant_rows(query, "replay_orphan_sessions", "s"):
             yield Mismatch(tenant, session, "read_sessions has a row for a session without events")
 
 

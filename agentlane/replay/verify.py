@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 
@@ -242,23 +242,51 @@ class Check(abc.ABC):
         """Rows that no stream accounts for (once, after every stream of every worker)."""
 
 
-class HeadCheck(Check):
-    """``agent_stream_heads`` must name each stream's last event (seq and hash)."""
+Item = TypeVar("Item")
+
+
+class BatchedCheck(Check, Generic[Item]):
+    """A check that looks rows up for ``BATCH`` items at a time (one query, not one per stream)."""
 
     def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
         self._conn = conn
         self._where = where
-        self._batch: list[FoldedStream] = []
+        self._batch: list[Item] = []
+
+    @abc.abstractmethod
+    def items(self, stream: FoldedStream) -> Iterable[Item]:
+        """What of a finished stream this check compares."""
+
+    @abc.abstractmethod
+    def compare(self, batch: list[Item]) -> Iterator[Mismatch]:
+        """Compare one batch with the rows it names."""
 
     def add(self, stream: FoldedStream) -> Iterator[Mismatch]:
-        self._batch.append(stream)
+        self._batch.extend(self.items(stream))
         if len(self._batch) >= BATCH:
             yield from self.flush()
 
     def flush(self) -> Iterator[Mismatch]:
         batch, self._batch = self._batch, []
-        if not batch:
-            return
+        if batch:
+            yield from self.compare(batch)
+
+    def tenant_rows(self, query: str, name: str, alias: str) -> Iterator[tuple[Any, ...]]:
+        """Stream ``query`` (a WHERE clause already present), restricted to the tenant asked for."""
+        params: list[Any] = []
+        if self._where.tenant_id is not None:
+            query += f" AND {alias}.tenant_id = %s"
+            params.append(self._where.tenant_id)
+        yield from stream_rows(self._conn, query, params, name=name)
+
+
+class HeadCheck(BatchedCheck[FoldedStream]):
+    """``agent_stream_heads`` must name each stream's last event (seq and hash)."""
+
+    def items(self, stream: FoldedStream) -> Iterable[FoldedStream]:
+        return (stream,)
+
+    def compare(self, batch: list[FoldedStream]) -> Iterator[Mismatch]:
         rows = self._conn.execute(
             "SELECT h.tenant_id, h.session_id, h.last_seq, h.last_hash "
             "FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id) "
@@ -288,13 +316,7 @@ class HeadCheck(Check):
             "WHERE NOT EXISTS (SELECT 1 FROM agent_events e "
             "WHERE e.tenant_id = h.tenant_id AND e.session_id = h.session_id)"
         )
-        params: list[Any] = []
-        if self._where.tenant_id is not None:
-            query += " AND h.tenant_id = %s"
-            params.append(self._where.tenant_id)
-        for tenant, session, last_seq in stream_rows(
-            self._conn, query, params, name="replay_orphan_heads"
-        ):
+        for tenant, session, last_seq in self.tenant_rows(query, "replay_orphan_heads", "h"):
             yield Mismatch(tenant, session, f"a stream head (last seq {last_seq}) without events")
 
 
