@@ -1,0 +1,126 @@
+"""Command POST → ``RunAccepted`` on a connected WebSocket: the live path's latency.
+
+    python benchmarks/ws_latency.py [--bus postgres|pubsub|both] [--runs 200]
+
+Starts real processes on this machine: ``agentlane edge`` (command API + gateway on one port) on a
+fresh durable embedded PostgreSQL, plus, for the Pub/Sub bus, Google's emulator and ``agentlane
+projector``. One client keeps a WebSocket open on a session; the benchmark POSTs runs one after
+another and times each from sending the POST to receiving its ``RunAccepted`` frame. Baseline in
+the same run: the POST's own round trip (the response arrives when the event is committed), so
+the difference is what live delivery adds. DESIGN.md targets: p99 < 50 ms (postgres bus), < 250 ms
+(Pub/Sub emulator). No runner runs, so the sockets carry only the accepted events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import websockets
+
+from agentlane.embedded_pg import free_port
+from agentlane.pubsub_emulator import PubSubEmulator, emulator_available
+from benchmarks._pg import benchmark_database
+from tests.fixtures.processes import Proc, spawn, stop_all
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def stack(url: str, bus: str, logs: Path) -> Iterator[Proc]:
+    env = {"DATABASE_URL": url, "AGENTLANE_BUS": bus, "AGENTLANE_LOG_LEVEL": "WARNING"}
+    procs: list[Proc] = []
+    with contextlib.ExitStack() as stack:
+        if bus == "pubsub":
+            emulator = PubSubEmulator(logs / "emulator")
+            emulator.start()
+            stack.callback(emulator.stop)
+            env |= {"PUBSUB_EMULATOR_HOST": emulator.host_port, "GOOGLE_CLOUD_PROJECT": "bench"}
+            procs.append(spawn("projector", ["projector"], env=env, log_dir=logs))
+        # Admission limits out of the way: no runner finishes these runs, and the benchmark
+        # measures delivery, not quotas.
+        edge = spawn(
+            "edge",
+            ["edge", "--host", "127.0.0.1", "--max-active-runs", "1000000", "--rate", "100000",
+             "--burst", "100000"],
+            env=env, log_dir=logs, port=free_port(),
+        )
+        procs.append(edge)
+        stack.callback(stop_all, procs)
+        for proc in procs:
+            proc.wait_http("/readyz", timeout_s=60)
+        yield edge
+
+
+async def measure(edge: Proc, runs: int) -> tuple[list[float], list[float]]:
+    session = f"bench-{int(time.time())}"
+    live: list[float] = []
+    posts: list[float] = []
+    async with httpx.AsyncClient(base_url=edge.base_url, timeout=10) as http:
+        # The session exists once it has an event; the socket then follows it live.
+        first = await http.post(f"/agents/{session}/runs", json={"runId": f"{session}-0",
+                                                                  "message": "warm-up"})
+        first.raise_for_status()
+        ws_url = edge.base_url.replace("http", "ws") + f"/ws/{session}"
+        async with websockets.connect(ws_url, max_size=2**20) as socket:
+            while json.loads(await socket.recv()).get("type") != "ready":
+                pass
+            for i in range(1, runs + 1):
+                run_id = f"{session}-{i}"
+                started = time.perf_counter()
+                response = await http.post(f"/agents/{session}/runs",
+                                           json={"runId": run_id, "message": "ping"})
+                posts.append(time.perf_counter() - started)
+                response.raise_for_status()
+                while True:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+                    event = frame.get("event") or {}
+                    if event.get("type") == "RunAccepted" and event["data"]["runId"] == run_id:
+                        live.append(time.perf_counter() - started)
+                        break
+    return posts, live
+
+
+def report(bus: str, posts: list[float], live: list[float]) -> None:
+    ms = 1000.0
+    target = 50 if bus == "postgres" else 250
+    print(f"\nbus={bus}, {len(live)} runs (ms)        p50      p99      max")
+    print(f"  POST round trip (baseline)   {statistics.median(posts) * ms:7.1f}  "
+          f"{percentile(posts, 0.99) * ms:7.1f}  {max(posts) * ms:7.1f}")
+    print(f"  POST → RunAccepted on socket {statistics.median(live) * ms:7.1f}  "
+          f"{percentile(live, 0.99) * ms:7.1f}  {max(live) * ms:7.1f}   (target p99 < {target})")
+    print(f"  ratio p99 live / POST        {percentile(live, 0.99) / percentile(posts, 0.99):7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bus", choices=["postgres", "pubsub", "both"], default="both")
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    buses = ["postgres", "pubsub"] if args.bus == "both" else [args.bus]
+    if "pubsub" in buses and not emulator_available():
+        print("the Pub/Sub emulator is not installed; measuring the postgres bus only")
+        buses = ["postgres"]
+    for bus in buses:
+        with tempfile.TemporaryDirectory() as tmp, benchmark_database() as url, \
+                stack(url, bus, Path(tmp)) as edge:
+            posts, live = asyncio.run(measure(edge, args.runs))
+            report(bus, posts, live)
+
+
+if __name__ == "__main__":
+    main()
