@@ -49,8 +49,11 @@ class _ContextFilter(logging.Filter):
         for key, value in _context.get().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        # Redact the formatted message: a secret may come in through the arguments too.
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
