@@ -53,12 +53,18 @@ ActivityFn = Callable[..., Awaitable[Any]]
 
 
 class _Unload(BaseException):
-    """Leave the workflow here: write what is pending plus ``change`` and return ``outcome``."""
+    """Leave the workflow here: write what is pending plus ``change`` and return ``outcome``.
 
-    def __init__(self, outcome: Outcome, change: IndexChange) -> None:
+    ``seen_seq`` is the journal position the decision was made on: a command the watcher reads
+    after it (while the unload is being written) still counts as new, so it wakes the run again
+    instead of being lost behind a suspension.
+    """
+
+    def __init__(self, outcome: Outcome, change: IndexChange, seen_seq: int) -> None:
         super().__init__(outcome.value)
         self.outcome = outcome
         self.change = change
+        self.seen_seq = seen_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +188,9 @@ class WorkflowContext:
                     failure["retryAt"] = retry_at.isoformat()
                     self._active.add("StepFailed", failure)
                     if delay > IN_PROCESS_RETRY_MAX:
-                        raise _Unload(Outcome.SLEEPING, IndexChange(wake=retry_at)) from None
+                        raise _Unload(
+                            Outcome.SLEEPING, IndexChange(wake=retry_at), self._journal.last_seq
+                        ) from None
                     await self._pause(delay)
                     attempt += 1
                     self._check_live()
@@ -220,7 +228,9 @@ class WorkflowContext:
 
     async def _wait_until(self, moment: datetime) -> None:
         if await self._active.store.now() < moment:
-            raise _Unload(Outcome.SLEEPING, IndexChange(status="running", wake=moment))
+            raise _Unload(
+                Outcome.SLEEPING, IndexChange(status="running", wake=moment), self._journal.last_seq
+            )
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -247,7 +257,11 @@ class WorkflowContext:
                 if detail:
                     data["detail"] = detail
                 self._active.add("Suspended", data)
-            raise _Unload(Outcome.SUSPENDED, IndexChange(status="suspended", wake="never"))
+            raise _Unload(
+                Outcome.SUSPENDED,
+                IndexChange(status="suspended", wake="never"),
+                self._journal.last_seq,
+            )
         self._journal.consumed.add(signal.event_id)
         payload = {"eventId": signal.event_id, "name": signal.name, "payload": signal.payload}
         self._active.add("StepCompleted", {"step": step, "name": label, "result": payload})
@@ -296,7 +310,9 @@ class WorkflowContext:
         """Before starting new work: a cancel raises here; a drain unloads the run."""
         self._check_cancel()
         if self._active.stop.is_set():
-            raise _Unload(Outcome.YIELDED, IndexChange(status="running", wake="now"))
+            raise _Unload(
+                Outcome.YIELDED, IndexChange(status="running", wake="now"), self._journal.last_seq
+            )
 
     async def _pause(self, delay: timedelta) -> None:
         await self._active.flush()

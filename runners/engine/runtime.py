@@ -107,10 +107,16 @@ class ActiveRun:
         self.pending.clear()
 
     async def flush(
-        self, *, extra: list[NewEvent] | None = None, change: IndexChange | None = None
+        self,
+        *,
+        extra: list[NewEvent] | None = None,
+        change: IndexChange | None = None,
+        seen_seq: int | None = None,
     ) -> FlushResult:
         """Write what is pending (plus ``extra``) in one fenced transaction, with the index change
-        those events imply; raise Fenced when the lease moved or another writer completed a step."""
+        those events imply; raise Fenced when the lease moved or another writer completed a step.
+        Commands after ``seen_seq`` (default: the journal's end) count as waiting."""
+        seen = self.journal.last_seq if seen_seq is None else seen_seq
         async with self._lock:
             if self.fenced:
                 raise Fenced()
@@ -122,7 +128,7 @@ class ActiveRun:
             if not events:
                 if change is None:
                     return FlushResult([], False)
-                return FlushResult([], await self._change_only(change))
+                return FlushResult([], await self._change_only(change, seen))
             waiting = False
 
             async def hook(conn: psycopg.AsyncConnection[Any], written: list[StoredEvent]) -> None:
@@ -132,7 +138,7 @@ class ActiveRun:
                         conn,
                         tenant_id=self.run.tenant_id,
                         execution_id=self.run.execution_id,
-                        seen_seq=self.journal.last_seq,
+                        seen_seq=seen,
                         change=change,
                     )
 
@@ -151,7 +157,7 @@ class ActiveRun:
                 raise
             return FlushResult(written, waiting)
 
-    async def _change_only(self, change: IndexChange) -> bool:
+    async def _change_only(self, change: IndexChange, seen_seq: int) -> bool:
         try:
             async with self.store.pool.connection() as conn:
                 return await change_fenced(
@@ -160,7 +166,7 @@ class ActiveRun:
                     tenant_id=self.run.tenant_id,
                     session_id=self.run.session_id,
                     execution_id=self.run.execution_id,
-                    seen_seq=self.journal.last_seq,
+                    seen_seq=seen_seq,
                     change=change,
                 )
         except FencedOut:
