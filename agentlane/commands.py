@@ -23,7 +23,7 @@ from agentlane.store import EventStore
 
 WORK_CHANNEL = "agentlane_work"
 OnConflict = Literal["enqueue", "reject", "interrupt"]
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _STATUS_OF_TERMINAL = {"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}
 
@@ -42,7 +42,7 @@ class RunAccepted:
 
 def check_identifier(field: str, value: str) -> None:
     """``runId`` and ``sessionId`` are 1-128 characters of ``[A-Za-z0-9._:-]``."""
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):  # not match(): "$" lets a trailing newline in
         raise CommandError(f"{field}: must be 1-128 characters of [A-Za-z0-9._:-]")
 
 

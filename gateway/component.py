@@ -31,7 +31,8 @@ from gateway.sources import LiveSource
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 _CLOSE_POLICY = 1008
 
 
@@ -138,13 +139,14 @@ class Gateway:
             await _refuse(websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable")
             return
         raw_after = websocket.query_params.get("lastEventId") or "0"
-        if not raw_after.isdigit() or len(raw_after) > 18:
+        # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
+        if not _LAST_EVENT_ID.fullmatch(raw_after):
             await _refuse(
                 websocket, _CLOSE_POLICY, "lastEventId must be a non-negative integer",
                 "bad_request", code="invalid_last_event_id",
             )
             return
-        if not _SESSION_ID.match(session_id):
+        if not _SESSION_ID.fullmatch(session_id):
             await _refuse(
                 websocket, _CLOSE_POLICY, "sessionId must be 1-128 characters of [A-Za-z0-9._:-]",
                 "bad_request", code="invalid_session_id",

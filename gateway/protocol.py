@@ -27,8 +27,8 @@ class _Frame(BaseModel):
 
 class AskFrame(_Frame):
     type: Literal["ask"]
-    run_id: str = Field(alias="runId")
-    message: str = Field(max_length=60_000)
+    run_id: str = Field(alias="runId", pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    message: str = Field(min_length=1, max_length=60_000)
     on_conflict: Literal["enqueue", "reject", "interrupt"] = Field(
         default="enqueue", alias="onConflict"
     )

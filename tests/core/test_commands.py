@@ -92,3 +92,9 @@ async def test_bad_identifiers_are_refused(store: EventStore, bad: str) -> None:
     with pytest.raises(CommandError, match="sessionId"):
         await start_run(store, tenant_id="t1", session_id=bad, run_id="r", message="m")
     assert await store.read_session("t1", "s") == []
+
+
+async def test_a_trailing_newline_is_not_an_identifier(store: EventStore) -> None:
+    """Regression: re.match with "$" accepted "abc\\n"."""
+    with pytest.raises(CommandError, match="sessionId"):
+        await start_run(store, tenant_id="t1", session_id="abc\n", run_id="r", message="m")

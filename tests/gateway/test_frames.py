@@ -20,7 +20,7 @@ BAD_FRAMES = [
     ('{"type": "ask", "message": "hi"}', "invalid_frame"),
     ('{"type": "cancel"}', "invalid_frame"),
     ('{"type": "approve", "executionId": "ex_1"}', "invalid_frame"),
-    ('{"type": "ask", "runId": "bad id!", "message": "hi"}', "invalid_command"),
+    ('{"type": "ask", "runId": "bad id!", "message": "hi"}', "invalid_frame"),
     ('{"type": "cancel", "executionId": "ex_nobody"}', "run_not_found"),
     ('{"type": "approve", "executionId": "ex_nobody", "name": "ok"}', "run_not_found"),
 ]
