@@ -121,7 +121,9 @@ def test_unauthorized_is_closed_with_4001(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
 
 
-@pytest.mark.parametrize("path", ["/ws/abc%0A", "/ws/s1?lastEventId=%C2%B2", "/ws/s1?lastEventId=-1"])
+@pytest.mark.parametrize(
+    "path", ["/ws/abc%0A", "/ws/s1?lastEventId=%C2%B2", "/ws/s1?lastEventId=-1"]
+)
 def test_bad_session_or_last_event_id_is_refused_with_1008(database_url: str, path: str) -> None:
     """Regressions: a trailing newline passed re.match("...$"); "²" passed str.isdigit()."""
     with gateway_thread(database_url) as gw, connect(f"{gw.ws_url}{path}") as ws:
