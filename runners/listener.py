@@ -56,7 +56,9 @@ class Listener:
                 self._on_connect()
                 async for note in conn.notifies():
                     self._on_notify(note.channel, note.payload)
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                # Only a wake-up hint rides on this connection (work is also polled): any driver
+                # error means reconnect, never stop the runner.
                 delay = self._backoff.next_delay()
                 logger.warning("notification connection lost; retry in %.1fs: %s", delay,
                                redact(str(exc)).strip())
