@@ -23,6 +23,9 @@ from agentlane.store import EventStore
 
 WORK_CHANNEL = "agentlane_work"
 OnConflict = Literal["enqueue", "reject", "interrupt"]
+#: ``runId``, ``sessionId`` (and ids in paths): 1-128 characters of ``[A-Za-z0-9._:-]``; the one
+#: definition the HTTP models, the OpenAPI document and the gateway use too.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _STATUS_OF_TERMINAL = {"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}
@@ -40,9 +43,14 @@ class RunAccepted:
     created: bool
 
 
+def is_identifier(value: str) -> bool:
+    """True for 1-128 characters of ``[A-Za-z0-9._:-]``."""
+    return _IDENTIFIER.fullmatch(value) is not None  # not match(): "$" lets a trailing "\n" in
+
+
 def check_identifier(field: str, value: str) -> None:
     """``runId`` and ``sessionId`` are 1-128 characters of ``[A-Za-z0-9._:-]``."""
-    if not _IDENTIFIER.fullmatch(value):  # not match(): "$" lets a trailing newline in
+    if not is_identifier(value):
         raise CommandError(f"{field}: must be 1-128 characters of [A-Za-z0-9._:-]")
 
 

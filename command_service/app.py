@@ -42,7 +42,6 @@ from command_service.problems import not_found, problem_for
 from command_service.reads import RunReader, events_page, session_exists
 from command_service.sse import EventStream, WakeBroadcast
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
@@ -117,7 +116,7 @@ class _Api:
     async def start_run(self, request: Request) -> Response:
         tenant = await self._tenant(request)
         session_id = request.path_params["sessionId"]
-        if not _IDENTIFIER.fullmatch(session_id):
+        if not commands.is_identifier(session_id):
             raise InvalidRequest("path.sessionId: must be 1-128 characters of [A-Za-z0-9._:-]")
         body = await read_model(request, StartRunRequest)
         with log_context(tenant=tenant, session=session_id):
@@ -160,7 +159,7 @@ class _Api:
     async def get_run(self, request: Request) -> Response:
         tenant = await self._tenant(request)
         execution_id = request.path_params["executionId"]
-        if not _IDENTIFIER.fullmatch(execution_id):
+        if not commands.is_identifier(execution_id):
             raise RunNotFound(execution_id)
         with log_context(tenant=tenant, execution=execution_id):
             return JSONResponse(await self.deps.runs.run(tenant, execution_id))
@@ -175,7 +174,7 @@ class _Api:
                 "header.Last-Event-ID", request.headers["last-event-id"], 0, 2**63 - 1
             )
         limit = _int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
-        if not _IDENTIFIER.fullmatch(session_id) or not await session_exists(
+        if not commands.is_identifier(session_id) or not await session_exists(
             self.store, tenant, session_id
         ):
             return not_found(f"session {session_id!r} not found")
@@ -196,7 +195,7 @@ class _Api:
         tenant = await self._tenant(request)
         execution_id = request.path_params["executionId"]
         body = await read_model(request, CancelRequest, optional=True)
-        if not _IDENTIFIER.fullmatch(execution_id):
+        if not commands.is_identifier(execution_id):
             raise RunNotFound(execution_id)
         with log_context(tenant=tenant, execution=execution_id):
             event = await commands.cancel_run(
@@ -211,10 +210,10 @@ class _Api:
         tenant = await self._tenant(request)
         execution_id = request.path_params["executionId"]
         name = request.path_params["name"]
-        if not _IDENTIFIER.fullmatch(name):
+        if not commands.is_identifier(name):
             raise InvalidRequest("path.name: must be 1-128 characters of [A-Za-z0-9._:-]")
         body = await read_model(request, SignalRequest)
-        if not _IDENTIFIER.fullmatch(execution_id):
+        if not commands.is_identifier(execution_id):
             raise RunNotFound(execution_id)
         with log_context(tenant=tenant, execution=execution_id):
             event = await commands.signal_run(

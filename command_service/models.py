@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+from agentlane.commands import IDENTIFIER_PATTERN
+
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128)]
 RunStatus = Literal["queued", "running", "suspended", "completed", "failed", "cancelled"]
 

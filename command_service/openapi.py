@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from agentlane.commands import IDENTIFIER_PATTERN
 from command_service.bodies import MAX_BODY_BYTES
-from command_service.models import IDENTIFIER_PATTERN, SCHEMA_MODELS
+from command_service.models import SCHEMA_MODELS
 
 _REF = "#/components/schemas/{model}"
 

@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
+from agentlane.commands import is_identifier
 from agentlane.logs import log_context
 from agentlane.store import EventStore
 from gateway.hub import Hub
@@ -31,7 +32,6 @@ from gateway.sources import LiveSource
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-_SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 _CLOSE_POLICY = 1008
 
@@ -146,7 +146,7 @@ class Gateway:
                 "bad_request", code="invalid_last_event_id",
             )
             return
-        if not _SESSION_ID.fullmatch(session_id):
+        if not is_identifier(session_id):
             await _refuse(
                 websocket, _CLOSE_POLICY, "sessionId must be 1-128 characters of [A-Za-z0-9._:-]",
                 "bad_request", code="invalid_session_id",

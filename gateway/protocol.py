@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
+from agentlane.commands import IDENTIFIER_PATTERN
 from agentlane.events import describe_validation_error
 from agentlane.records import StoredEvent
 
@@ -27,7 +28,7 @@ class _Frame(BaseModel):
 
 class AskFrame(_Frame):
     type: Literal["ask"]
-    run_id: str = Field(alias="runId", pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    run_id: str = Field(alias="runId", pattern=IDENTIFIER_PATTERN)
     message: str = Field(min_length=1, max_length=60_000)
     on_conflict: Literal["enqueue", "reject", "interrupt"] = Field(
         default="enqueue", alias="onConflict"
