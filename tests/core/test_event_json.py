@@ -15,20 +15,9 @@ from agentlane.events import DATA_MODELS, parse_event, validate_data
 from agentlane.hashchain import canonical_json
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.store import EventStore
+from tests.strategies import json_values
 
 text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=20)
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | text
-    | st.floats(allow_nan=False, allow_infinity=False)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=12,
-)
 moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )

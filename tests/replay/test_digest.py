@@ -16,17 +16,7 @@ from agentlane.replay.digest import Digester
 from agentlane.replay.source import EventFilter, snapshot
 from agentlane.replay.verify import verify
 from agentlane.store import EventStore
-
-_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
-_json: st.SearchStrategy[Any] = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
-    max_leaves=12,
-)
+from tests.strategies import json_values as _json
 
 
 async def _append_and_verify(url: str, results: list[Any]) -> list[str]:

@@ -29,22 +29,14 @@ from agentlane.records import StoredEvent
 from agentlane.replay.digest import Digester, fast_digest, fast_payload, load_payload, rfc3339
 from agentlane.replay.rows import EventRow
 from agentlane.store import event_hash_input
+from tests.strategies import json_text as _text
+from tests.strategies import json_values as _json
 
 _TYPES = [
     "RunAccepted", "RunStarted", "Resumed", "Suspended", "SignalReceived", "CancelRequested",
     "Usage", "Completed", "Failed", "Cancelled", "Token", "ToolCall", "ToolResult",
     "StepCompleted", "TimerFired",
 ]
-_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
-_json: st.SearchStrategy[Any] = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
-    max_leaves=12,
-)
 _moments = st.datetimes(
     min_value=datetime(2, 1, 1),
     max_value=datetime(9998, 12, 31),
