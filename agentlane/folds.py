@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from agentlane.events import format_timestamp
 from agentlane.records import StoredEvent
 
 
@@ -87,8 +88,8 @@ class RunState:
             "sessionId": self.session_id,
             "runId": self.run_id,
             "status": self.status,
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.updated_at),
+            "createdAt": format_timestamp(self.created_at),
+            "updatedAt": format_timestamp(self.updated_at),
             "usage": self.usage.to_json(),
         }
         if self.answer is not None:
@@ -256,8 +257,8 @@ class SessionState:
             "lastEventId": self.last_event_id,
             "lastSeq": self.last_seq,
             "lastEventType": self.last_event_type,
-            "createdAt": _iso(self.created_at),
-            "lastEventAt": _iso(self.last_event_at),
+            "createdAt": format_timestamp(self.created_at),
+            "lastEventAt": format_timestamp(self.last_event_at),
         }
 
 
@@ -401,8 +402,3 @@ def fold_usage(events: Iterable[StoredEvent]) -> dict[UsageKey, UsageTotals]:
 def status_of_terminal(event_type: str) -> str | None:
     return _TERMINAL_STATUS.get(event_type)
 
-
-def _iso(moment: datetime) -> str:
-    from agentlane.events import format_timestamp
-
-    return format_timestamp(moment)
