@@ -8,6 +8,7 @@ costs milliseconds instead of a migration per test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -84,32 +85,33 @@ def template_db(pg_server: PgServer) -> str:
     return name
 
 
-@pytest.fixture
-def database_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database of this test's own."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    _recreate(pg_server.admin_url, name, template=template_db)
+@contextlib.contextmanager
+def _throwaway_database(
+    server: PgServer, prefix: str, *, template: str | None = None
+) -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    _recreate(server.admin_url, name, template=template)
     try:
-        yield pg_server.url(name)
+        yield server.url(name)
     finally:
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    with _throwaway_database(pg_server, "t", template=template_db) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh database with no schema at all (for migration tests)."""
-    name = f"e_{uuid.uuid4().hex[:16]}"
-    _recreate(pg_server.admin_url, name)
-    try:
-        yield pg_server.url(name)
-    finally:
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with _throwaway_database(pg_server, "e") as url:
+        yield url
 
 
 @pytest.fixture
