@@ -1,7 +1,8 @@
 """Settings of every component, read from the environment once (in ``main``) and passed down.
 
 The variable names are the contract (CONTRACT.md, "Environment"); ``ENV_VARS`` lists every name
-any component reads so deploy code and tests can check they agree.
+these settings read so deploy code and tests can check they agree. (The command service's
+admission knobs, ``AGENTLANE_CMD_*``, are its own flags with env fallbacks: see its ``main``.)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
     }
 )
 
-#: Every variable name a component reads.
+#: Every variable name these settings read.
 ENV_VARS: frozenset[str] = CONTRACT_ENV_VARS | TUNING_ENV_VARS
 
 DEFAULT_REMOTE_MODEL = "gpt-4.1-mini"
