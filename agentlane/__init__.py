@@ -1,7 +1,13 @@
-"""agentlane: durable, event-sourced AI-agent runs. The shared core of every component."""
+"""agentlane: durable, event-sourced AI-agent runs. The shared core of every component.
 
+The core imports no component (``command_service``, ``runners``, ``projector``, ``gateway``) and
+never :mod:`agentlane.cli`, the composition roots; ``tests/test_architecture.py`` enforces it.
+"""
+
+from agentlane.db import Database
 from agentlane.errors import AgentlaneError
-from agentlane.records import Checkpoint, Fence, NewEvent, StoredEvent
+from agentlane.leases import Fence
+from agentlane.records import Checkpoint, NewEvent, StoredEvent
 from agentlane.settings import Settings
 from agentlane.store import AppendResult, EventStore
 
@@ -15,6 +21,7 @@ __all__ = [
     "StoredEvent",
     # the store
     "AppendResult",
+    "Database",
     "EventStore",
     # errors
     "AgentlaneError",

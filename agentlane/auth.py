@@ -1,8 +1,8 @@
 """Who is calling: the tenant of a request, from a verified token (shared by HTTP and WebSocket).
 
-    AgentlaneError
-    ├── Unauthorized       no token, or a token that does not verify (HTTP 401, WS close 4001)
-    └── AuthUnavailable    the JWKS endpoint cannot be reached to verify a token (HTTP 503)
+    AgentlaneError         code           HTTP
+    ├── Unauthorized       unauthorized   401  no token, or one that does not verify (WS close 4001)
+    └── AuthUnavailable    unavailable    503  the JWKS endpoint cannot be reached to verify a token
 
 ``AGENTLANE_AUTH=none`` answers tenant ``default`` for everyone (development only; logged loudly).
 ``AGENTLANE_AUTH=jwt`` verifies with PyJWT, algorithms pinned per key:
@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from agentlane.errors import AgentlaneError, ConfigError
+from agentlane.errors import UNAVAILABLE_RETRY_AFTER_S, AgentlaneError, ConfigError
 from agentlane.settings import Settings
 
 __all__ = [
@@ -54,13 +54,25 @@ _REQUIRED_CLAIMS = ["exp"]
 class Unauthorized(AgentlaneError):
     """No token, or a token that does not verify. ``reason`` is safe to show the caller."""
 
+    code, status, slug = "unauthorized", 401, "unauthorized"
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
 
 class AuthUnavailable(AgentlaneError):
     """The keys to verify a token cannot be fetched right now; retrying later may succeed."""
+
+    code, status, slug = "unavailable", 503, "unavailable"
+    retry_after_s = UNAVAILABLE_RETRY_AFTER_S
+
+    @property
+    def detail(self) -> str:
+        return "cannot verify tokens right now; retry later"
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from agentlane.db import Backoff
+from agentlane.backoff import Backoff
 from agentlane.errors import AgentlaneError
 
 logger = logging.getLogger(__name__)

@@ -1,19 +1,76 @@
-"""Connections to the event store: bounded pools, translated errors, reconnect with backoff."""
+"""The database every table owner is built on: a bounded pool, and driver errors translated once.
+
+:class:`Database` holds the pool; nothing outside it touches the pool. A table's SQL lives in its
+owner (the store, the run index, the leases, the read models …), each built on a ``Database``. A
+caller that must change several owners' tables atomically opens :meth:`Database.transaction` and
+hands the connection to each owner's in-transaction method.
+
+:func:`translate_errors` is the one place a driver error becomes an :class:`AgentlaneError`, by
+SQLSTATE (psycopg's error classes), most specific first, with the driver's error as ``__cause__``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import psycopg
+from psycopg import errors as pg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from agentlane.errors import StoreError, StoreUnavailable
+from agentlane.errors import (
+    SchemaMissing,
+    StoreConflict,
+    StoreError,
+    StoreReadOnly,
+    StoreUnavailable,
+)
+from agentlane.logs import redact
 
 logger = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[Any]
+
+#: SQLSTATEs that mean "the schema this code needs is not there".
+_SCHEMA_MISSING = (pg.UndefinedTable, pg.UndefinedColumn, pg.UndefinedFunction,
+                   pg.InvalidSchemaName)
+#: Failures of the session or the server that a later attempt on a new connection may not meet.
+_RETRYABLE = (pg.IdleInTransactionSessionTimeout, pg.TooManyConnections, pg.CannotConnectNow)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = redact(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def translate(exc: psycopg.Error | PoolTimeout) -> StoreError:
+    """The store error a driver error means (see the module docstring)."""
+    if isinstance(exc, PoolTimeout):
+        return StoreUnavailable(f"no database connection available: {_first_line(exc)}")
+    state = getattr(exc, "sqlstate", None)
+    message = _first_line(exc)
+    if isinstance(exc, pg.ReadOnlySqlTransaction):
+        return StoreReadOnly(f"the database is read-only: {message}", sqlstate=state)
+    if isinstance(exc, (psycopg.OperationalError, *_RETRYABLE)):
+        return StoreUnavailable(f"database unavailable: {message}", sqlstate=state)
+    if isinstance(exc, pg.UniqueViolation):
+        return StoreConflict(f"database conflict: {message}", sqlstate=state)
+    if isinstance(exc, _SCHEMA_MISSING):
+        return SchemaMissing(
+            f"{message} (is the database migrated? run: agentlane migrate)", sqlstate=state
+        )
+    return StoreError(f"database error: {state}: {message}", sqlstate=state)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver errors raised inside the block into the store's exception tree."""
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise translate(exc) from exc
 
 
 def create_pool(
@@ -44,19 +101,6 @@ def create_pool(
     )
 
 
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn driver errors into the store's exception tree."""
-    try:
-        yield
-    except PoolTimeout as exc:
-        raise StoreUnavailable(f"no database connection available: {exc}") from exc
-    except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"database unavailable: {exc}") from exc
-    except psycopg.Error as exc:
-        raise StoreError(f"database error: {exc.sqlstate}: {exc}") from exc
-
-
 @contextlib.asynccontextmanager
 async def open_pool(
     database_url: str, *, name: str, min_size: int = 1, max_size: int = 10, wait_s: float = 30.0
@@ -71,21 +115,53 @@ async def open_pool(
         await pool.close()
 
 
-class Backoff:
-    """Jittered exponential backoff ("full jitter"): many clients retrying do not synchronise."""
+class Database:
+    """One pool, lent connection by connection to the table owners built on it."""
 
-    def __init__(self, *, initial_s: float = 0.1, maximum_s: float = 10.0) -> None:
-        self.initial_s = initial_s
-        self.maximum_s = maximum_s
-        self.attempt = 0
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
 
-    def reset(self) -> None:
-        self.attempt = 0
+    @property
+    def conninfo(self) -> str:
+        """Where the pool connects: for the dedicated LISTEN connections of wake-ups."""
+        conninfo = self._pool.conninfo
+        if not isinstance(conninfo, str):
+            raise TypeError("a Database needs a pool made with a conninfo string")
+        return conninfo
 
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum_s, self.initial_s * (2**self.attempt))
-        self.attempt += 1
-        return random.uniform(0, ceiling)
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """An autocommit connection for one or more statements; driver errors translated."""
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                yield conn
 
-    async def sleep(self) -> None:
-        await asyncio.sleep(self.next_delay())
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside one transaction: committed when the block ends, rolled back when
+        it raises."""
+        with translate_errors():
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+
+
+@contextlib.asynccontextmanager
+async def open_database(
+    database_url: str, *, name: str, min_size: int = 1, max_size: int = 10, wait_s: float = 30.0
+) -> AsyncIterator[Database]:
+    """:func:`open_pool` as a :class:`Database`."""
+    async with open_pool(
+        database_url, name=name, min_size=min_size, max_size=max_size, wait_s=wait_s
+    ) as pool:
+        yield Database(pool)
+
+
+__all__ = [
+    "Connection",
+    "Database",
+    "create_pool",
+    "open_database",
+    "open_pool",
+    "translate",
+    "translate_errors",
+]

@@ -1,86 +1,212 @@
-"""Errors of the shared core.
+"""Errors of the shared core, each carrying the answer it deserves on the wire.
 
-    AgentlaneError
-    ├── ConfigError              settings that cannot work (bad env var, shard-count mismatch)
-    ├── MigrationError           a migration failed, or an applied one was edited
-    ├── StoreError               the event store could not do what was asked
-    │   ├── StoreUnavailable     the database cannot be reached (retryable)
-    │   ├── FencedOut            a fenced append presented a stale or expired lease
-    │   ├── DuplicateEvent       a batch carried an idempotency key that is already stored
-    │   └── EventNotFound        an id that names no event visible to the caller
-    ├── InvalidEvent             event data that does not match its type (never written)
-    └── CommandError             a command that cannot be carried out (nothing written)
-        ├── RunNotFound          no such run for this tenant (another tenant's run included)
-        ├── RunConflict          onConflict=reject and the session has a run in progress
-        └── RunFinished          the run already ended; it takes no more signals
+    AgentlaneError                 code              HTTP
+    ├── ConfigError                config_error      500  settings that cannot work
+    ├── MigrationError             migration_error   500  a migration failed, or was edited
+    ├── StoreError                 store_error       500  the database refused (see sqlstate)
+    │   ├── StoreUnavailable       unavailable       503  retryable: unreachable, pool exhausted
+    │   │   └── StoreReadOnly      unavailable       503  retryable: read-only (a failover)
+    │   ├── StoreConflict          conflict          409  a unique constraint refused the write
+    │   │   ├── DuplicateEvent     conflict          409  a batch's idempotency key is stored
+    │   │   └── CheckpointMoved    conflict          409  a checkpoint moved under a batch
+    │   ├── SchemaMissing          schema_missing    503  a table is missing: not migrated
+    │   ├── FencedOut              fenced_out        409  a fenced write's lease is stale
+    │   └── EventNotFound          not_found         404  no such event for the caller
+    ├── InvalidEvent               invalid_command   422  event data that does not match its type
+    └── CommandError               invalid_command   422  a command that cannot be carried out
+        ├── RunNotFound            run_not_found     404  no such run for this tenant
+        ├── RunConflict            run_conflict      409  onConflict=reject, a run in progress
+        └── RunFinished            run_finished      409  the run already ended
 
-Driver errors are translated where they happen (``raise … from exc``); callers never see psycopg.
+Every error says once how it travels: ``code`` (the ``code`` of a WebSocket ``error`` frame),
+``status`` and ``slug`` (an HTTP problem+json's status and type), ``detail`` (what a client may
+read: never a driver's message) and ``retry_after_s`` (when retrying can help). HTTP problems and
+WebSocket error frames are both built from these attributes, so the two doors cannot disagree.
+
+Driver errors are translated where they happen, by SQLSTATE (:func:`agentlane.db.translate_errors`);
+callers never see psycopg, and never inspect ``__cause__`` to learn what went wrong.
 """
 
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
+__all__ = [
+    "AgentlaneError",
+    "CheckpointMoved",
+    "CommandError",
+    "ConfigError",
+    "DuplicateEvent",
+    "EventNotFound",
+    "FencedOut",
+    "InvalidEvent",
+    "MigrationError",
+    "RunConflict",
+    "RunFinished",
+    "RunNotFound",
+    "SchemaMissing",
+    "StoreConflict",
+    "StoreError",
+    "StoreReadOnly",
+    "StoreUnavailable",
+]
+
+#: Seconds a client is told to wait when a dependency is down.
+UNAVAILABLE_RETRY_AFTER_S = 2.0
+
 
 class AgentlaneError(Exception):
-    """Root of every error the shared core raises on purpose."""
+    """Root of every error agentlane raises on purpose."""
+
+    #: Wire code: the ``code`` of a WebSocket ``error`` frame.
+    code: ClassVar[str] = "internal_error"
+    #: HTTP status of the problem+json answer.
+    status: ClassVar[int] = 500
+    #: Last part of the problem ``type`` URI.
+    slug: ClassVar[str] = "internal-error"
+    #: When set, retrying after this many seconds may succeed (HTTP ``Retry-After``).
+    retry_after_s: float | None = None
+
+    @property
+    def detail(self) -> str:
+        """What a client may read. Errors whose message can carry internals override this."""
+        return str(self)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the answer (``Retry-After`` when retrying can help)."""
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
-class ConfigError(AgentlaneError):
+class _Internal(AgentlaneError):
+    """An error whose message is for operators: clients get a generic detail."""
+
+    @property
+    def detail(self) -> str:
+        return "internal error"
+
+
+class ConfigError(_Internal):
     """Settings that cannot work."""
 
+    code = "config_error"
 
-class MigrationError(AgentlaneError):
+
+class MigrationError(_Internal):
     """A migration failed or the applied history does not match ``ddl/``."""
 
+    code = "migration_error"
 
-class StoreError(AgentlaneError):
-    """The event store could not do what was asked."""
+
+class StoreError(_Internal):
+    """The event store (or another table's owner) could not do what was asked."""
+
+    code = "store_error"
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        #: The server's SQLSTATE, when the server answered (None: no answer, e.g. no connection).
+        self.sqlstate = sqlstate
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached right now; retrying later may succeed."""
+    """The database cannot serve right now; retrying later may succeed."""
+
+    code, status, slug = "unavailable", 503, "unavailable"
+    retry_after_s = UNAVAILABLE_RETRY_AFTER_S
+
+    @property
+    def detail(self) -> str:
+        return "the event store is unavailable; retry later"
+
+
+class StoreReadOnly(StoreUnavailable):
+    """The server is read-only (a replica, or a primary during a failover): retry later."""
+
+
+class StoreConflict(StoreError):
+    """A unique constraint refused the write: another writer got there first."""
+
+    code, status, slug = "conflict", 409, "conflict"
+
+
+class SchemaMissing(StoreError):
+    """A table, column or function is missing: the database is not migrated (or is being
+    rebuilt)."""
+
+    code, status, slug = "schema_missing", 503, "unavailable"
+    retry_after_s = UNAVAILABLE_RETRY_AFTER_S
 
 
 class FencedOut(StoreError):
-    """A fenced append presented a lease that is no longer current; nothing was written."""
+    """A fenced write presented a lease that is no longer current; nothing was written."""
 
-    def __init__(self, *, shard_id: int, runner_id: str, lease_token: int) -> None:
+    code, status, slug = "fenced_out", 409, "fenced-out"
+
+    def __init__(self, *, table: str, key: int | str, holder: str, token: int) -> None:
         super().__init__(
-            f"shard {shard_id}: lease token {lease_token} of runner {runner_id!r} "
-            "is stale or expired; append rejected"
+            f"{table} {key}: lease token {token} of {holder!r} is stale or expired; "
+            "write rejected"
         )
-        self.shard_id = shard_id
-        self.runner_id = runner_id
-        self.lease_token = lease_token
+        self.table = table
+        self.key = key
+        self.holder = holder
+        self.token = token
 
 
-class DuplicateEvent(StoreError):
+class DuplicateEvent(StoreConflict):
     """A batch carried an idempotency key that is already stored; nothing was written."""
 
     def __init__(self, *, tenant_id: str, idempotency_key: str) -> None:
-        super().__init__(f"idempotency key {idempotency_key!r} is already used")
+        super().__init__(f"idempotency key {idempotency_key!r} is already used", sqlstate="23505")
         self.tenant_id = tenant_id
         self.idempotency_key = idempotency_key
+
+
+class CheckpointMoved(StoreConflict):
+    """A follower's checkpoint changed under its batch (a rebuild swapped the tables): the batch
+    rolled back and the follower reloads its position."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"checkpoint {name!r} moved under this batch; reloading")
+        self.name = name
 
 
 class EventNotFound(StoreError):
     """An event id that names no event visible to the caller."""
 
+    code, status, slug = "not_found", 404, "not-found"
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
 
 class InvalidEvent(AgentlaneError):
     """Event data that does not match its type; nothing was written."""
+
+    code, status, slug = "invalid_command", 422, "invalid-command"
 
 
 class CommandError(AgentlaneError):
     """A command that cannot be carried out; nothing was written."""
 
+    code, status, slug = "invalid_command", 422, "invalid-command"
+
 
 class RunNotFound(CommandError):
+    code, status, slug = "run_not_found", 404, "not-found"
+
     def __init__(self, execution_id: str) -> None:
         super().__init__(f"run {execution_id!r} not found")
         self.execution_id = execution_id
 
 
 class RunConflict(CommandError):
+    code, status, slug = "run_conflict", 409, "run-conflict"
+
     def __init__(self, session_id: str, active_execution_id: str) -> None:
         super().__init__(
             f"session {session_id!r} has a run in progress ({active_execution_id}); "
@@ -91,7 +217,9 @@ class RunConflict(CommandError):
 
 
 class RunFinished(CommandError):
+    code, status, slug = "run_finished", 409, "run-finished"
+
     def __init__(self, execution_id: str, status: str) -> None:
         super().__init__(f"run {execution_id!r} already ended ({status})")
         self.execution_id = execution_id
-        self.status = status
+        self.run_status = status

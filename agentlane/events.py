@@ -7,7 +7,9 @@ Inside the services events travel as :class:`agentlane.records.StoredEvent` data
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -171,8 +173,14 @@ DATA_MODELS: dict[str, type[EventData]] = {
     "TimerFired": TimerFiredData,
 }
 
+#: The event types that end a run, and the status each leaves it in.
+TERMINAL_STATUS: Mapping[str, Literal["completed", "failed", "cancelled"]] = MappingProxyType(
+    {"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}
+)
 #: Event types that end a run.
-TERMINAL_TYPES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
+TERMINAL_TYPES: frozenset[str] = frozenset(TERMINAL_STATUS)
+#: Commands that change what a run must do next (appended by the command API, read by the engine).
+COMMAND_TYPES: frozenset[str] = frozenset({"SignalReceived", "CancelRequested"})
 
 
 class EventBase(BaseModel):

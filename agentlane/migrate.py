@@ -1,5 +1,7 @@
 """Apply ``ddl/`` in order, exactly once, from any number of processes at the same time.
 
+This module owns ``schema_migrations``; the shard rows a migration ensures are the leases'.
+
 Each file ``NNNN_name.sql`` runs in its own transaction and is recorded with its SHA-256; an applied
 file whose text changed refuses to migrate (ship a new file instead). A session-level advisory lock
 serialises concurrent ``agentlane migrate`` runs, so pods starting together leave one schema.
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import psycopg
 
-from agentlane.errors import ConfigError, MigrationError
+from agentlane.db import translate_errors
+from agentlane.errors import MigrationError
+from agentlane.leases import ensure_shards
 from agentlane.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -123,35 +127,10 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> None:
         ) from exc
 
 
-def ensure_shards(conn: psycopg.Connection, shards: int) -> None:
-    """Record the shard count once and create its rows; a different count refuses to go on."""
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO cluster_config (key, value) VALUES ('shards', %s) ON CONFLICT DO NOTHING",
-            (str(shards),),
-        )
-        row = conn.execute("SELECT value FROM cluster_config WHERE key = 'shards'").fetchone()
-        assert row is not None
-        check_shard_count(int(row[0]), shards)
-        conn.execute(
-            "INSERT INTO cluster_shards (shard_id) SELECT generate_series(0, %s - 1) "
-            "ON CONFLICT DO NOTHING",
-            (shards,),
-        )
-
-
-def check_shard_count(recorded: int, configured: int) -> None:
-    if recorded != configured:
-        raise ConfigError(
-            f"AGENTLANE_SHARDS={configured} but this database was created with {recorded} shards; "
-            "the shard count is fixed per database"
-        )
-
-
 def pending(database_url: str, ddl_dir: Path | None = None) -> list[Migration]:
     """Migrations not yet applied (empty when the schema is current)."""
     migrations = load_migrations(ddl_dir or default_ddl_dir())
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with translate_errors(), psycopg.connect(database_url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
         if not exists or not exists[0]:
             return migrations

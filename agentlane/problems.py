@@ -1,11 +1,14 @@
 """HTTP error bodies: ``application/problem+json`` (RFC 9457) with type, title, status, detail.
 
 Shared by every component that answers HTTP, so an unknown route or method answers the same shape
-as a failed command, whichever component's routes sit on the port.
+as a failed command, whichever component's routes sit on the port. :func:`problem_for` reads what
+an :class:`~agentlane.errors.AgentlaneError` says about itself (``status``, ``slug``, ``detail``,
+``headers()``): the same attributes a WebSocket ``error`` frame is built from.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -13,7 +16,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "http_exception_problem", "problem_response", "problem_type"]
+from agentlane.errors import AgentlaneError
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "http_exception_problem",
+    "internal_error_problem",
+    "problem_for",
+    "problem_response",
+    "problem_type",
+]
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TYPE_BASE = "https://agentlane.dev/problems/"
@@ -43,6 +57,22 @@ def problem_response(
     return JSONResponse(
         body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_CONTENT_TYPE
     )
+
+
+def problem_for(exc: AgentlaneError) -> Response:
+    """The HTTP answer an expected error describes. A 5xx is logged: 503s as warnings (a
+    dependency is down), the rest as errors with their traceback."""
+    if exc.status >= 500:
+        if exc.status == 503:
+            logger.warning("%s: %s", type(exc).__name__, exc)
+        else:
+            logger.error("unexpected error: %s", exc, exc_info=exc)
+    return problem_response(exc.status, exc.detail, slug=exc.slug, headers=exc.headers())
+
+
+def internal_error_problem() -> Response:
+    """The answer to an error nobody expected (the caller logs it)."""
+    return problem_response(500, "internal error", slug="internal-error")
 
 
 async def http_exception_problem(request: Request, exc: Exception) -> Response:

@@ -62,12 +62,3 @@ class TailedEvent:
 
     event: StoredEvent
     position: Checkpoint
-
-
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """The lease an append must still hold: ``(runner_id, lease_token)`` on ``shard_id``."""
-
-    shard_id: int
-    runner_id: str
-    lease_token: int

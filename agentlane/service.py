@@ -5,6 +5,10 @@ context manager that owns its background tasks, contributes routes, says when it
 knows how to drain. :func:`run_service` adds ``/healthz``, ``/readyz`` and ``/metrics``, serves on a
 real ASGI server (uvicorn), and on SIGTERM/SIGINT: marks the process not ready, drains every
 component (bounded by ``grace_s``), stops the server, then exits the components.
+
+Metrics: the process's composition root makes one :func:`metrics_registry`, gives it to each
+component (which creates its collectors on it) and to :func:`run_service`, which serves it. No
+collector lives on a global registry.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -60,7 +71,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_app(components: Sequence[Component], draining: asyncio.Event) -> Starlette:
+def metrics_registry() -> CollectorRegistry:
+    """A process's registry: its components' collectors join the process, platform and GC ones."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def build_app(
+    components: Sequence[Component],
+    draining: asyncio.Event,
+    *,
+    registry: CollectorRegistry | None = None,
+) -> Starlette:
+    """The process's app: the components' routes, health, readiness and ``registry``'s metrics."""
+    served = registry if registry is not None else CollectorRegistry()
+
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -73,7 +101,7 @@ def build_app(components: Sequence[Component], draining: asyncio.Event) -> Starl
         )
 
     async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(served), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -92,15 +120,17 @@ async def run_service(
     host: str,
     port: int,
     grace_s: float = 30.0,
+    registry: CollectorRegistry | None = None,
     uvicorn_options: dict[str, Any] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or a component fails), then drain and stop."""
+    """Serve until SIGTERM/SIGINT (or a component fails), then drain and stop; ``/metrics``
+    serves ``registry``."""
     stop = asyncio.Event()
     draining = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(components, draining)
+    app = build_app(components, draining, registry=registry)
     config = uvicorn.Config(
         app,
         host=host,

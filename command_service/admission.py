@@ -10,6 +10,8 @@
   instance count (Cloud Armor rate limiting in front is the fleet-wide guard).
 - :func:`check_active_runs`: a cap on a tenant's runs in the work index, checked when a run starts.
   It is a check-then-act: concurrent starts of one tenant may overshoot by their number.
+
+Refusals are counted on ``agentlane_admission_rejections_total{reason}``.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentlane.db import translate_errors
-from agentlane.problems import problem_response
-from agentlane.store import EventStore
-from command_service import metrics
+from agentlane.problems import problem_for
+from agentlane.run_index import RunIndex
 from command_service.errors import TooManyRequests
+from command_service.metrics import CommandServiceMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,16 @@ class Limits:
     retry_after_s: float = 1.0
 
 
+class _Overloaded(TooManyRequests):
+    slug = "overloaded"
+
+    def __init__(self, *, retry_after_s: float) -> None:
+        super().__init__(
+            "the server is at capacity; retry later", retry_after_s=retry_after_s,
+            reason="inflight",
+        )
+
+
 class _Bucket:
     __slots__ = ("stamp", "tokens")
 
@@ -51,7 +62,15 @@ class _Bucket:
 class RateLimiter:
     """Token bucket per tenant: ``rate_per_s`` sustained, ``burst`` at once."""
 
-    def __init__(self, *, rate_per_s: float, burst: int, max_tenants: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        rate_per_s: float,
+        burst: int,
+        metrics: CommandServiceMetrics,
+        max_tenants: int = 100_000,
+    ) -> None:
+        self._rejected = metrics.rejections.labels(reason="rate")
         self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
         self._max_tenants = max_tenants
@@ -71,7 +90,7 @@ class RateLimiter:
         bucket.stamp = now
         if bucket.tokens < 1.0:
             wait_s = (1.0 - bucket.tokens) / self.rate_per_s
-            metrics.REJECTIONS.labels(reason="rate").inc()
+            self._rejected.inc()
             raise TooManyRequests(
                 f"request rate over {self.rate_per_s:g}/s for this tenant",
                 retry_after_s=wait_s,
@@ -93,20 +112,17 @@ class RateLimiter:
 
 
 async def check_active_runs(
-    store: EventStore, tenant: str, limit: int, retry_after_s: float
+    runs: RunIndex,
+    tenant: str,
+    limit: int,
+    retry_after_s: float,
+    metrics: CommandServiceMetrics,
 ) -> None:
     """Raise TooManyRequests when ``tenant`` already has ``limit`` runs queued or in progress."""
     if limit <= 0:
         return
-    with translate_errors():
-        async with store.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM run_index WHERE tenant_id = %s LIMIT %s) AS r",
-                (tenant, limit),
-            )
-            row = await cursor.fetchone()
-    if row is not None and row[0] >= limit:
-        metrics.REJECTIONS.labels(reason="active_runs").inc()
+    if await runs.count_active(tenant, limit=limit) >= limit:
+        metrics.rejections.labels(reason="active_runs").inc()
         raise TooManyRequests(
             f"this tenant already has {limit} active runs; wait for some to finish",
             retry_after_s=retry_after_s,
@@ -157,23 +173,19 @@ class InflightLimit:
     """ASGI middleware: at most ``max_inflight`` requests (and ``max_streams`` event streams) in
     progress; the rest get 429 with Retry-After before any work is done for them."""
 
-    def __init__(self, app: ASGIApp, *, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: CommandServiceMetrics) -> None:
         self.app = app
+        self._metrics = metrics
         self.adaptive = AdaptiveLimit(
             ceiling=limits.max_inflight, target_s=limits.latency_target_s
         )
         self.max_streams = limits.max_streams
         # Built once: refusing must stay cheaper than serving, or overload still collapses.
-        self._overloaded = problem_response(
-            429,
-            "the server is at capacity; retry later",
-            slug="overloaded",
-            headers={"Retry-After": str(max(1, math.ceil(limits.retry_after_s)))},
-        )
+        self._overloaded = problem_for(_Overloaded(retry_after_s=limits.retry_after_s))
         self.inflight = 0
         self.streams = 0
         self._rejected = {
-            reason: metrics.REJECTIONS.labels(reason=reason) for reason in ("inflight", "streams")
+            reason: metrics.rejections.labels(reason=reason) for reason in ("inflight", "streams")
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -193,26 +205,26 @@ class InflightLimit:
     async def _run(self, scope: Scope, receive: Receive, send: Send, stream: bool) -> None:
         if stream:
             self.streams += 1
-            metrics.STREAMS.inc()
+            self._metrics.streams.inc()
             try:
                 await self.app(scope, receive, send)
             finally:
-                metrics.STREAMS.dec()
+                self._metrics.streams.dec()
                 self.streams -= 1
             return
         self.inflight += 1
-        metrics.INFLIGHT.inc()
+        self._metrics.inflight.inc()
         started = time.monotonic()
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 now = time.monotonic()
                 self.adaptive.observe(now - started, now)
-                metrics.ADMISSION_LIMIT.set(self.adaptive.current)
+                self._metrics.admission_limit.set(self.adaptive.current)
             await send(message)
 
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            metrics.INFLIGHT.dec()
+            self._metrics.inflight.dec()
             self.inflight -= 1

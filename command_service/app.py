@@ -6,12 +6,11 @@ body checks → the command or read. Every refusal is problem+json; nothing is w
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,14 +20,21 @@ from starlette.routing import Route
 
 from agentlane import commands
 from agentlane.auth import Authenticator, bearer_token
-from agentlane.errors import AgentlaneError, RunNotFound, StoreUnavailable
+from agentlane.commands import Commands
+from agentlane.errors import AgentlaneError, RunNotFound
 from agentlane.logs import log_context
-from agentlane.problems import http_exception_problem, problem_response
+from agentlane.problems import (
+    http_exception_problem,
+    internal_error_problem,
+    problem_for,
+    problem_response,
+)
+from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
-from command_service import metrics
 from command_service.admission import InflightLimit, Limits, RateLimiter, check_active_runs
 from command_service.bodies import read_model
 from command_service.errors import InvalidRequest, TooManyRequests
+from command_service.metrics import CommandServiceMetrics, RequestMetrics
 from command_service.models import (
     CancelAccepted,
     CancelRequest,
@@ -38,21 +44,26 @@ from command_service.models import (
     StartRunRequest,
 )
 from command_service.openapi import build_openapi
-from command_service.problems import not_found, problem_for
-from command_service.reads import RunReader, events_page, session_exists
+from command_service.reads import RunReader, events_page
 from command_service.sse import EventStream, WakeBroadcast
+
+logger = logging.getLogger(__name__)
 
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
+
 @dataclass(frozen=True, slots=True)
 class Dependencies:
     store: EventStore
+    commands: Commands
+    run_index: RunIndex
     authenticator: Authenticator
     limits: Limits
     rate: RateLimiter
     runs: RunReader
     broadcast: WakeBroadcast
+    metrics: CommandServiceMetrics
 
 
 def build_app(deps: Dependencies) -> Starlette:
@@ -74,15 +85,12 @@ def build_app(deps: Dependencies) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
-            Middleware(metrics.RequestMetrics),
-            Middleware(InflightLimit, limits=deps.limits),
+            Middleware(RequestMetrics, metrics=deps.metrics),
+            Middleware(InflightLimit, limits=deps.limits, metrics=deps.metrics),
         ],
         exception_handlers={
             HTTPException: http_exception_problem,
             AgentlaneError: _agentlane_problem,
-            # Some shared-core reads let these through untranslated: still "unavailable", not 500.
-            PoolTimeout: _database_unavailable,
-            psycopg.OperationalError: _database_unavailable,
             Exception: _internal_error,
         },
     )
@@ -93,12 +101,9 @@ async def _agentlane_problem(_: Request, exc: Exception) -> Response:
     return problem_for(exc)
 
 
-async def _database_unavailable(_: Request, exc: Exception) -> Response:
-    return problem_for(StoreUnavailable(f"database unavailable: {exc}"))
-
-
 async def _internal_error(_: Request, exc: Exception) -> Response:
-    return problem_response(500, "internal error", slug="internal-error")
+    logger.error("unexpected error", exc_info=exc)
+    return internal_error_problem()
 
 
 class _Api:
@@ -121,8 +126,7 @@ class _Api:
         body = await read_model(request, StartRunRequest)
         with log_context(tenant=tenant, session=session_id):
             await self._admit_run(tenant, body.runId)
-            accepted = await commands.start_run(
-                self.store,
+            accepted = await self.deps.commands.start_run(
                 tenant_id=tenant,
                 session_id=session_id,
                 run_id=body.runId,
@@ -130,7 +134,7 @@ class _Api:
                 on_conflict=body.onConflict,
             )
         if accepted.created:
-            metrics.RUNS_STARTED.inc()
+            self.deps.metrics.runs_started.inc()
         # A retry gets the first answer: the run as it was accepted, not as it is now.
         answer = RunAcceptedResponse(
             executionId=accepted.execution_id,
@@ -148,7 +152,8 @@ class _Api:
         limits = self.deps.limits
         try:
             await check_active_runs(
-                self.store, tenant, limits.max_active_runs, limits.retry_after_s
+                self.deps.run_index, tenant, limits.max_active_runs, limits.retry_after_s,
+                self.deps.metrics,
             )
         except TooManyRequests:
             # A retry of a run that already exists is an answer, not new work.
@@ -174,10 +179,10 @@ class _Api:
                 "header.Last-Event-ID", request.headers["last-event-id"], 0, 2**63 - 1
             )
         limit = _int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
-        if not commands.is_identifier(session_id) or not await session_exists(
-            self.store, tenant, session_id
+        if not commands.is_identifier(session_id) or not await self.store.session_exists(
+            tenant, session_id
         ):
-            return not_found(f"session {session_id!r} not found")
+            return problem_response(404, f"session {session_id!r} not found", slug="not-found")
         if stream:
             return _AsgiResponse(
                 EventStream(
@@ -198,8 +203,8 @@ class _Api:
         if not commands.is_identifier(execution_id):
             raise RunNotFound(execution_id)
         with log_context(tenant=tenant, execution=execution_id):
-            event = await commands.cancel_run(
-                self.store, tenant_id=tenant, execution_id=execution_id, reason=body.reason
+            event = await self.deps.commands.cancel_run(
+                tenant_id=tenant, execution_id=execution_id, reason=body.reason
             )
         answer = CancelAccepted(
             executionId=execution_id, eventId=event.event_id if event else None
@@ -216,9 +221,8 @@ class _Api:
         if not commands.is_identifier(execution_id):
             raise RunNotFound(execution_id)
         with log_context(tenant=tenant, execution=execution_id):
-            event = await commands.signal_run(
-                self.store, tenant_id=tenant, execution_id=execution_id,
-                name=name, payload=body.payload,
+            event = await self.deps.commands.signal_run(
+                tenant_id=tenant, execution_id=execution_id, name=name, payload=body.payload
             )
         answer = SignalAccepted(executionId=execution_id, name=name, eventId=event.event_id)
         return JSONResponse(answer.model_dump(), status_code=202)

@@ -8,17 +8,22 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import psycopg
+from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute, Route
 
 from agentlane.auth import Authenticator
-from agentlane.db import translate_errors
+from agentlane.commands import Commands
+from agentlane.db import Database
 from agentlane.errors import AgentlaneError
-from agentlane.migrate import check_shard_count, pending
-from agentlane.store import EventStore, Wakeups
+from agentlane.leases import check_shard_count, recorded_shard_count
+from agentlane.migrate import pending
+from agentlane.readmodels import ReadModels
+from agentlane.run_index import RunIndex
+from agentlane.store import EventStore, Tail
 from command_service.admission import Limits, RateLimiter
 from command_service.app import Dependencies, build_app
-from command_service.reads import RunReader, read_model_exists
+from command_service.metrics import CommandServiceMetrics
+from command_service.reads import RunReader
 from command_service.sse import WakeBroadcast
 
 log = logging.getLogger(__name__)
@@ -27,42 +32,53 @@ READY_PROBE_EVERY_S = 2.0
 
 
 class CommandService:
-    """Serves the command API. Owns its background tasks, not the store's pool."""
+    """Serves the command API. Owns its background tasks, not the database."""
 
     name = "command-service"
 
     def __init__(
         self,
         *,
-        store: EventStore,
+        db: Database,
+        shards: int,
         authenticator: Authenticator,
-        database_url: str,
         limits: Limits | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        self.store = store
+        self._db = db
+        self.store = EventStore(db, shards=shards)
+        self.run_index = RunIndex(db)
+        self.commands = Commands(self.store, self.run_index)
+        self.read_models = ReadModels(db)
         self.authenticator = authenticator
-        self.database_url = database_url
         self.limits = limits or Limits()
+        self.metrics = CommandServiceMetrics(registry or CollectorRegistry())
         self.broadcast = WakeBroadcast()
-        self.runs = RunReader(store, use_read_model=False)
+        self.runs = RunReader(self.store, self.read_models, use_read_model=False)
         self._ready = False
         self._migrated = False
         self._draining = False
         self._stack = contextlib.AsyncExitStack()
         self.app = build_app(
             Dependencies(
-                store=store,
+                store=self.store,
+                commands=self.commands,
+                run_index=self.run_index,
                 authenticator=authenticator,
                 limits=self.limits,
-                rate=RateLimiter(rate_per_s=self.limits.rate_per_s, burst=self.limits.burst),
+                rate=RateLimiter(
+                    rate_per_s=self.limits.rate_per_s, burst=self.limits.burst,
+                    metrics=self.metrics,
+                ),
                 runs=self.runs,
                 broadcast=self.broadcast,
+                metrics=self.metrics,
             )
         )
 
     async def __aenter__(self) -> CommandService:
         await self._probe()
-        wakeups = await self._stack.enter_async_context(Wakeups(self.database_url))
+        wakeups = await self._stack.enter_async_context(Tail(self._db).wakeups())
         group = await self._stack.enter_async_context(asyncio.TaskGroup())
         tasks = [
             group.create_task(self.broadcast.pump(wakeups), name="command-wakeups"),
@@ -99,34 +115,26 @@ class CommandService:
 
     async def _probe(self) -> None:
         try:
-            await self._check_database()
+            recorded = await recorded_shard_count(self._db)
+            if recorded is not None:
+                check_shard_count(recorded, self.store.shards)
             # Applied migrations stay applied: once current, only reachability is re-checked.
             if not self._migrated:
-                missing = await asyncio.to_thread(pending, self.database_url)
+                missing = await asyncio.to_thread(pending, self._db.conninfo)
                 if missing:
                     self._set_ready(False, f"{len(missing)} migrations not applied")
                     return
-                self.runs.use_read_model = await read_model_exists(self.store)
+                self.runs.use_read_model = await self.read_models.exist()
                 self._migrated = True
                 log.info(
                     "GET /runs reads %s",
                     "the read model when fresh, else folds" if self.runs.use_read_model
                     else "folds (no read model in this database)",
                 )
-        except (AgentlaneError, psycopg.Error) as exc:
+        except AgentlaneError as exc:
             self._set_ready(False, f"database check failed: {exc}")
             return
         self._set_ready(True, "ready")
-
-    async def _check_database(self) -> None:
-        with translate_errors():
-            async with self.store.pool.connection() as conn:
-                cursor = await conn.execute(
-                    "SELECT value FROM cluster_config WHERE key = 'shards'"
-                )
-                row = await cursor.fetchone()
-        if row is not None:
-            check_shard_count(int(row[0]), self.store.shards)
 
     def _set_ready(self, ready: bool, why: str) -> None:
         if ready != self._ready:

@@ -9,13 +9,12 @@
             ├── InvalidRequest       422: JSON that does not match the model (names the field)
             └── TooManyRequests      429: a tenant quota or the global in-flight bound (Retry-After)
 
-Errors of the shared core (RunNotFound, RunConflict, StoreUnavailable, …) are mapped to problems in
-:mod:`command_service.problems`.
+Each carries its own answer (``status``, ``slug``, ``detail``, ``headers()``), like every error of
+the shared core (RunNotFound, RunConflict, StoreUnavailable, …), and
+:func:`agentlane.problems.problem_for` turns any of them into problem+json.
 """
 
 from __future__ import annotations
-
-import math
 
 from agentlane.errors import AgentlaneError
 
@@ -25,37 +24,31 @@ class CommandServiceError(AgentlaneError):
 
 
 class RequestRejected(CommandServiceError):
-    """A refused request: ``status``, ``slug`` (problem type) and ``detail`` for problem+json."""
+    """A refused request; its message is the problem's ``detail``."""
 
-    status = 400
-    slug = "bad-request"
-
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = headers or {}
+    code, status, slug = "bad_request", 400, "bad-request"
 
 
 class MalformedRequest(RequestRejected):
-    status, slug = 400, "malformed-json"
+    code, status, slug = "malformed_json", 400, "malformed-json"
 
 
 class PayloadTooLarge(RequestRejected):
-    status, slug = 413, "payload-too-large"
+    code, status, slug = "payload_too_large", 413, "payload-too-large"
 
 
 class UnsupportedMedia(RequestRejected):
-    status, slug = 415, "unsupported-media-type"
+    code, status, slug = "unsupported_media_type", 415, "unsupported-media-type"
 
 
 class InvalidRequest(RequestRejected):
-    status, slug = 422, "invalid-request"
+    code, status, slug = "invalid_request", 422, "invalid-request"
 
 
 class TooManyRequests(RequestRejected):
-    status, slug = 429, "too-many-requests"
+    code, status, slug = "too_many_requests", 429, "too-many-requests"
 
     def __init__(self, detail: str, *, retry_after_s: float, reason: str) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+        super().__init__(detail)
         self.retry_after_s = retry_after_s
         self.reason = reason

@@ -1,45 +1,62 @@
-"""Prometheus metrics of the command service (default registry, served at ``/metrics``)."""
+"""Prometheus metrics of the command service, on the registry the process serves at ``/metrics``."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter(
-    "agentlane_http_requests_total",
-    "HTTP requests answered by the command service.",
-    ["route", "method", "status"],
-)
-LATENCY = Histogram(
-    "agentlane_http_request_duration_seconds",
-    "Time to the first response byte of command-service requests.",
-    ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-INFLIGHT = Gauge("agentlane_http_inflight_requests", "Command-service requests in progress.")
-ADMISSION_LIMIT = Gauge(
-    "agentlane_admission_inflight_limit", "Current adaptive bound on requests in progress."
-)
-STREAMS = Gauge("agentlane_http_event_streams", "Open server-sent event streams.")
-REJECTIONS = Counter(
-    "agentlane_admission_rejections_total",
-    "Requests refused with 429 by admission control.",
-    ["reason"],
-)
-RUNS_STARTED = Counter(
-    "agentlane_runs_accepted_total", "Runs accepted (new executions, not replays)."
-)
+
+class CommandServiceMetrics:
+    """The command service's collectors, created on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "agentlane_http_requests_total",
+            "HTTP requests answered by the command service.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "agentlane_http_request_duration_seconds",
+            "Time to the first response byte of command-service requests.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "agentlane_http_inflight_requests", "Command-service requests in progress.",
+            registry=registry,
+        )
+        self.admission_limit = Gauge(
+            "agentlane_admission_inflight_limit",
+            "Current adaptive bound on requests in progress.",
+            registry=registry,
+        )
+        self.streams = Gauge(
+            "agentlane_http_event_streams", "Open server-sent event streams.", registry=registry
+        )
+        self.rejections = Counter(
+            "agentlane_admission_rejections_total",
+            "Requests refused with 429 by admission control.",
+            ["reason"],
+            registry=registry,
+        )
+        self.runs_started = Counter(
+            "agentlane_runs_accepted_total", "Runs accepted (new executions, not replays).",
+            registry=registry,
+        )
 
 
 class RequestMetrics:
     """ASGI middleware: count and time every request by its route template (bounded labels)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: CommandServiceMetrics) -> None:
         self.app = app
+        self._metrics = metrics
         # ``labels()`` costs tens of microseconds; under overload every one counts.
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[str, Any] = {}
@@ -48,7 +65,7 @@ class RequestMetrics:
         key = (route, method, status)
         counter = self._counters.get(key)
         if counter is None:
-            counter = self._counters[key] = REQUESTS.labels(
+            counter = self._counters[key] = self._metrics.requests.labels(
                 route=route, method=method, status=str(status)
             )
         counter.inc()
@@ -56,7 +73,7 @@ class RequestMetrics:
     def _time(self, route: str, seconds: float) -> None:
         timer = self._timers.get(route)
         if timer is None:
-            timer = self._timers[route] = LATENCY.labels(route=route)
+            timer = self._timers[route] = self._metrics.latency.labels(route=route)
         timer.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

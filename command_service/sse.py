@@ -16,8 +16,9 @@ import logging
 from starlette.types import Receive, Scope, Send
 
 from agentlane.errors import StoreError
+from agentlane.notifications import Wakeups
 from agentlane.records import StoredEvent
-from agentlane.store import EventStore, Wakeups
+from agentlane.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class EventStream:
             while not self.broadcast.closed:
                 ticket = self.broadcast.ticket()
                 events = await self.store.read_session(
-                    self.tenant, self.session_id, after_event_id=last, limit=PAGE
+                    self.tenant, self.session_id, gt=last, limit=PAGE
                 )
                 if events:
                     chunk = b"".join(format_event(event) for event in events)

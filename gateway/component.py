@@ -11,7 +11,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -19,19 +21,38 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
-from agentlane.commands import is_identifier
+from agentlane.bus import EventBus
+from agentlane.commands import Commands, is_identifier
 from agentlane.logs import log_context
 from agentlane.store import EventStore
 from gateway.hub import Hub
-from gateway.metrics import CONNECTS, REJECTED, REPLAY_SECONDS, SOCKETS
-from gateway.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_UNAUTHORIZED, error_frame
+from gateway.metrics import GatewayMetrics
+from gateway.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_UNAUTHORIZED,
+    MAX_FRAME_BYTES,
+    error_frame,
+)
 from gateway.redaction import redact_tokens_in_server_logs
 from gateway.sockets import Connection, SocketPolicy
-from gateway.sources import LiveSource
+from gateway.sources import BusSource, LiveSource
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+#: uvicorn's WebSocket settings, chosen by benchmarks/gateway_sockets.py (BENCHMARKS.md,
+#: "Gateway"): the sans-I/O websockets protocol without permessage-deflate holds the most idle
+#: sockets per MiB; the frame limit is the contract's; keepalive is the gateway's own JSON ping.
+UVICORN_WS_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,
+    "ws_max_size": MAX_FRAME_BYTES,
+    "ws_ping_interval": None,
+    "ws_ping_timeout": None,
+    "backlog": 4096,
+}
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 _CLOSE_POLICY = 1008
 
@@ -46,7 +67,7 @@ class GatewayOptions:
 
 
 class Gateway:
-    """Streams sessions over WebSockets. Owns its live source and ticker, not the store's pool."""
+    """Streams sessions over WebSockets. Owns its live source and ticker, not the database."""
 
     name = "gateway"
 
@@ -54,13 +75,22 @@ class Gateway:
         self,
         *,
         store: EventStore,
+        commands: Commands,
         authenticator: Authenticator,
-        source: LiveSource,
+        bus: EventBus | None = None,
+        source: LiveSource | None = None,
         options: GatewayOptions | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """Live events come from ``bus`` (the process's one subscription), or from ``source``
+        (something else that feeds the hub, e.g. a test's)."""
+        if (bus is None) == (source is None):
+            raise ValueError("give the gateway a bus or a live source, not both")
         self._store = store
+        self._commands = commands
         self._auth = authenticator
-        self.source = source
+        self.metrics = GatewayMetrics(registry or CollectorRegistry())
+        self.source: LiveSource = source or BusSource(bus, self.metrics)  # type: ignore[arg-type]
         self.options = options or GatewayOptions()
         self.hub = Hub()
         self.connections: set[Connection] = set()
@@ -125,7 +155,7 @@ class Gateway:
         """``GET /ws/{sessionId}?lastEventId=N[&token=JWT]`` (CONTRACT.md, "WebSocket")."""
         session_id = websocket.path_params["session_id"]
         if self._draining:
-            await _refuse(websocket, CLOSE_GOING_AWAY, "server going away", "draining")
+            await self._refuse(websocket, CLOSE_GOING_AWAY, "server going away", "draining")
             return
         token = websocket.query_params.get("token") or bearer_token(
             websocket.headers.get("authorization")
@@ -133,21 +163,23 @@ class Gateway:
         try:
             tenant_id = await self._auth.tenant_for(token)
         except Unauthorized as exc:
-            await _refuse(websocket, CLOSE_UNAUTHORIZED, exc.reason, "unauthorized")
+            await self._refuse(websocket, CLOSE_UNAUTHORIZED, exc.reason, "unauthorized")
             return
         except AuthUnavailable:
-            await _refuse(websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable")
+            await self._refuse(
+                websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable"
+            )
             return
         raw_after = websocket.query_params.get("lastEventId") or "0"
         # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
         if not _LAST_EVENT_ID.fullmatch(raw_after):
-            await _refuse(
+            await self._refuse(
                 websocket, _CLOSE_POLICY, "lastEventId must be a non-negative integer",
                 "bad_request", code="invalid_last_event_id",
             )
             return
         if not is_identifier(session_id):
-            await _refuse(
+            await self._refuse(
                 websocket, _CLOSE_POLICY, "sessionId must be 1-128 characters of [A-Za-z0-9._:-]",
                 "bad_request", code="invalid_session_id",
             )
@@ -156,32 +188,41 @@ class Gateway:
         connection = Connection(
             websocket,
             store=self._store,
+            commands=self._commands,
+            metrics=self.metrics,
             tenant_id=tenant_id,
             session_id=session_id,
             after_event_id=int(raw_after),
             policy=self.options.socket,
         )
         self.connections.add(connection)
-        SOCKETS.inc()
-        CONNECTS.inc()
+        self.metrics.sockets.inc()
+        self.metrics.connects.inc()
         started = time.monotonic()
-        connection.feed.on_ready = lambda: REPLAY_SECONDS.observe(time.monotonic() - started)
+        connection.feed.on_ready = lambda: self.metrics.replay_seconds.observe(
+            time.monotonic() - started
+        )
         try:
             with log_context(tenant=tenant_id, session=session_id):
                 await connection.serve(self.hub)
         finally:
             self.connections.discard(connection)
-            SOCKETS.dec()
+            self.metrics.sockets.dec()
             if not self.connections:
                 self._emptied.set()
 
-
-async def _refuse(
-    websocket: WebSocket, close_code: int, reason: str, metric: str, *, code: str | None = None
-) -> None:
-    """Accept, explain, close: browsers only see close codes of sockets that were accepted."""
-    REJECTED.labels(metric).inc()
-    await websocket.accept()
-    if code is not None:
-        await websocket.send_text(error_frame(code, reason))
-    await websocket.close(close_code, reason[:120])
+    async def _refuse(
+        self,
+        websocket: WebSocket,
+        close_code: int,
+        reason: str,
+        metric: str,
+        *,
+        code: str | None = None,
+    ) -> None:
+        """Accept, explain, close: browsers only see close codes of sockets that were accepted."""
+        self.metrics.rejected.labels(metric).inc()
+        await websocket.accept()
+        if code is not None:
+            await websocket.send_text(error_frame(code, reason))
+        await websocket.close(close_code, reason[:120])

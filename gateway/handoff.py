@@ -16,9 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from agentlane.store import EventStore
-from gateway.history import seq_at
 from gateway.hub import LiveEvent
-from gateway.metrics import GAP_FETCHES
+from gateway.metrics import GatewayMetrics
 from gateway.protocol import event_frame, ready_frame
 
 Send = Callable[[str], Awaitable[None]]
@@ -41,6 +40,7 @@ class SessionFeed:
         "_buffer_size",
         "_control",
         "_history_sent",
+        "_metrics",
         "_on_failure",
         "_on_overflow",
         "_page_size",
@@ -65,6 +65,7 @@ class SessionFeed:
         session_id: str,
         after_event_id: int,
         send: Send,
+        metrics: GatewayMetrics,
         buffer_size: int = 1024,
         page_size: int = 500,
         stall_s: float = 2.0,
@@ -75,6 +76,7 @@ class SessionFeed:
         self.tenant_id = tenant_id
         self.session_id = session_id
         self._send = send
+        self._metrics = metrics
         # Created on the first live event and dropped when drained: idle sockets hold none.
         self._buffer: deque[LiveEvent] | None = None
         self._buffer_size = buffer_size
@@ -154,9 +156,7 @@ class SessionFeed:
             if not self._history_sent:
                 await self._catch_up()
                 if self.last_seq is None:
-                    self.last_seq = await seq_at(
-                        self._store, self.tenant_id, self.session_id, self.last_event_id
-                    )
+                    self.last_seq = await self._seq_at(self.last_event_id)
                 await self._emit(ready_frame(self.last_event_id))
                 self._history_sent = True
                 self.on_ready()
@@ -190,15 +190,23 @@ class SessionFeed:
             # No await between the empty-buffer check and here: an offer cannot slip between.
             self._task = None
 
+    async def _seq_at(self, event_id: int) -> int:
+        """``seq`` of the session's last event with ``eventId <= event_id`` (0: none).
+
+        A socket that is up to date at connect learns where the live stream continues from, so
+        its first live event needs no read (1,000 sockets would otherwise all read at once).
+        """
+        last = await self._store.read_session(
+            self.tenant_id, self.session_id, lte=event_id, desc=True, limit=1
+        )
+        return last[0].seq if last else 0
+
     async def _catch_up(self) -> None:
         """Send everything the store holds after ``last_event_id``, page by page."""
-        GAP_FETCHES.inc()
+        self._metrics.gap_fetches.inc()
         while True:
             events = await self._store.read_session(
-                self.tenant_id,
-                self.session_id,
-                after_event_id=self.last_event_id,
-                limit=self._page_size,
+                self.tenant_id, self.session_id, gt=self.last_event_id, limit=self._page_size
             )
             for event in events:
                 await self._emit(event_frame(event))

@@ -7,7 +7,6 @@ subscriber that overflows closes itself (4008).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,11 +78,6 @@ class Hub:
         for subscribers in tuple(self._streams.values()):
             for subscriber in tuple(subscribers):
                 subscriber.resync()
-
-    def publish_stored(self, events: Iterable[StoredEvent]) -> None:
-        for event in events:
-            if self.wants(event.tenant_id, event.session_id):
-                self.publish(LiveEvent.of(event))
 
     @property
     def socket_count(self) -> int:

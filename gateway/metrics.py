@@ -1,27 +1,43 @@
-"""Prometheus metrics of the gateway (default registry, served by run_service at /metrics)."""
+"""Prometheus metrics of the gateway, on the registry the process serves at ``/metrics``."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-SOCKETS = Gauge("agentlane_gateway_sockets", "WebSocket connections currently open")
-CONNECTS = Counter("agentlane_gateway_connects_total", "WebSocket connections accepted")
-CLOSES = Counter(
-    "agentlane_gateway_closes_total", "WebSocket connections closed by the gateway", ["code"]
-)
-REJECTED = Counter(
-    "agentlane_gateway_rejected_total", "connections refused before streaming", ["reason"]
-)
-BAD_FRAMES = Counter(
-    "agentlane_gateway_bad_frames_total", "inbound frames answered with an error", ["code"]
-)
-LIVE_EVENTS = Counter(
-    "agentlane_gateway_live_events_total", "events received from the bus, per source", ["source"]
-)
-GAP_FETCHES = Counter(
-    "agentlane_gateway_gap_fetches_total",
-    "Postgres reads of a socket's history or of a gap in its live events",
-)
-REPLAY_SECONDS = Histogram(
-    "agentlane_gateway_replay_seconds", "time from accept to the ready frame"
-)
+
+class GatewayMetrics:
+    """The gateway's collectors, created on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sockets = Gauge(
+            "agentlane_gateway_sockets", "WebSocket connections currently open", registry=registry
+        )
+        self.connects = Counter(
+            "agentlane_gateway_connects_total", "WebSocket connections accepted",
+            registry=registry,
+        )
+        self.closes = Counter(
+            "agentlane_gateway_closes_total", "WebSocket connections closed by the gateway",
+            ["code"], registry=registry,
+        )
+        self.rejected = Counter(
+            "agentlane_gateway_rejected_total", "connections refused before streaming",
+            ["reason"], registry=registry,
+        )
+        self.bad_frames = Counter(
+            "agentlane_gateway_bad_frames_total", "inbound frames answered with an error",
+            ["code"], registry=registry,
+        )
+        self.live_events = Counter(
+            "agentlane_gateway_live_events_total", "events received from the bus, per source",
+            ["source"], registry=registry,
+        )
+        self.gap_fetches = Counter(
+            "agentlane_gateway_gap_fetches_total",
+            "Postgres reads of a socket's history or of a gap in its live events",
+            registry=registry,
+        )
+        self.replay_seconds = Histogram(
+            "agentlane_gateway_replay_seconds", "time from accept to the ready frame",
+            registry=registry,
+        )

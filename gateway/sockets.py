@@ -11,20 +11,12 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agentlane import commands
-from agentlane.errors import (
-    AgentlaneError,
-    CommandError,
-    InvalidEvent,
-    RunConflict,
-    RunFinished,
-    RunNotFound,
-    StoreUnavailable,
-)
+from agentlane.commands import Commands
+from agentlane.errors import AgentlaneError, StoreUnavailable
 from agentlane.store import EventStore
 from gateway.handoff import SessionFeed
 from gateway.hub import Hub
-from gateway.metrics import BAD_FRAMES, CLOSES
+from gateway.metrics import GatewayMetrics
 from gateway.protocol import (
     CLOSE_INTERNAL,
     CLOSE_SLOW_CONSUMER,
@@ -42,7 +34,8 @@ from gateway.protocol import (
 
 logger = logging.getLogger(__name__)
 
-Outcome = tuple[int, str] | None
+#: How a socket ends: its close code and reason (None while it streams).
+Closing = tuple[int, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +61,12 @@ class Connection:
     """
 
     __slots__ = (
+        "_closing",
+        "_commands",
         "_handler",
         "_interrupted",
-        "_outcome",
+        "_metrics",
         "_policy",
-        "_store",
         "_ws",
         "feed",
         "next_ping_at",
@@ -86,17 +80,20 @@ class Connection:
         websocket: WebSocket,
         *,
         store: EventStore,
+        commands: Commands,
+        metrics: GatewayMetrics,
         tenant_id: str,
         session_id: str,
         after_event_id: int,
         policy: SocketPolicy,
     ) -> None:
         self._ws = websocket
-        self._store = store
+        self._commands = commands
+        self._metrics = metrics
         self.tenant_id = tenant_id
         self.session_id = session_id
         self._policy = policy
-        self._outcome: Outcome = None
+        self._closing: Closing = None
         self._handler: asyncio.Task[object] | None = None
         self._interrupted = False
         self.feed = SessionFeed(
@@ -105,6 +102,7 @@ class Connection:
             session_id=session_id,
             after_event_id=after_event_id,
             send=websocket.send_text,
+            metrics=metrics,
             buffer_size=policy.buffer_size,
             page_size=policy.page_size,
             stall_s=policy.stall_s,
@@ -116,9 +114,9 @@ class Connection:
 
     def close(self, code: int, reason: str) -> None:
         """Decide how this socket ends (the first decision wins) and stop receiving."""
-        if self._outcome is not None or self._interrupted:
+        if self._closing is not None or self._interrupted:
             return
-        self._outcome = (code, reason)
+        self._closing = (code, reason)
         self._interrupt()
 
     def _interrupt(self) -> None:
@@ -165,9 +163,9 @@ class Connection:
         finally:
             hub.unsubscribe(self.tenant_id, self.session_id, self.feed)
             await self.feed.stop()
-        if self._outcome is not None:
-            code, reason = self._outcome
-            CLOSES.labels(str(code)).inc()
+        if self._closing is not None:
+            code, reason = self._closing
+            self._metrics.closes.labels(str(code)).inc()
             # A client that stopped reading may never take the close frame: bounded wait, then
             # uvicorn drops the transport when this handler returns.
             with contextlib.suppress(Exception):
@@ -196,7 +194,7 @@ class Connection:
             return
 
     async def _reject(self, bad: BadFrame) -> None:
-        BAD_FRAMES.labels(bad.code).inc()
+        self._metrics.bad_frames.labels(bad.code).inc()
         await self._ws.send_text(error_frame(bad.code, bad.message))
 
     async def _handle(self, frame: AskFrame | CancelFrame | ApproveFrame | PongFrame) -> None:
@@ -205,8 +203,7 @@ class Connection:
             return
         try:
             if isinstance(frame, AskFrame):
-                await commands.start_run(
-                    self._store,
+                await self._commands.start_run(
                     tenant_id=self.tenant_id,
                     session_id=self.session_id,
                     run_id=frame.run_id,
@@ -214,30 +211,16 @@ class Connection:
                     on_conflict=frame.on_conflict,
                 )
             elif isinstance(frame, CancelFrame):
-                await commands.cancel_run(
-                    self._store, tenant_id=self.tenant_id, execution_id=frame.execution_id
+                await self._commands.cancel_run(
+                    tenant_id=self.tenant_id, execution_id=frame.execution_id
                 )
             elif isinstance(frame, ApproveFrame):
-                await commands.signal_run(
-                    self._store,
+                await self._commands.signal_run(
                     tenant_id=self.tenant_id,
                     execution_id=frame.execution_id,
                     name=frame.name,
                     payload=frame.payload,
                 )
         except AgentlaneError as exc:
-            raise BadFrame(_command_error_code(exc), str(exc)) from None
-
-
-def _command_error_code(exc: AgentlaneError) -> str:
-    if isinstance(exc, RunNotFound):
-        return "run_not_found"
-    if isinstance(exc, RunConflict):
-        return "run_conflict"
-    if isinstance(exc, RunFinished):
-        return "run_finished"
-    if isinstance(exc, (CommandError, InvalidEvent)):
-        return "invalid_command"
-    if isinstance(exc, StoreUnavailable):
-        return "unavailable"
-    return "command_failed"
+            # The same code and detail an HTTP problem would carry (agentlane.errors).
+            raise BadFrame(exc.code, exc.detail) from None

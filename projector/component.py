@@ -1,10 +1,11 @@
-"""The projector as a Component: lease, read-model loop, publish loop and metrics.
+"""The projector as a Component: lease, read-model follower, publish follower and metrics.
 
-While it holds the leader lease the projector runs two independent tailers over the gap-safe log,
-each from its own checkpoint: the read-model loop (tables + checkpoint in one fenced transaction:
-exactly-once) and, on the ``pubsub`` bus, the publish loop (publish, await every future, then move
-the checkpoint: at-least-once). Without the lease it waits and re-claims; losing it stops both
-loops at once. Metrics are refreshed whether or not this process leads.
+While it holds the projector lease the projector runs two followers of the gap-safe log, each from
+its own checkpoint: the read models (tables + checkpoint in one fenced transaction: exactly-once)
+and, on the ``pubsub`` bus, publishing (publish, await every future, then move the checkpoint:
+at-least-once). Without the lease it waits and re-claims; losing it (a renewal refused, its local
+deadline passed, a batch's fence refused) stops both at once. Metrics are refreshed whether or not
+this process leads.
 """
 
 from __future__ import annotations
@@ -15,28 +16,31 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from psycopg.rows import tuple_row
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentlane.bus.ordering import in_seq_order
-from agentlane.db import Backoff, translate_errors
-from agentlane.errors import StoreError
+from agentlane.backoff import Backoff
+from agentlane.db import Database
+from agentlane.errors import FencedOut, StoreError
 from agentlane.events import TERMINAL_TYPES
-from agentlane.readmodel import PUBLISH_CHECKPOINT, READ_MODELS_CHECKPOINT, projector_position
-from agentlane.records import Checkpoint, StoredEvent, TailedEvent
-from agentlane.store import EventStore, Wakeups
-from projector import metrics
-from projector.checkpoint import advance_checkpoint, load_checkpoint
-from projector.errors import CheckpointMoved, LostLeadership, PublishFailed
-from projector.lease import LeaderLease
+from agentlane.leases import PROJECTOR_LEASE, Fence, Lease, Leases, check_fence
+from agentlane.readmodels import READ_MODELS_CHECKPOINT, apply_events
+from agentlane.records import Checkpoint, TailedEvent
+from agentlane.store import Checkpoints, EventStore, Follower, Tail
+from projector.errors import PublishFailed
+from projector.metrics import ProjectorMetrics
+from projector.publish_heads import PublishHeads
 from projector.publisher import EventPublisher
-from projector.readmodels import apply_events
 
 logger = logging.getLogger(__name__)
+
+#: The checkpoint of the publish follower (the read models' is ``READ_MODELS_CHECKPOINT``).
+PUBLISH_CHECKPOINT = "publish"
+#: The key of the one row of ``projector_lease``.
+LEASE_KEY = "projector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +62,33 @@ class Projector:
     def __init__(
         self,
         *,
-        store: EventStore,
-        database_url: str,
+        db: Database,
         holder: str,
         publisher: EventPublisher | None = None,
         options: ProjectorOptions | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        self.store = store
-        self.database_url = database_url
+        self._db = db
         self.publisher = publisher
         self.options = options or ProjectorOptions()
-        self.lease = LeaderLease(store.pool, holder=holder, ttl_s=self.options.lease_ttl_s)
-        self.leading = False
-        self.published = 0
+        self.metrics = ProjectorMetrics(registry or CollectorRegistry())
+        self._store = EventStore(db, shards=1)  # reads only; the count matters to fenced appends
+        self._tail = Tail(db)
+        self._checkpoints = Checkpoints(db)
+        self._heads = PublishHeads(db, self._store)
+        self._leases = Leases(db, PROJECTOR_LEASE, holder=holder, ttl_s=self.options.lease_ttl_s)
+        #: The projector lease while this process leads.
+        self.lease: Lease | None = None
         self.applied = 0
+        self.published = 0
         self.publish_errors = 0
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
+
+    @property
+    def holder(self) -> str:
+        return self._leases.holder
 
     # --- Component ----------------------------------------------------------------------------
 
@@ -95,8 +108,7 @@ class Projector:
             task.cancel()
         if self._group is not None:
             await self._group.__aexit__(None, None, None)
-        with contextlib.suppress(StoreError):
-            await self.lease.release()
+        await self._release()
         if self.publisher is not None:
             await self.publisher.__aexit__(None, None, None)
 
@@ -111,17 +123,16 @@ class Projector:
         self._draining = True
         if self._tasks:
             self._tasks[0].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tasks[0]
-        with contextlib.suppress(StoreError):
-            await self.lease.release()
+            await asyncio.wait([self._tasks[0]])
+        await self._release()
 
     async def _status(self, _: Request) -> Response:
+        lease = self.lease
         return JSONResponse(
             {
-                "holder": self.lease.holder,
-                "leader": self.leading,
-                "token": self.lease.token,
+                "holder": self.holder,
+                "leader": lease is not None,
+                "token": lease.token if lease is not None else None,
                 "applied": self.applied,
                 "published": self.published,
                 "publishErrors": self.publish_errors,
@@ -135,161 +146,128 @@ class Projector:
         wait_s = min(1.0, self.options.lease_ttl_s / 4)
         while not self._draining:
             try:
-                token = await self.lease.try_claim()
+                claimed = await self._leases.claim(1, keys=[LEASE_KEY])
             except StoreError as exc:
                 logger.warning("cannot reach the database to claim the lease: %s", exc)
                 await backoff.sleep()
                 continue
-            if token is None:
+            if not claimed:
                 await asyncio.sleep(wait_s)
                 continue
             backoff.reset()
-            self.leading = True
-            metrics.IS_LEADER.set(1)
+            self.lease = claimed[0]
+            logger.info("projector lease claimed (token %s)", self.lease.token)
+            self.metrics.is_leader.set(1)
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._renew())
-                    group.create_task(self._project())
+                    group.create_task(self._follow_read_models())
                     if self.publisher is not None:
                         group.create_task(self._publish(self.publisher))
-            except* LostLeadership as lost:
+            except* FencedOut as lost:
                 logger.warning("lost the projector lease: %s", lost.exceptions[0])
+                self.lease = None
             except* Exception as failed:
                 logger.error("projector loop failed; re-claiming after a pause",
                              exc_info=failed.exceptions[0])
-                with contextlib.suppress(StoreError):
-                    await self.lease.release()
+                await self._release()
                 await backoff.sleep()
             finally:
-                self.leading = False
-                metrics.IS_LEADER.set(0)
+                # Cancelled (drain, exit): the lease stays held until drain() hands it back.
+                self.metrics.is_leader.set(0)
 
     async def _renew(self) -> None:
         ttl = self.options.lease_ttl_s
-        valid_until = time.monotonic() + ttl
         while True:
             await asyncio.sleep(ttl / 3)
+            lease = self._held()
             try:
-                await self.lease.renew()
-                valid_until = time.monotonic() + ttl
+                renewed = await self._leases.renew([lease])
             except StoreError as exc:
                 # Without the database no batch can commit either; give up before expiry.
-                if time.monotonic() > valid_until - ttl / 3:
-                    raise LostLeadership(self.lease.holder, self.lease.token or 0) from exc
+                if time.monotonic() > lease.deadline - ttl / 3:
+                    raise lease.fence.refused() from exc
                 logger.warning("lease renewal failed, retrying: %s", exc)
+                continue
+            if LEASE_KEY not in renewed:
+                raise lease.fence.refused()
+            self.lease = renewed[LEASE_KEY]
 
-    # --- the read-model loop ------------------------------------------------------------------
+    async def _release(self) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            with contextlib.suppress(StoreError):
+                await self._leases.release([lease])
+                logger.info("projector lease released (token %s)", lease.token)
 
-    async def _load(self, name: str) -> Checkpoint:
-        with translate_errors():
-            async with self.store.pool.connection() as conn:
-                return await load_checkpoint(conn, name)
+    def _held(self) -> Lease:
+        assert self.lease is not None, "the followers run only while this process leads"
+        return self.lease
 
-    async def _next_batch(self, wakeups: Wakeups, position: Checkpoint) -> list[TailedEvent]:
-        while True:
-            batch = await self.store.read_tail(position, limit=self.options.batch_size)
-            if batch:
-                return batch
-            await wakeups.wait(self.options.poll_s)
+    def _fence(self) -> Fence:
+        return self._held().fence
 
-    async def _project(self) -> None:
-        backoff = Backoff(initial_s=0.1, maximum_s=5.0)
-        async with Wakeups(self.database_url) as wakeups:
-            checkpoint = await self._load(READ_MODELS_CHECKPOINT)
-            while True:
-                try:
-                    batch = await self._next_batch(wakeups, checkpoint)
-                    position = batch[-1].position
-                    with translate_errors():
-                        async with self.store.pool.connection() as conn, conn.transaction():
-                            await self.lease.check(conn)
-                            await advance_checkpoint(
-                                conn, READ_MODELS_CHECKPOINT, checkpoint, position
-                            )
-                            applied = await apply_events(conn, [t.event for t in batch])
-                except (CheckpointMoved, StoreError) as exc:
-                    if not isinstance(exc, CheckpointMoved):
-                        logger.warning("read-model batch failed, retrying: %s", exc)
-                        await backoff.sleep()
-                    checkpoint = await self._reload(READ_MODELS_CHECKPOINT, checkpoint)
-                    continue
-                backoff.reset()
-                checkpoint = position
-                self.applied += applied
-                metrics.BATCH_SIZE.labels(READ_MODELS_CHECKPOINT).observe(len(batch))
-                metrics.EVENTS.labels(READ_MODELS_CHECKPOINT).inc(applied)
-                for tailed in batch:
-                    if tailed.event.type in TERMINAL_TYPES:
-                        metrics.RUNS_FINISHED.labels(tailed.event.type).inc()
+    # --- the read models ----------------------------------------------------------------------
 
-    # --- the publish loop ---------------------------------------------------------------------
+    async def _follow_read_models(self) -> None:
+        await Follower(
+            self._tail,
+            self._apply,
+            name="read models",
+            resume=self._checkpoints.resume(READ_MODELS_CHECKPOINT),
+            batch_size=self.options.batch_size,
+            poll_s=self.options.poll_s,
+            backoff=Backoff(initial_s=0.1, maximum_s=5.0),
+        ).run()
+
+    async def _apply(self, batch: list[TailedEvent], after: Checkpoint) -> None:
+        events = [t.event for t in batch]
+        async with self._db.transaction() as conn:
+            await check_fence(conn, self._fence())
+            await Checkpoints.advance(conn, READ_MODELS_CHECKPOINT, after, batch[-1].position)
+            applied = await apply_events(conn, self._store, events)
+        self.applied += applied
+        self.metrics.batch_size.labels(READ_MODELS_CHECKPOINT).observe(len(batch))
+        self.metrics.events.labels(READ_MODELS_CHECKPOINT).inc(applied)
+        for event in events:
+            if event.type in TERMINAL_TYPES:
+                self.metrics.runs_finished.labels(event.type).inc()
+
+    # --- publishing ---------------------------------------------------------------------------
 
     async def _publish(self, publisher: EventPublisher) -> None:
-        backoff = Backoff(initial_s=0.2, maximum_s=10.0)
         if publisher.create_topic:
             with contextlib.suppress(PublishFailed):
                 await publisher.ensure_topic()
-        async with Wakeups(self.database_url) as wakeups:
-            checkpoint = await self._load(PUBLISH_CHECKPOINT)
-            while True:
-                try:
-                    batch = await self._next_batch(wakeups, checkpoint)
-                    position = batch[-1].position
-                    ordered = await self._publish_order([t.event for t in batch])
-                    await publisher.publish(ordered)
-                    with translate_errors():
-                        async with self.store.pool.connection() as conn, conn.transaction():
-                            await self.lease.check(conn)
-                            await advance_checkpoint(
-                                conn, PUBLISH_CHECKPOINT, checkpoint, position
-                            )
-                            await _save_publish_heads(conn, ordered)
-                except PublishFailed as exc:
-                    self.publish_errors += 1
-                    metrics.PUBLISH_ERRORS.inc()
-                    logger.warning("publish failed; rewinding to the checkpoint: %s", exc)
-                    await backoff.sleep()
-                    checkpoint = await self._reload(PUBLISH_CHECKPOINT, checkpoint)
-                    continue
-                except (CheckpointMoved, StoreError) as exc:
-                    logger.warning("publish batch failed, retrying: %s", exc)
-                    await backoff.sleep()
-                    checkpoint = await self._reload(PUBLISH_CHECKPOINT, checkpoint)
-                    continue
-                backoff.reset()
-                checkpoint = position
-                self.published += len(ordered)
-                metrics.PUBLISHED.inc(len(ordered))
-                metrics.BATCH_SIZE.labels(PUBLISH_CHECKPOINT).observe(len(batch))
-                metrics.EVENTS.labels(PUBLISH_CHECKPOINT).inc(len(ordered))
 
-    async def _reload(self, name: str, current: Checkpoint) -> Checkpoint:
-        """Back to the stored checkpoint (a rewind), or stay put if it cannot be read now."""
-        try:
-            return await self._load(name)
-        except StoreError:
-            return current
+        async def publish(batch: list[TailedEvent], after: Checkpoint) -> None:
+            ordered = await self._heads.order([t.event for t in batch])
+            await publisher.publish(ordered)
+            async with self._db.transaction() as conn:
+                await check_fence(conn, self._fence())
+                await Checkpoints.advance(conn, PUBLISH_CHECKPOINT, after, batch[-1].position)
+                await PublishHeads.save(conn, ordered)
+            self.published += len(ordered)
+            self.metrics.published.inc(len(ordered))
+            self.metrics.batch_size.labels(PUBLISH_CHECKPOINT).observe(len(batch))
+            self.metrics.events.labels(PUBLISH_CHECKPOINT).inc(len(ordered))
 
-    async def _publish_order(self, events: list[StoredEvent]) -> list[StoredEvent]:
-        """Per session in seq order after its last published seq (the tail's order may differ)."""
-        keys = sorted({(e.tenant_id, e.session_id) for e in events})
-        with translate_errors():
-            return await self._ordered_after_heads(keys, events)
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, PublishFailed):
+                self.publish_errors += 1
+                self.metrics.publish_errors.inc()
 
-    async def _ordered_after_heads(
-        self, keys: list[tuple[str, str]], events: list[StoredEvent]
-    ) -> list[StoredEvent]:
-        async with self.store.pool.connection() as conn:
-            cursor = conn.cursor(row_factory=tuple_row)
-            await cursor.execute(
-                "SELECT h.tenant_id, h.session_id, h.last_seq FROM projector_publish_heads h "
-                "JOIN unnest(%s::text[], %s::text[]) AS k(t, s) "
-                "ON h.tenant_id = k.t AND h.session_id = k.s",
-                ([k[0] for k in keys], [k[1] for k in keys]),
-            )
-            heads = {(row[0], row[1]): int(row[2]) for row in await cursor.fetchall()}
-            ordered = await in_seq_order(conn, events, heads)
-        return [event for stream in ordered.values() for event in stream]
+        await Follower(
+            self._tail,
+            publish,
+            name="publish",
+            resume=self._checkpoints.resume(PUBLISH_CHECKPOINT),
+            batch_size=self.options.batch_size,
+            poll_s=self.options.poll_s,
+            backoff=Backoff(initial_s=0.2, maximum_s=10.0),
+            retry_on=(StoreError, PublishFailed),
+            on_failure=failed,
+        ).run()
 
     # --- metrics ------------------------------------------------------------------------------
 
@@ -299,11 +277,11 @@ class Projector:
         while True:
             try:
                 for name in names:
-                    position = await projector_position(self.store.pool, name, lag_cap=100_000)
-                    metrics.LAG_EVENTS.labels(name).set(position.lag_events)
-                    metrics.LAG_SECONDS.labels(name).set(position.lag_s)
-                horizon = await self.store.transaction_horizon_age_s()
-                metrics.HORIZON_AGE.set(horizon)
+                    position = await self._checkpoints.position(name, lag_cap=100_000)
+                    self.metrics.lag_events.labels(name).set(position.lag_events)
+                    self.metrics.lag_seconds.labels(name).set(position.lag_s)
+                horizon = await self._tail.horizon_age_s()
+                self.metrics.horizon_age.set(horizon)
                 if horizon > self.options.horizon_warning_s and time.monotonic() - warned_at > 30:
                     warned_at = time.monotonic()
                     logger.warning(
@@ -313,18 +291,3 @@ class Projector:
             except StoreError as exc:
                 logger.debug("metrics refresh failed: %s", exc)
             await asyncio.sleep(self.options.metrics_interval_s)
-
-
-async def _save_publish_heads(conn: Any, ordered: list[StoredEvent]) -> None:
-    heads: dict[tuple[str, str], int] = {}
-    for event in ordered:
-        heads[(event.tenant_id, event.session_id)] = event.seq
-    if not heads:
-        return
-    keys = sorted(heads)
-    await conn.execute(
-        "INSERT INTO projector_publish_heads (tenant_id, session_id, last_seq) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
-        "ON CONFLICT (tenant_id, session_id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
-        ([k[0] for k in keys], [k[1] for k in keys], [heads[k] for k in keys]),
-    )

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import dataclass
 from typing import Protocol
 
-from agentlane.records import Fence
+from agentlane.leases import Fence
+from agentlane.run_index import DueRun
 
-
-@dataclass(frozen=True, slots=True)
-class DueRun:
-    """A run the owner of its shard must look at now (from ``run_index``)."""
-
-    tenant_id: str
-    session_id: str
-    execution_id: str
-    shard_id: int
+__all__ = ["DueRun", "Outcome", "RunExecutor"]
 
 
 class Outcome(enum.Enum):

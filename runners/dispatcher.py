@@ -16,64 +16,25 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
-
-from agentlane.db import Backoff, translate_errors
+from agentlane.backoff import Backoff
 from agentlane.errors import FencedOut, StoreUnavailable
+from agentlane.leases import Fence
 from agentlane.logs import log_context
-from agentlane.records import Fence
-from runners import metrics
-from runners.api import DueRun, Outcome, RunExecutor
+from agentlane.run_index import DueRun, RunIndex, ShardProgress
+from agentlane.store import EventStore
+from runners.api import Outcome, RunExecutor
+from runners.metrics import RunnerMetrics
 
 logger = logging.getLogger(__name__)
 
 #: Called when an advance learns that a shard's lease is gone: (shard_id, lease_token, why).
 LeaseLost = Callable[[int, int, str], None]
+#: Called when an advance of a shard returned an outcome: the shard makes progress.
+Progressed = Callable[[int], None]
 
 # After an advance ended without finishing the run, do not pick the same run again sooner than
 # this: an executor that returns while its index row still says "due" must not spin the loop.
 _REDISPATCH_PAUSE_S = 0.05
-
-_HEADS = """
-    r.shard_id = ANY(%(shards)s::int[]) AND r.execution_id <> ALL(%(busy)s::text[])
-    AND NOT EXISTS (
-        SELECT 1 FROM run_index p
-        WHERE p.tenant_id = r.tenant_id AND p.session_id = r.session_id
-          AND p.accepted_seq < r.accepted_seq)
-"""
-
-_DUE = f"""
-SELECT r.tenant_id, r.session_id, r.execution_id, r.shard_id
-FROM run_index r
-WHERE r.wake_at <= now() AND {_HEADS}
-ORDER BY r.wake_at
-LIMIT %(limit)s
-"""
-
-_PROGRESS = f"""
-SELECT r.shard_id,
-       extract(epoch FROM now() - min(r.wake_at) FILTER (WHERE r.wake_at <= now()))::float8,
-       extract(epoch FROM min(r.wake_at) FILTER (WHERE r.wake_at > now()) - now())::float8
-FROM run_index r
-WHERE r.wake_at IS NOT NULL AND {_HEADS}
-GROUP BY r.shard_id
-"""
-
-_COMMANDS = """
-SELECT execution_id, max(event_id) FROM agent_events
-WHERE execution_id = ANY(%(runs)s::text[])
-  AND event_type IN ('CancelRequested', 'SignalReceived')
-GROUP BY execution_id
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ShardProgress:
-    """Due work of one shard that no advance handles yet, and when its next timer fires."""
-
-    oldest_due_age_s: float | None
-    next_wake_in_s: float | None
 
 
 @dataclass(eq=False)
@@ -91,26 +52,28 @@ class Dispatcher:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        run_index: RunIndex,
+        store: EventStore,
         executor: RunExecutor,
         *,
-        runner_label: str,
+        metrics: RunnerMetrics,
         max_concurrent_runs: int,
         on_lease_lost: LeaseLost,
+        on_progress: Progressed,
         changed: asyncio.Event,
     ) -> None:
-        self._pool = pool
+        self._run_index = run_index
+        self._store = store
         self._executor = executor
-        self._label = runner_label
+        self._metrics = metrics
         self.max_concurrent_runs = max_concurrent_runs
         self._on_lease_lost = on_lease_lost
+        self._on_progress = on_progress
         self._advances: dict[str, _Advance] = {}
         self._not_before: dict[str, float] = {}
         self._failures: dict[str, Backoff] = {}
         # Set whenever an advance returns: the session's next run may be due now.
         self._changed = changed
-        #: time.monotonic() of the last advance that returned an outcome, per shard.
-        self.last_progress: dict[int, float] = {}
 
     # --- state ------------------------------------------------------------------------------
 
@@ -135,28 +98,11 @@ class Dispatcher:
 
     async def find_due(self, fences: Mapping[int, Fence], limit: int) -> list[DueRun]:
         """Head runs of the given shards that are due now, oldest first, not already running."""
-        if not fences or limit <= 0:
-            return []
-        with translate_errors():
-            async with self._pool.connection() as conn:
-                cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(
-                    _DUE, {"shards": list(fences), "busy": self._excluded(), "limit": limit}
-                )
-                rows = await cursor.fetchall()
-        return [DueRun(*row) for row in rows]
+        return await self._run_index.find_due(list(fences), busy=self._excluded(), limit=limit)
 
-    async def progress(self, shards: list[int]) -> dict[int, ShardProgress]:
+    async def progress(self, shards: list[int]) -> Mapping[int, ShardProgress]:
         """Per shard: the age of its oldest due, unhandled work and the time to its next timer."""
-        if not shards:
-            return {}
-        with translate_errors():
-            async with self._pool.connection() as conn:
-                cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(_PROGRESS, {"shards": shards, "busy": self._excluded()})
-                rows = await cursor.fetchall()
-        found = {row[0]: ShardProgress(row[1], row[2]) for row in rows}
-        return {shard: found.get(shard, ShardProgress(None, None)) for shard in shards}
+        return await self._run_index.progress(shards, busy=self._excluded())
 
     # --- advancing ----------------------------------------------------------------------------
 
@@ -169,7 +115,7 @@ class Dispatcher:
         advance.task = group.create_task(
             self._advance(advance), name=f"advance:{run.execution_id}"
         )
-        metrics.RUNS_IN_FLIGHT.labels(self._label).set(len(self._advances))
+        self._metrics.runs_in_flight.set(len(self._advances))
         return True
 
     async def _advance(self, advance: _Advance) -> None:
@@ -182,7 +128,7 @@ class Dispatcher:
             except FencedOut as exc:
                 self._fenced(advance, str(exc))
             except StoreUnavailable as exc:
-                metrics.DATABASE_ERRORS.labels(self._label, "advance").inc()
+                self._metrics.database_errors.labels("advance").inc()
                 delay = self._retry_later(run.execution_id)
                 logger.warning(
                     "advance failed, database unavailable; retry in %.1fs: %s", delay, exc
@@ -194,24 +140,22 @@ class Dispatcher:
                 delay = self._retry_later(run.execution_id)
                 logger.exception("advance failed; retry in %.1fs", delay)
             else:
-                metrics.ADVANCES.labels(self._label, outcome.value).inc()
+                self._metrics.advances.labels(outcome.value).inc()
                 self._failures.pop(run.execution_id, None)
-                self.last_progress[run.shard_id] = time.monotonic()
+                self._on_progress(run.shard_id)
                 if outcome is Outcome.FENCED:
                     self._fenced(advance, "the executor reported a fenced append")
                 elif outcome in (Outcome.SUSPENDED, Outcome.SLEEPING):
                     self._not_before[run.execution_id] = time.monotonic() + _REDISPATCH_PAUSE_S
             finally:
                 self._advances.pop(run.execution_id, None)
-                metrics.RUNS_IN_FLIGHT.labels(self._label).set(len(self._advances))
+                self._metrics.runs_in_flight.set(len(self._advances))
                 self._changed.set()
 
     def _fenced(self, advance: _Advance, why: str) -> None:
-        metrics.FENCED_APPENDS.labels(self._label).inc()
+        self._metrics.fenced_appends.inc()
         fence = advance.fence
-        self._on_lease_lost(
-            fence.shard_id, fence.lease_token, f"append rejected by the fence: {why}"
-        )
+        self._on_lease_lost(fence.shard_id, fence.token, f"append rejected by the fence: {why}")
 
     def _retry_later(self, execution_id: str) -> float:
         backoff = self._failures.setdefault(execution_id, Backoff(initial_s=0.5, maximum_s=30.0))
@@ -238,7 +182,6 @@ class Dispatcher:
             if advance.fence.shard_id == shard_id and advance.task is not None:
                 advance.task.cancel()
                 cancelled += 1
-        self.last_progress.pop(shard_id, None)
         return cancelled
 
     def cancel_all(self) -> None:
@@ -256,11 +199,7 @@ class Dispatcher:
         ]
         if not advances:
             return
-        with translate_errors():
-            async with self._pool.connection() as conn:
-                cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(_COMMANDS, {"runs": [a.run.execution_id for a in advances]})
-                latest: dict[str, int] = dict(await cursor.fetchall())
+        latest = await self._store.latest_commands([a.run.execution_id for a in advances])
         for advance in advances:
             seen = latest.get(advance.run.execution_id, 0)
             if seen > advance.commands_seen:

@@ -21,9 +21,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agentlane.db import open_pool
-from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+from agentlane.commands import Commands
+from agentlane.db import Database, open_database
 from agentlane.migrate import migrate
+from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
 
 pytest_plugins = ["tests.fixtures.pubsub"]
@@ -115,10 +117,22 @@ def empty_database_url(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[EventStore]:
-    """An EventStore on this test's database with a pool large enough for concurrency tests."""
-    async with open_pool(database_url, name="test", min_size=2, max_size=40) as pool:
-        yield EventStore(pool, shards=TEST_SHARDS)
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """This test's database behind a pool large enough for concurrency tests."""
+    async with open_database(database_url, name="test", min_size=2, max_size=40) as database:
+        yield database
+
+
+@pytest.fixture
+def store(db: Database) -> EventStore:
+    """The event store of this test's database."""
+    return EventStore(db, shards=TEST_SHARDS)
+
+
+@pytest.fixture
+def commands(store: EventStore, db: Database) -> Commands:
+    """The commands (start, cancel, signal) on this test's database."""
+    return Commands(store, RunIndex(db))
 
 
 @pytest.fixture(scope="session")

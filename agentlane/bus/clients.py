@@ -9,8 +9,21 @@ from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
+from agentlane.errors import ConfigError
+from agentlane.settings import Settings
+
 #: The project the emulator is used with when GOOGLE_CLOUD_PROJECT is unset.
 EMULATOR_PROJECT = "agentlane-dev"
+
+
+def pubsub_project(settings: Settings) -> str:
+    """The project of the fan-out topic; the emulator needs none configured."""
+    project = settings.google_cloud_project or (
+        EMULATOR_PROJECT if settings.pubsub_emulator_host else None
+    )
+    if project is None:
+        raise ConfigError("AGENTLANE_BUS=pubsub needs GOOGLE_CLOUD_PROJECT")
+    return project
 
 
 def publisher_client(emulator_host: str | None, **options: Any) -> pubsub_v1.PublisherClient:

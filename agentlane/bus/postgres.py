@@ -1,7 +1,8 @@
 """The ``postgres`` bus: the gap-safe global tail, woken by LISTEN/NOTIFY, for one machine.
 
-Every subscription tails ``agent_events`` itself from the position current when it subscribed, so
-delivery needs no projector; NOTIFY only wakes it and a poll covers a lost notification.
+Every subscription follows ``agent_events`` itself (a :class:`~agentlane.store.Follower`) from the
+position current when it subscribed, so delivery needs no projector; NOTIFY only wakes it and a
+poll covers a lost notification. Each session's events are put back in ``seq`` order.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from agentlane.bus.base import Subscription
-from agentlane.bus.ordering import SessionKey, in_seq_order
-from agentlane.db import Backoff
 from agentlane.errors import StoreUnavailable
-from agentlane.records import Checkpoint
-from agentlane.store import EventStore, Wakeups
+from agentlane.records import Checkpoint, TailedEvent
+from agentlane.store import EventStore, Follower, Tail, in_memory
+from agentlane.store.ordering import SessionKey, in_seq_order
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +30,15 @@ class PostgresBus:
     def __init__(
         self,
         store: EventStore,
-        database_url: str,
+        tail: Tail,
         *,
         batch: int = 1000,
         poll_s: float = 1.0,
         queue_size: int = 10_000,
         tracked_sessions: int = 100_000,
     ) -> None:
-        self.store = store
-        self.database_url = database_url
+        self._store = store
+        self._tail = tail
         self.batch = batch
         self.poll_s = poll_s
         self.queue_size = queue_size
@@ -48,42 +48,14 @@ class PostgresBus:
     async def subscribe(self, *, after: Checkpoint | None = None) -> AsyncIterator[Subscription]:
         """Events committed after this call (or after ``after``), until the context exits."""
         subscription = Subscription(capacity=self.queue_size)
-        start = after if after is not None else await self.store.live_checkpoint()
-        async with Wakeups(self.database_url) as wakeups, asyncio.TaskGroup() as group:
-            task = group.create_task(self._pump(subscription, wakeups, start), name="pg-bus")
-            try:
-                yield subscription
-            finally:
-                task.cancel()
-
-    async def _pump(self, subscription: Subscription, wakeups: Wakeups, start: Checkpoint) -> None:
-        try:
-            await self._tail(subscription, wakeups, start)
-        except Exception as exc:
-            logger.exception("postgres bus: delivery stopped")
-            await subscription.fail(exc)
-
-    async def _tail(self, subscription: Subscription, wakeups: Wakeups, start: Checkpoint) -> None:
-        position = start
+        start = after if after is not None else await self._tail.live_position()
         # Last seq delivered per session (bounded: a forgotten session restarts at its next event).
         heads: OrderedDict[SessionKey, int] = OrderedDict()
-        backoff = Backoff(initial_s=0.2, maximum_s=5.0)
-        while True:
-            try:
-                tailed = await self.store.read_tail(position, limit=self.batch)
-                if tailed:
-                    async with self.store.pool.connection() as conn:
-                        ordered = await in_seq_order(
-                            conn, [t.event for t in tailed], heads, unknown_head=None
-                        )
-            except StoreUnavailable as exc:
-                logger.warning("postgres bus: store unavailable (%s); retrying", exc)
-                await backoff.sleep()
-                continue
-            backoff.reset()
-            if not tailed:
-                await wakeups.wait(self.poll_s)
-                continue
+
+        async def deliver(batch: list[TailedEvent], _after: Checkpoint) -> None:
+            ordered = await in_seq_order(
+                self._store, [t.event for t in batch], heads, unknown_head=None
+            )
             for key, events in ordered.items():
                 for event in events:
                     await subscription.offer(event)
@@ -91,6 +63,27 @@ class PostgresBus:
                 heads.move_to_end(key)
             while len(heads) > self.tracked_sessions:
                 heads.popitem(last=False)
-            position = tailed[-1].position
-            if len(tailed) < self.batch:
-                await wakeups.wait(self.poll_s)
+
+        follower = Follower(
+            self._tail,
+            deliver,
+            name="postgres bus",
+            resume=in_memory(start),
+            batch_size=self.batch,
+            poll_s=self.poll_s,
+            retry_on=(StoreUnavailable,),
+        )
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(self._pump(follower, subscription), name="pg-bus")
+            try:
+                yield subscription
+            finally:
+                task.cancel()
+
+    @staticmethod
+    async def _pump(follower: Follower, subscription: Subscription) -> None:
+        try:
+            await follower.run()
+        except Exception as exc:
+            logger.exception("postgres bus: delivery stopped")
+            await subscription.fail(exc)

@@ -2,8 +2,7 @@
 
     AgentlaneError
     └── ReplayError              the audit CLI cannot do what was asked (exit 1, one line)
-        ├── NothingToReplay      no events match (an unknown session, run or event id)
-        └── RebuildUnavailable   the projector's rebuild of the read models is not installed
+        └── NothingToReplay      no events match (an unknown session, run or event id)
 
 Bad arguments never get here: argparse refuses them with exit 2. A failed ``verify`` is not an
 error either: it prints every mismatch and exits 1.
@@ -17,6 +16,8 @@ from agentlane.errors import AgentlaneError
 class ReplayError(AgentlaneError):
     """Root of every error the replay CLI raises on purpose."""
 
+    code = "replay_error"
+
 
 class NothingToReplay(ReplayError):
     """No events match what was asked for (another tenant's events included)."""
@@ -24,7 +25,3 @@ class NothingToReplay(ReplayError):
     def __init__(self, what: str) -> None:
         super().__init__(f"{what}: no events found")
         self.what = what
-
-
-class RebuildUnavailable(ReplayError):
-    """The projector's ``rebuild_read_models`` cannot be imported."""

@@ -11,11 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-import psycopg
-
 from agentlane.replay.progress import Advance
-from agentlane.replay.source import EVENT_COLUMNS, EventFilter, events_query, stream_rows
-from agentlane.store import row_to_event
+from agentlane.store.audit import EventFilter, Snapshot, events
 
 
 def event_line(event_json: dict[str, Any]) -> str:
@@ -23,16 +20,13 @@ def event_line(event_json: dict[str, Any]) -> str:
     return json.dumps(event_json, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
 
 
-def export_lines(conn: psycopg.Connection[Any], where: EventFilter) -> Iterator[str]:
+def export_lines(conn: Snapshot, where: EventFilter) -> Iterator[str]:
     """The lines of every event matching ``where``, in (tenant, session, seq) order."""
-    query, params = events_query(EVENT_COLUMNS, where)
-    for row in stream_rows(conn, query, params, name="replay_export"):
-        yield event_line(row_to_event(row).to_json())
+    for event in events(conn, where):
+        yield event_line(event.to_json())
 
 
-def export(
-    conn: psycopg.Connection[Any], where: EventFilter, out: IO[str], *, advance: Advance
-) -> int:
+def export(conn: Snapshot, where: EventFilter, out: IO[str], *, advance: Advance) -> int:
     """Write the lines to ``out``; returns how many events were written."""
     written = 0
     for line in export_lines(conn, where):

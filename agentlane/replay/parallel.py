@@ -14,22 +14,26 @@ heads and read-model rows, the usage totals).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing
 import os
 import queue as queues
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
-
-import psycopg
-from psycopg import sql
 
 from agentlane.folds import UsageKey, UsageTotals
 from agentlane.replay.errors import ReplayError
-from agentlane.replay.readmodels import ReadModels, UsageCheck, build_checks, discover
-from agentlane.replay.source import EventFilter, count_events, snapshot
+from agentlane.replay.readmodel_checks import ReadModels, UsageCheck, build_checks, discover
 from agentlane.replay.verify import Check, HeadCheck, Mismatch, Summary, scan, verify
+from agentlane.store.audit import (
+    EventFilter,
+    Snapshot,
+    count_events,
+    estimated_events,
+    export_snapshot,
+    partitions,
+    snapshot,
+)
 
 #: Below this many events (the planner's estimate) one process is faster than starting workers.
 PARALLEL_FROM = 200_000
@@ -37,17 +41,16 @@ _MISMATCH_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class VerifyResult:
+    """What ``replay verify`` found, and what it could not check."""
+
     summary: Summary
     notes: list[str]
 
 
-def auto_jobs(conn: psycopg.Connection[Any]) -> int:
+def auto_jobs(conn: Snapshot) -> int:
     """One process for small stores, one per core (at most 8) from ``PARALLEL_FROM`` events."""
-    row = conn.execute(
-        "SELECT reltuples FROM pg_class WHERE oid = 'agent_events'::regclass"
-    ).fetchone()
-    estimate = float(row[0]) if row else 0.0
+    estimate = estimated_events(conn)
     return 1 if estimate < PARALLEL_FROM else max(1, min(os.cpu_count() or 1, 8))
 
 
@@ -59,7 +62,7 @@ def run_verify(
     report: Callable[[Mismatch], None],
     advance: Callable[[int], None],
     total: Callable[[int], None] | None = None,
-) -> Outcome:
+) -> VerifyResult:
     """Verify with ``jobs`` processes (0: choose from the table's size); ``total`` is told how
     many events there are (for a progress bar) when given."""
     with snapshot(database_url) as conn:
@@ -73,39 +76,13 @@ def run_verify(
                 conn, where, checks=models.checks, projected_sql=models.projected_sql,
                 projected_params=models.projected_params, report=report, advance=advance,
             )
-            return Outcome(summary, models.notes)
+            return VerifyResult(summary, models.notes)
         summary = _fan_out(conn, database_url, where, models, jobs, report, advance)
-        return Outcome(summary, models.notes)
-
-
-def partitions(conn: psycopg.Connection[Any], where: EventFilter, jobs: int) -> list[EventFilter]:
-    """``where`` split into at most ``jobs`` contiguous, disjoint, covering stream ranges, each
-    with about as many events (a head's ``last_seq`` counts its stream's events), so one long
-    stream does not leave the other workers idle."""
-    scope = sql.SQL(" WHERE tenant_id = %s") if where.tenant_id is not None else sql.SQL("")
-    params: list[Any] = [where.tenant_id] if where.tenant_id is not None else []
-    # A stream starts share k when the events before it reach k/jobs of the whole.
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT DISTINCT ON (share) tenant_id, session_id FROM ("
-            "SELECT tenant_id, session_id, floor((sum(last_seq) OVER (ORDER BY tenant_id, "
-            "session_id) - last_seq) * %s / nullif(sum(last_seq) OVER (), 0)) AS share "
-            "FROM agent_stream_heads"
-        )
-        + scope
-        + sql.SQL(") heads WHERE share > 0 ORDER BY share, tenant_id, session_id"),
-        [jobs, *params],
-    ).fetchall()
-    bounds = [(row[0], row[1]) for row in rows]
-    edges: list[tuple[str, str] | None] = [None, *bounds, None]
-    return [
-        replace(where, from_stream=low, to_stream=high)
-        for low, high in itertools.pairwise(edges)
-    ]
+        return VerifyResult(summary, models.notes)
 
 
 def _fan_out(
-    conn: psycopg.Connection[Any],
+    conn: Snapshot,
     database_url: str,
     where: EventFilter,
     models: ReadModels,
@@ -113,9 +90,7 @@ def _fan_out(
     report: Callable[[Mismatch], None],
     advance: Callable[[int], None],
 ) -> Summary:
-    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    assert row is not None
-    snapshot_id = str(row[0])
+    snapshot_id = export_snapshot(conn)
     context = multiprocessing.get_context("spawn")
     results: Any = context.Queue()
     workers = [
@@ -192,19 +167,13 @@ def _worker(
             pending.clear()
 
     try:
-        with psycopg.connect(database_url, application_name="agentlane-replay-worker") as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                conn.execute(
-                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id))
-                )
-                checks: list[Check] = [HeadCheck(conn, where), *build_checks(conn, where, tables)]
-                summary = scan(
-                    conn, where, checks, projected_sql=projected_sql,
-                    projected_params=projected_params, report=report,
-                    advance=lambda n: results.put(("progress", n)),
-                )
+        with snapshot(database_url, join=snapshot_id) as conn:
+            checks: list[Check] = [HeadCheck(conn, where), *build_checks(conn, where, tables)]
+            summary = scan(
+                conn, where, checks, projected_sql=projected_sql,
+                projected_params=projected_params, report=report,
+                advance=lambda n: results.put(("progress", n)),
+            )
         usage: list[tuple[UsageKey, UsageTotals]] = []
         for check in checks:
             if isinstance(check, UsageCheck):

@@ -2,7 +2,7 @@
 
 One pass over every event in (tenant, session, seq) order, in constant memory: per stream the hash
 chain, ``seq`` contiguity, ``event_id`` order, the stream head and the journal invariants; the pure
-folds of each stream go to the read-model checks (:mod:`agentlane.replay.readmodels`). Every
+folds of each stream go to the read-model checks (:mod:`agentlane.replay.readmodel_checks`). Every
 disagreement becomes a :class:`Mismatch`; nothing stops at the first one.
 """
 
@@ -12,8 +12,6 @@ import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-
-import psycopg
 
 from agentlane.events import TERMINAL_TYPES
 from agentlane.folds import (
@@ -28,7 +26,7 @@ from agentlane.folds import (
 from agentlane.hashchain import GENESIS_HASH
 from agentlane.replay.digest import Digester, fast_payload
 from agentlane.replay.rows import EventRow
-from agentlane.replay.source import EventFilter, events_query, stream_rows
+from agentlane.store.audit import EventFilter, Snapshot, heads, orphan_heads, verify_rows
 
 #: Streams per batched lookup of heads and read-model rows (one round trip per batch).
 BATCH = 1000
@@ -77,7 +75,8 @@ class StreamCheck:
 
     The read-model fold stops at the first event marked not ``projected``: the projector applies
     a stream strictly in ``seq`` order, so what it has applied is a prefix (which prefix is decided
-    in SQL, see :mod:`agentlane.replay.readmodels`), and a lagging projector is not a mismatch.
+    in SQL, see :func:`agentlane.store.audit.applied_through`), and a lagging projector is not a
+    mismatch.
     """
 
     def __init__(self, tenant_id: str, session_id: str, digester: Digester) -> None:
@@ -248,7 +247,7 @@ Item = TypeVar("Item")
 class BatchedCheck(Check, Generic[Item]):
     """A check that looks rows up for ``BATCH`` items at a time (one query, not one per stream)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], where: EventFilter) -> None:
+    def __init__(self, conn: Snapshot, where: EventFilter) -> None:
         self._conn = conn
         self._where = where
         self._batch: list[Item] = []
@@ -271,14 +270,6 @@ class BatchedCheck(Check, Generic[Item]):
         if batch:
             yield from self.compare(batch)
 
-    def tenant_rows(self, query: str, name: str, alias: str) -> Iterator[tuple[Any, ...]]:
-        """Stream ``query`` (a WHERE clause already present), restricted to the tenant asked for."""
-        params: list[Any] = []
-        if self._where.tenant_id is not None:
-            query += f" AND {alias}.tenant_id = %s"
-            params.append(self._where.tenant_id)
-        yield from stream_rows(self._conn, query, params, name=name)
-
 
 class HeadCheck(BatchedCheck[FoldedStream]):
     """``agent_stream_heads`` must name each stream's last event (seq and hash)."""
@@ -287,15 +278,9 @@ class HeadCheck(BatchedCheck[FoldedStream]):
         return (stream,)
 
     def compare(self, batch: list[FoldedStream]) -> Iterator[Mismatch]:
-        rows = self._conn.execute(
-            "SELECT h.tenant_id, h.session_id, h.last_seq, h.last_hash "
-            "FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id) "
-            "JOIN agent_stream_heads h USING (tenant_id, session_id)",
-            ([s.tenant_id for s in batch], [s.session_id for s in batch]),
-        ).fetchall()
-        heads = {(row[0], row[1]): (row[2], bytes(row[3])) for row in rows}
+        found = heads(self._conn, [(s.tenant_id, s.session_id) for s in batch])
         for stream in batch:
-            head = heads.get((stream.tenant_id, stream.session_id))
+            head = found.get((stream.tenant_id, stream.session_id))
             if head is None:
                 yield Mismatch(stream.tenant_id, stream.session_id, "events without a stream head")
             elif head[0] != stream.last_seq:
@@ -311,12 +296,7 @@ class HeadCheck(BatchedCheck[FoldedStream]):
                 )
 
     def orphans(self) -> Iterator[Mismatch]:
-        query = (
-            "SELECT h.tenant_id, h.session_id, h.last_seq FROM agent_stream_heads h "
-            "WHERE NOT EXISTS (SELECT 1 FROM agent_events e "
-            "WHERE e.tenant_id = h.tenant_id AND e.session_id = h.session_id)"
-        )
-        for tenant, session, last_seq in self.tenant_rows(query, "replay_orphan_heads", "h"):
+        for tenant, session, last_seq in orphan_heads(self._conn, self._where):
             yield Mismatch(tenant, session, f"a stream head (last seq {last_seq}) without events")
 
 
@@ -337,7 +317,7 @@ class Summary:
 
 
 def verify(
-    conn: psycopg.Connection[Any],
+    conn: Snapshot,
     where: EventFilter,
     *,
     checks: Iterable[Check] = (),
@@ -361,7 +341,7 @@ def verify(
 
 
 def scan(
-    conn: psycopg.Connection[Any],
+    conn: Snapshot,
     where: EventFilter,
     checks: Sequence[Check],
     *,
@@ -373,7 +353,8 @@ def scan(
     """Check every stream matching ``where`` and hand each folded stream to ``checks``.
 
     ``projected_sql`` is a boolean SQL expression over an event row: whether the projector has
-    applied it (the read-model fold stops at a stream's first event where it is false).
+    applied it (the read-model fold stops at a stream's first event where it is false; see
+    :func:`agentlane.store.audit.applied_through`).
     """
     summary = Summary()
 
@@ -389,18 +370,13 @@ def scan(
         for check in checks:
             emit(check.add(folded))
 
-    query, params = events_query(
-        "event_id, seq, tenant_id, session_id, execution_id, event_type, payload::text, "
-        f"created_at, prev_hash, hash, {projected_sql}",
-        where,
-        column_params=projected_params,
-    )
     digester = Digester()
     # ``EventRow(...)`` runs a Python-level ``__new__``; this builds the same tuple in C.
     new_row = tuple.__new__
     current: StreamCheck | None = None
     pending = 0
-    for row in stream_rows(conn, query, params, name="replay_verify"):
+    rows = verify_rows(conn, where, applied=projected_sql, applied_params=projected_params)
+    for row in rows:
         tenant, session = row[2], row[3]
         if current is None or session != current.session_id or tenant != current.tenant_id:
             if current is not None:

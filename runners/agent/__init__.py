@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from agentlane.settings import Settings
-from agentlane.store import EventStore
 from runners.agent.model import ModelClient, OpenAIModel, OpenAIOptions, StreamCut
 from runners.agent.offline import OfflineModel
-from runners.agent.tools import Tool, ToolRegistry, builtin_tools
-from runners.agent.workflow import AgentWorkflow
+from runners.agent.tools import Clock, Tool, ToolRegistry, builtin_tools
+from runners.agent.workflow import TOOL_RESULT, AgentWorkflow, SessionHistory
 from runners.engine import RetryPolicy, WorkflowRegistry
 
 AGENT_WORKFLOW = "agent"
@@ -51,12 +51,18 @@ def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
     )
 
 
+class AgentStore(SessionHistory, Clock, Protocol):
+    """What the agent reads besides its journal: a session's history and the database's clock
+    (the event store; a recorded session when a history is replayed)."""
+
+
 def register_agent(
     registry: WorkflowRegistry,
-    store: EventStore,
+    store: AgentStore,
     settings: Settings,
     options: AgentOptions | None = None,
 ) -> AgentWorkflow:
+    """Register the agent workflow (and its ``ToolResult`` completions) with ``registry``."""
     options = options or AgentOptions()
     tools = ToolRegistry([*builtin_tools(store), *options.extra_tools])
     workflow = AgentWorkflow(
@@ -66,6 +72,7 @@ def register_agent(
         model_retry=options.model_retry,
         tool_retry=options.tool_retry,
     )
+    registry.register_completion(TOOL_RESULT)
     registry.register(AGENT_WORKFLOW, AGENT_VERSION, workflow.run)
     return workflow
 
@@ -73,7 +80,9 @@ def register_agent(
 __all__ = [
     "AGENT_VERSION",
     "AGENT_WORKFLOW",
+    "TOOL_RESULT",
     "AgentOptions",
+    "AgentStore",
     "AgentWorkflow",
     "ModelClient",
     "OfflineModel",

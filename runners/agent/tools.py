@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentlane.events import format_timestamp
-from agentlane.store import EventStore
 from runners.agent.calculator import evaluate
 from runners.engine import StepInfo
 
 ToolFn = Callable[[StepInfo, Any], Awaitable[JsonValue]]
+
+
+class Clock(Protocol):
+    """The database's clock (the event store's ``now``): the one time every runner agrees on."""
+
+    async def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +79,12 @@ class CalculatorArguments(BaseModel):
     )
 
 
-def builtin_tools(store: EventStore) -> list[Tool]:
-    """``current_time`` (the database's clock, the one time every runner agrees on) and
+def builtin_tools(clock: Clock) -> list[Tool]:
+    """``current_time`` (from ``clock``: the database's, the one time every runner agrees on) and
     ``calculator``."""
 
     async def current_time(step: StepInfo, arguments: NoArguments) -> JsonValue:
-        return {"utc": format_timestamp(await store.now())}
+        return {"utc": format_timestamp(await clock.now())}
 
     async def calculator(step: StepInfo, arguments: CalculatorArguments) -> JsonValue:
         return {"expression": arguments.expression, "value": evaluate(arguments.expression)}

@@ -9,32 +9,46 @@ calling anything; a tool that needs approval waits for the signal ``approve:<cal
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from psycopg.rows import tuple_row
 from pydantic import ValidationError
 
-from agentlane.db import translate_errors
-from agentlane.store import EventStore
 from runners.agent.model import ModelClient
 from runners.agent.tools import ToolRegistry
-from runners.engine import RetryLater, RetryPolicy, RunInfo, StepInfo, WorkflowContext
+from runners.engine import (
+    Completion,
+    RetryLater,
+    RetryPolicy,
+    RunInfo,
+    StepInfo,
+    WorkflowContext,
+)
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the tools you are given when they help; answer concisely."
 )
 HISTORY_RUNS = 20
+#: Activity names of tool steps: ``tool:<tool name>``.
+TOOL_PREFIX = "tool:"
 
-_HISTORY = """
-SELECT a.payload ->> 'message', c.payload ->> 'answer'
-FROM agent_events a
-JOIN agent_events c
-  ON c.execution_id = a.execution_id AND c.event_type = 'Completed' AND c.tenant_id = a.tenant_id
-WHERE a.tenant_id = %s AND a.session_id = %s AND a.event_type = 'RunAccepted' AND a.seq < %s
-ORDER BY a.seq DESC
-LIMIT %s
-"""
+
+def _tool_activity(data: Mapping[str, Any]) -> str:
+    return TOOL_PREFIX + str(data["name"])
+
+
+#: A tool step completes with a ``ToolResult`` event (its data is the tool's answer), not
+#: ``StepCompleted``: the contract's event a client renders.
+TOOL_RESULT = Completion("ToolResult", activity_name=_tool_activity)
+
+
+class SessionHistory(Protocol):
+    """Where the agent reads a session's earlier exchanges (the event store, or a recording)."""
+
+    async def completed_exchanges(
+        self, tenant_id: str, session_id: str, *, before_seq: int, limit: int
+    ) -> list[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +76,14 @@ class AgentWorkflow:
 
     def __init__(
         self,
-        store: EventStore,
+        history: SessionHistory,
         model: ModelClient,
         tools: ToolRegistry,
         *,
         model_retry: RetryPolicy,
         tool_retry: RetryPolicy,
     ) -> None:
-        self.store = store
+        self._history = history
         self.model = model
         self.tools = tools
         self.model_retry = model_retry
@@ -133,12 +147,12 @@ class AgentWorkflow:
             )
             if isinstance(signal.payload, dict) and signal.payload.get("approved") is False:
                 denied: dict[str, Any] = await ctx.activity(
-                    f"tool:{call['name']}", _denied, call, record="ToolResult"
+                    TOOL_PREFIX + call["name"], _denied, call, completion=TOOL_RESULT
                 )
                 return denied
         result: dict[str, Any] = await ctx.activity(
-            f"tool:{call['name']}", self._run_tool, call, retry=self.tool_retry,
-            record="ToolResult",
+            TOOL_PREFIX + call["name"], self._run_tool, call, retry=self.tool_retry,
+            completion=TOOL_RESULT,
         )
         return result
 
@@ -166,15 +180,11 @@ class AgentWorkflow:
     async def history(self, run: RunInfo) -> list[dict[str, Any]]:
         """The session's earlier exchanges. Runs of a session execute one at a time in order, so
         every earlier run has ended when this one runs and the answer is fixed: replay-safe."""
-        async with self.store.pool.connection() as conn:
-            with translate_errors():
-                cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(
-                    _HISTORY, (run.tenant_id, run.session_id, run.accepted_seq, HISTORY_RUNS)
-                )
-                rows = await cursor.fetchall()
+        exchanges = await self._history.completed_exchanges(
+            run.tenant_id, run.session_id, before_seq=run.accepted_seq, limit=HISTORY_RUNS
+        )
         messages: list[dict[str, Any]] = []
-        for message, answer in reversed(rows):
+        for message, answer in exchanges:
             messages.append({"role": "user", "content": message})
             messages.append({"role": "assistant", "content": answer})
         return messages

@@ -1,13 +1,14 @@
 """The durable workflow engine: journal, replay, activities, timers, signals, cancellation.
 
-Build the runner's :class:`runners.api.RunExecutor` with :func:`build_executor`.
+It knows nothing of any particular workflow: a workflow registers its code (and any completion
+event of its own) with a :class:`WorkflowRegistry`; an :class:`Executor` advances runs of the
+registered workflows for the runner; a :class:`Replayer` re-runs a recorded history against the
+code to prove the code still agrees with it. The public surface is pinned by
+``tests/engine/test_engine_exports.py``.
 """
 
 from __future__ import annotations
 
-from agentlane.settings import Settings
-from agentlane.store import EventStore
-from runners.api import RunExecutor
 from runners.engine.context import RunInfo, StepInfo, WorkflowContext
 from runners.engine.errors import (
     ActivityError,
@@ -18,41 +19,35 @@ from runners.engine.errors import (
     WorkflowCancelled,
 )
 from runners.engine.executor import Executor
-from runners.engine.journal import Signal
+from runners.engine.journal import Completion, Signal
 from runners.engine.registry import WorkflowFn, WorkflowRegistry
+from runners.engine.replayer import Replayer, ReplayResult
 from runners.engine.retry import NO_RETRY, NonRetryable, RetryLater, RetryPolicy
 
-
-def build_executor(store: EventStore, settings: Settings) -> RunExecutor:
-    """The executor a runner process uses: every registered workflow (the agent workflow on the
-    model ``settings.model`` names, ``offline`` included), advancing runs through ``store``."""
-    from runners.agent import AgentOptions, register_agent
-
-    registry = WorkflowRegistry()
-    register_agent(registry, store, settings, AgentOptions(fallback_model=settings.model_fallback))
-    return Executor(store, registry)
-
-
 __all__ = [
-    "NO_RETRY",
-    # errors
-    "ActivityError",
-    "EngineError",
-    # building
-    "Executor",
-    "JournalConflict",
-    "NonDeterminismError",
-    "NonRetryable",
-    "RetryLater",
-    # writing workflows
-    "RetryPolicy",
+    # Writing workflows: what workflow code receives and calls
+    "Completion",
     "RunInfo",
     "Signal",
     "StepInfo",
-    "UnknownWorkflow",
-    "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowFn",
+    # Retries of activities
+    "NO_RETRY",
+    "NonRetryable",
+    "RetryLater",
+    "RetryPolicy",
+    # Running workflows
+    "Executor",
     "WorkflowRegistry",
-    "build_executor",
+    # Checking recorded histories against the code
+    "ReplayResult",
+    "Replayer",
+    # Errors
+    "ActivityError",
+    "EngineError",
+    "JournalConflict",
+    "NonDeterminismError",
+    "UnknownWorkflow",
+    "WorkflowCancelled",
 ]

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from prometheus_client import Counter
-
 from agentlane.logs import log_context
+from agentlane.run_index import IndexChange
 from runners.api import Outcome
 from runners.engine.errors import (
     ActivityError,
@@ -32,22 +31,15 @@ from runners.engine.journal import (
     ENGINE_TYPES,
     SIGNAL_PREFIX,
     SLEEP,
-    TOOL_PREFIX,
+    Completion,
     Signal,
     StepRecord,
 )
 from runners.engine.retry import RetryPolicy
-from runners.engine.run_index import IndexChange
 from runners.engine.runtime import ActiveRun
 
 #: Retry waits up to this long happen in the process; longer ones unload the run (durably).
 IN_PROCESS_RETRY_MAX = timedelta(seconds=2)
-
-STEP_ATTEMPTS = Counter(
-    "agentlane_engine_step_attempts_total",
-    "Activity attempts run live, by result.",
-    ["result"],
-)
 
 ActivityFn = Callable[..., Awaitable[Any]]
 
@@ -133,21 +125,27 @@ class WorkflowContext:
         fn: ActivityFn,
         *args: Any,
         retry: RetryPolicy | None = None,
-        record: Literal["StepCompleted", "ToolResult"] = "StepCompleted",
+        completion: Completion | None = None,
     ) -> Any:
         """Run ``fn(step_info, *args)`` once per step, journaling its JSON result.
 
-        With ``record="ToolResult"``, ``name`` is ``tool:<tool>`` and ``fn`` returns the fields of a
-        ToolResult event (``callId``, ``name``, ``ok``, ``result``, ``error``); that event is the
-        step's completion.
+        The step completes with ``StepCompleted`` (the result in its ``result``), or with
+        ``completion``'s own event type: ``fn`` then returns that event's fields (a JSON object)
+        and ``completion.activity_name`` of them must give back ``name``. The completion must be
+        registered with the workflow registry.
         """
+        if completion is not None and completion.event_type not in self._journal.completions:
+            raise EngineError(f"completion {completion.event_type} is not registered")
         policy = retry or RetryPolicy()
         step = self._next()
         record_ = self._replayed(step, name)
         attempt = 1
         if record_ is not None:
             if record_.completion is not None:
-                return _result_of(record_.completion.type, record_.completion.data)
+                recorded = record_.completion
+                if recorded.type == "StepCompleted":
+                    return recorded.data.get("result")
+                return Completion.result(recorded.data)
             if record_.failures:
                 last = record_.failures[-1]
                 if not last["retryable"]:
@@ -170,7 +168,7 @@ class WorkflowContext:
                         raise WorkflowCancelled(self._journal.cancel_reason) from None
                     raise
                 except Exception as exc:
-                    STEP_ATTEMPTS.labels("failed").inc()
+                    self._active.metrics.step_attempts.labels("failed").inc()
                     retryable = policy.is_retryable(exc) and attempt < policy.max_attempts
                     error = f"{type(exc).__name__}: {exc}"[:2000]
                     failure: dict[str, Any] = {
@@ -195,12 +193,12 @@ class WorkflowContext:
                     attempt += 1
                     self._check_live()
                     continue
-                STEP_ATTEMPTS.labels("completed").inc()
+                self._active.metrics.step_attempts.labels("completed").inc()
                 result = json.loads(json.dumps(result))
                 for event_type, data in info._attached:
                     self._active.add(event_type, data)
-                if record == "ToolResult":
-                    self._active.add("ToolResult", {"step": step, **result})
+                if completion is not None:
+                    self._active.add(completion.event_type, completion.data(step, result))
                 else:
                     self._active.add(
                         "StepCompleted",
@@ -273,7 +271,11 @@ class WorkflowContext:
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         """Append an event of the workflow's own (e.g. ToolCall), exactly once across replays."""
-        if event_type in ENGINE_TYPES or event_type in ACTIVITY_TYPES:
+        if (
+            event_type in ENGINE_TYPES
+            or event_type in ACTIVITY_TYPES
+            or event_type in self._journal.completions
+        ):
             raise EngineError(f"ctx.emit cannot write {event_type}: the engine or an activity does")
         self._emits += 1
         if self._emits <= self._journal.emitted:
@@ -322,15 +324,9 @@ class WorkflowContext:
         self._check_cancel()
 
 
-def _result_of(event_type: str, data: dict[str, Any]) -> Any:
-    if event_type == "ToolResult":
-        return {key: value for key, value in data.items() if key != "step"}
-    return data.get("result")
-
-
 def _current_task_cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
 
-__all__ = ["TOOL_PREFIX", "RunInfo", "StepInfo", "WorkflowContext"]
+__all__ = ["RunInfo", "StepInfo", "WorkflowContext"]

@@ -11,10 +11,14 @@ import asyncio
 import logging
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from agentlane.events import TERMINAL_STATUS
+from agentlane.leases import Fence
 from agentlane.logs import log_context
-from agentlane.records import Fence
+from agentlane.run_index import DueRun, IndexChange, RunIndex
 from agentlane.store import EventStore
-from runners.api import DueRun, Outcome
+from runners.api import Outcome
 from runners.engine.context import RunInfo, WorkflowContext, _Unload
 from runners.engine.errors import (
     EngineError,
@@ -23,17 +27,11 @@ from runners.engine.errors import (
     WorkflowCancelled,
 )
 from runners.engine.journal import Journal
+from runners.engine.metrics import EngineMetrics
 from runners.engine.registry import WorkflowFn, WorkflowRegistry
-from runners.engine.run_index import IndexChange
 from runners.engine.runtime import ActiveRun, Fenced, settle
 
 logger = logging.getLogger(__name__)
-
-_OUTCOME_OF_TERMINAL = {
-    "Completed": Outcome.COMPLETED,
-    "Failed": Outcome.FAILED,
-    "Cancelled": Outcome.CANCELLED,
-}
 
 
 class _Again(Exception):
@@ -44,9 +42,18 @@ class Executor:
     """The :class:`runners.api.RunExecutor` of the engine. Holds no per-run state between calls,
     so any instance on any runner can advance any run it holds the lease for."""
 
-    def __init__(self, store: EventStore, registry: WorkflowRegistry) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        run_index: RunIndex,
+        registry: WorkflowRegistry,
+        *,
+        metrics_registry: CollectorRegistry | None = None,
+    ) -> None:
         self.store = store
+        self.run_index = run_index
         self.registry = registry
+        self.metrics = EngineMetrics(metrics_registry or CollectorRegistry())
 
     async def advance(
         self, run: DueRun, fence: Fence, *, wake: asyncio.Event, stop: asyncio.Event
@@ -64,11 +71,15 @@ class Executor:
         events = await self.store.read_execution(run.tenant_id, run.execution_id)
         if not events:
             raise EngineError(f"run {run.execution_id} has no events")
-        journal = Journal.from_events(events)
-        active = ActiveRun(self.store, run, fence, journal, wake=wake, stop=stop)
+        journal = Journal.from_events(events, self.registry.completions)
+        active = ActiveRun(
+            self.store, self.run_index, run, fence, journal, wake=wake, stop=stop,
+            metrics=self.metrics,
+        )
         if journal.terminal is not None:
             # The index outlived the run (e.g. rebuilt): drop it, fenced like any write.
-            return await _finish(active, _OUTCOME_OF_TERMINAL[journal.terminal.type], None)
+            outcome = Outcome(TERMINAL_STATUS[journal.terminal.type])
+            return await _finish(active, outcome, None)
         accepted = journal.accepted.data
         try:
             if journal.started is None:
@@ -76,32 +87,35 @@ class Executor:
                 version = self.registry.latest(name)
                 active.add(
                     "RunStarted",
-                    {"workflow": name, "version": version, "runnerId": fence.runner_id},
+                    {"workflow": name, "version": version, "runnerId": fence.holder},
                 )
             else:
                 name, version = journal.started["workflow"], journal.started["version"]
             fn = self.registry.get(name, version)
         except UnknownWorkflow as exc:
             return await _finish(active, Outcome.FAILED, ("Failed", {"reason": str(exc)}))
-        info = RunInfo(
-            tenant_id=run.tenant_id,
-            session_id=run.session_id,
-            execution_id=run.execution_id,
-            run_id=str(accepted.get("runId", "")),
-            accepted_seq=journal.accepted.seq,
-            workflow=name,
-            version=version,
-        )
-        ctx = WorkflowContext(active, info)
+        ctx = WorkflowContext(active, run_info(run, journal, name, version))
         if journal.cancel_requested:
             active.request_cancel()
         return await _drive(active, ctx, fn, dict(accepted))
 
 
+def run_info(run: DueRun, journal: Journal, workflow: str, version: str) -> RunInfo:
+    return RunInfo(
+        tenant_id=run.tenant_id,
+        session_id=run.session_id,
+        execution_id=run.execution_id,
+        run_id=str(journal.accepted.data.get("runId", "")),
+        accepted_seq=journal.accepted.seq,
+        workflow=workflow,
+        version=version,
+    )
+
+
 async def _drive(
     active: ActiveRun, ctx: WorkflowContext, fn: WorkflowFn, payload: dict[str, Any]
 ) -> Outcome:
-    workflow = asyncio.ensure_future(_run_checked(ctx, fn, payload))
+    workflow = asyncio.ensure_future(run_checked(ctx, fn, payload))
     flusher = asyncio.create_task(active.flusher(workflow))
     watcher = asyncio.create_task(active.watcher())
     try:
@@ -139,10 +153,9 @@ async def _drive(
         except Exception as exc:
             await _stop(active, flusher, watcher)
             logger.warning("workflow failed: %s: %s", type(exc).__name__, exc)
-            reason = f"{type(exc).__name__}: {exc}"[:4000]
-            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": reason}))
+            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": failure(exc)}))
         await _stop(active, flusher, watcher)
-        return await _finish(active, Outcome.COMPLETED, ("Completed", _completed(result)))
+        return await _finish(active, Outcome.COMPLETED, ("Completed", completed_data(result)))
     except Fenced:
         return Outcome.FENCED
     finally:
@@ -151,7 +164,8 @@ async def _drive(
         await settle(workflow, flusher, watcher)
 
 
-async def _run_checked(ctx: WorkflowContext, fn: WorkflowFn, payload: dict[str, Any]) -> Any:
+async def run_checked(ctx: WorkflowContext, fn: WorkflowFn, payload: dict[str, Any]) -> Any:
+    """Run the workflow; returning while the journal still holds steps is a divergence."""
     result = await fn(ctx, payload)
     if ctx.is_replaying:
         raise NonDeterminismError(
@@ -176,10 +190,16 @@ async def _finish(
     return outcome
 
 
-def _completed(result: Any) -> dict[str, Any]:
+def completed_data(result: Any) -> dict[str, Any]:
+    """The data of the ``Completed`` event a workflow's return value makes."""
     if isinstance(result, dict) and "answer" in result:
         return {"answer": str(result["answer"]), "offline": bool(result.get("offline", False))}
     return {"answer": result if isinstance(result, str) else "" if result is None else str(result)}
+
+
+def failure(exc: BaseException) -> str:
+    """The ``reason`` of the ``Failed`` event a workflow's exception makes."""
+    return f"{type(exc).__name__}: {exc}"[:4000]
 
 
 def _cancelling() -> bool:

@@ -4,35 +4,54 @@ Each ``ctx`` operation of a workflow takes the next step number. The journal rem
 what the code asked for (an activity's name, ``sleep``, ``signal``) and how far it got (failed
 attempts, a scheduled timer, a suspension, a completion), plus the run-level facts a replay needs:
 signals delivered, a cancel request, how many workflow emits were already written.
+
+An activity completes with ``StepCompleted``, or with an event type of the workflow's own that a
+:class:`Completion` describes (registered with the :class:`~runners.engine.WorkflowRegistry`):
+the engine knows nothing of what such an event means beyond what its ``Completion`` says.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentlane.events import TERMINAL_TYPES
+from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES
 from agentlane.records import StoredEvent
 
 #: Written by the engine or by commands; a workflow may not ``ctx.emit`` them.
 ENGINE_TYPES: frozenset[str] = frozenset(
     {
-        "RunAccepted", "RunStarted", "SignalReceived", "CancelRequested", "Suspended", "Resumed",
-        "StepCompleted", "StepFailed", "TimerScheduled", "TimerFired", "ToolResult",
-        *TERMINAL_TYPES,
+        "RunAccepted", "RunStarted", "Suspended", "Resumed", "StepCompleted", "StepFailed",
+        "TimerScheduled", "TimerFired", *COMMAND_TYPES, *TERMINAL_TYPES,
     }
 )
 #: Written by activities while they run (streamed tokens) or with their completion (usage).
 ACTIVITY_TYPES: frozenset[str] = frozenset({"Token", "Usage"})
-#: Commands that change what a run must do next.
-COMMAND_TYPES: frozenset[str] = frozenset({"SignalReceived", "CancelRequested"})
-#: Events that complete a step (one per step, enforced by a unique index: ddl/0015).
-COMPLETION_TYPES: frozenset[str] = frozenset({"StepCompleted", "ToolResult", "TimerFired"})
 
 SLEEP = "sleep"
 SIGNAL_PREFIX = "signal:"
-TOOL_PREFIX = "tool:"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """An event type that completes an activity step with its own data instead of
+    ``StepCompleted`` (one per step all the same: ddl/0015 must name it).
+
+    The event's data is ``{"step": n, **result}``; ``activity_name`` tells from that data which
+    activity recorded it, so a replay checks the code asks for the same one.
+    """
+
+    event_type: str
+    activity_name: Callable[[Mapping[str, Any]], str]
+
+    def data(self, step: int, result: Mapping[str, Any]) -> dict[str, Any]:
+        return {"step": step, **result}
+
+    @staticmethod
+    def result(data: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if key != "step"}
 
 
 @dataclass(slots=True)
@@ -66,6 +85,8 @@ class Signal:
 @dataclass(slots=True)
 class Journal:
     accepted: StoredEvent
+    #: Completion kinds of the workflow's own, by event type.
+    completions: Mapping[str, Completion] = field(default_factory=dict)
     started: dict[str, Any] | None = None
     steps: dict[int, StepRecord] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
@@ -80,10 +101,12 @@ class Journal:
     last_seq: int = 0
 
     @classmethod
-    def from_events(cls, events: list[StoredEvent]) -> Journal:
+    def from_events(
+        cls, events: list[StoredEvent], completions: Mapping[str, Completion] | None = None
+    ) -> Journal:
         if not events or events[0].type != "RunAccepted":
             raise ValueError("a run's journal starts with RunAccepted")
-        journal = cls(accepted=events[0])
+        journal = cls(accepted=events[0], completions=completions or {})
         journal.extend(events)
         return journal
 
@@ -108,8 +131,9 @@ class Journal:
                     consumed = data["result"].get("eventId")
                     if isinstance(consumed, int):
                         self.consumed.add(consumed)
-            case "ToolResult":
-                self._step(data["step"], TOOL_PREFIX + data["name"]).completion = event
+            case kind if kind in self.completions:
+                name = self.completions[kind].activity_name(data)
+                self._step(data["step"], name).completion = event
             case "StepFailed":
                 self._step(data["step"], data["name"]).failures.append(data)
             case "TimerScheduled":

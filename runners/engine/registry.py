@@ -1,11 +1,18 @@
-"""Workflow code by (name, version): a run keeps the version it started with, forever."""
+"""Workflow code by (name, version), and the completion kinds the workflows record.
+
+A run keeps the version it started with, forever. A workflow whose activities complete with an
+event type of its own (not ``StepCompleted``) registers that :class:`Completion` here, so every
+replay reads the journal the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from runners.engine.errors import UnknownWorkflow
+from runners.engine.journal import ACTIVITY_TYPES, ENGINE_TYPES, Completion
 
 if TYPE_CHECKING:
     from runners.engine.context import WorkflowContext
@@ -19,6 +26,7 @@ class WorkflowRegistry:
     def __init__(self) -> None:
         self._code: dict[tuple[str, str], WorkflowFn] = {}
         self._latest: dict[str, str] = {}
+        self._completions: dict[str, Completion] = {}
 
     def register(self, name: str, version: str, fn: WorkflowFn, *, latest: bool = True) -> None:
         if (name, version) in self._code:
@@ -26,6 +34,20 @@ class WorkflowRegistry:
         self._code[(name, version)] = fn
         if latest or name not in self._latest:
             self._latest[name] = version
+
+    def register_completion(self, completion: Completion) -> None:
+        """Let activities complete with ``completion.event_type`` (see :class:`Completion`)."""
+        kind = completion.event_type
+        if kind in ENGINE_TYPES or kind in ACTIVITY_TYPES:
+            raise ValueError(f"{kind} is the engine's own event type")
+        existing = self._completions.get(kind)
+        if existing is not None and existing != completion:
+            raise ValueError(f"completion {kind!r} is already registered differently")
+        self._completions[kind] = completion
+
+    @property
+    def completions(self) -> Mapping[str, Completion]:
+        return MappingProxyType(self._completions)
 
     def latest(self, name: str) -> str:
         try:

@@ -2,9 +2,8 @@
 
 Writes are batched: events wait in ``pending`` and a flusher writes them within FLUSH_INTERVAL_S
 (at once for a batch of streamed tokens), so a fast run costs a few transactions, not one per
-event. A
-step's completion may wait in ``pending`` while the next step starts; a crash then re-runs both
-steps, which the at-least-once contract of activities allows. Every write carries the fence.
+event. A step's completion may wait in ``pending`` while the next step starts; a crash then re-runs
+both steps, which the at-least-once contract of activities allows. Every write carries the fence.
 """
 
 from __future__ import annotations
@@ -12,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg.rows import tuple_row
-
-from agentlane.db import translate_errors
-from agentlane.errors import FencedOut, StoreError
-from agentlane.events import validate_data
-from agentlane.records import Fence, NewEvent, StoredEvent
-from agentlane.store import EventStore, row_to_event
-from runners.api import DueRun
+from agentlane.db import Connection
+from agentlane.errors import FencedOut, StoreConflict, StoreError
+from agentlane.events import COMMAND_TYPES, validate_data
+from agentlane.leases import Fence
+from agentlane.records import NewEvent, StoredEvent
+from agentlane.run_index import DueRun, IndexChange, RunIndex
+from agentlane.store import TransactionHook
 from runners.engine.errors import JournalConflict
 from runners.engine.journal import Journal
-from runners.engine.run_index import IndexChange, apply_change, change_fenced
+from runners.engine.metrics import EngineMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +33,29 @@ logger = logging.getLogger(__name__)
 #: streamed tokens, which a client is watching, go out at once (their batcher already waited).
 FLUSH_INTERVAL_S = 0.5
 
-_COMMAND_COLUMNS = (
-    "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
-)
+
+class RunLog(Protocol):
+    """What an advance needs of the event log: an :class:`EventStore`, or a recorded history when
+    a :class:`~runners.engine.Replayer` replays one."""
+
+    async def append_batch(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        fence: Fence | None = None,
+        in_transaction: TransactionHook | None = None,
+    ) -> list[StoredEvent]: ...
+
+    async def read_execution(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        *,
+        gt_seq: int = 0,
+        types: Collection[str] | None = None,
+    ) -> list[StoredEvent]: ...
+
+    async def now(self) -> datetime: ...
 
 
 class Fenced(BaseException):
@@ -56,15 +73,19 @@ class ActiveRun:
 
     def __init__(
         self,
-        store: EventStore,
+        store: RunLog,
+        run_index: RunIndex | None,
         run: DueRun,
         fence: Fence,
         journal: Journal,
         *,
         wake: asyncio.Event,
         stop: asyncio.Event,
+        metrics: EngineMetrics,
     ) -> None:
         self.store = store
+        self.run_index = run_index
+        self.metrics = metrics
         self.run = run
         self.fence = fence
         self.journal = journal
@@ -131,10 +152,10 @@ class ActiveRun:
                 return FlushResult([], await self._change_only(change, seen))
             waiting = False
 
-            async def hook(conn: psycopg.AsyncConnection[Any], written: list[StoredEvent]) -> None:
+            async def hook(conn: Connection, written: list[StoredEvent]) -> None:
                 nonlocal waiting
                 if change is not None:
-                    waiting = await apply_change(
+                    waiting = await RunIndex.apply_change(
                         conn,
                         tenant_id=self.run.tenant_id,
                         execution_id=self.run.execution_id,
@@ -149,26 +170,23 @@ class ActiveRun:
             except FencedOut:
                 self.fenced = True
                 raise Fenced() from None
-            except StoreError as exc:
-                if isinstance(exc.__cause__, pg_errors.UniqueViolation):
-                    # Another writer completed one of these steps: our view is stale.
-                    self.fenced = True
-                    raise Fenced() from JournalConflict(str(exc.__cause__))
-                raise
+            except StoreConflict as exc:
+                # Another writer completed one of these steps: our view is stale.
+                self.fenced = True
+                raise Fenced() from JournalConflict(str(exc))
             return FlushResult(written, waiting)
 
     async def _change_only(self, change: IndexChange, seen_seq: int) -> bool:
+        assert self.run_index is not None, "only a live advance changes the run index"
         try:
-            async with self.store.pool.connection() as conn:
-                return await change_fenced(
-                    conn,
-                    fence=self.fence,
-                    tenant_id=self.run.tenant_id,
-                    session_id=self.run.session_id,
-                    execution_id=self.run.execution_id,
-                    seen_seq=seen_seq,
-                    change=change,
-                )
+            return await self.run_index.change_fenced(
+                self.fence,
+                tenant_id=self.run.tenant_id,
+                session_id=self.run.session_id,
+                execution_id=self.run.execution_id,
+                seen_seq=seen_seq,
+                change=change,
+            )
         except FencedOut:
             self.fenced = True
             raise Fenced() from None
@@ -228,16 +246,12 @@ class ActiveRun:
             self.activity.cancel()
 
     async def _read_commands(self) -> list[StoredEvent]:
-        async with self.store.pool.connection() as conn:
-            with translate_errors():
-                cursor = conn.cursor(row_factory=tuple_row)
-                await cursor.execute(
-                    f"SELECT {_COMMAND_COLUMNS} FROM agent_events "
-                    "WHERE execution_id = %s AND tenant_id = %s AND seq > %s "
-                    "AND event_type IN ('SignalReceived', 'CancelRequested') ORDER BY seq",
-                    (self.run.execution_id, self.run.tenant_id, self.journal.last_seq),
-                )
-                return [row_to_event(row) for row in await cursor.fetchall()]
+        return await self.store.read_execution(
+            self.run.tenant_id,
+            self.run.execution_id,
+            gt_seq=self.journal.last_seq,
+            types=COMMAND_TYPES,
+        )
 
     @contextlib.contextmanager
     def running(self, task: asyncio.Task[Any]) -> Iterator[None]:

@@ -15,11 +15,12 @@ import jwt
 import psycopg
 import pytest
 import uvicorn
+from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from agentlane.auth import Authenticator
-from agentlane.db import open_pool
-from agentlane.embedded_pg import free_port
+from agentlane.cli.embedded_pg import free_port
+from agentlane.db import Database, open_pool
 from agentlane.service import build_app
 from agentlane.store import EventStore
 from command_service import CommandService, Limits
@@ -45,6 +46,11 @@ class LiveServer:
     database_url: str
     store: EventStore
     service: CommandService
+    registry: CollectorRegistry
+
+    def metric(self, name: str) -> float:
+        """A sample of this server's /metrics registry (0 when it has none yet)."""
+        return self.registry.get_sample_value(name) or 0.0
 
     def count(self, query: str, *params: Any) -> int:
         """A count straight from the database (what was, or was not, written)."""
@@ -78,13 +84,15 @@ async def serve(
             pool = await stack.enter_async_context(
                 open_pool(database_url, name="test-cmd", min_size=2, max_size=20)
             )
-        store = EventStore(pool, shards=TEST_SHARDS)
+        db = Database(pool)
+        registry = CollectorRegistry()
         service = CommandService(
-            store=store, authenticator=authenticator, database_url=database_url, limits=limits
+            db=db, shards=TEST_SHARDS, authenticator=authenticator, limits=limits,
+            registry=registry,
         )
         port = free_port()
         config = uvicorn.Config(
-            build_app([service], asyncio.Event()),
+            build_app([service], asyncio.Event(), registry=registry),
             host="127.0.0.1",
             port=port,
             log_config=None,
@@ -100,7 +108,9 @@ async def serve(
                 task.result()
             await asyncio.sleep(0.01)
         try:
-            yield LiveServer(f"http://127.0.0.1:{port}", database_url, store, service)
+            yield LiveServer(
+                f"http://127.0.0.1:{port}", database_url, service.store, service, registry
+            )
         finally:
             server.should_exit = True
             await task

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from command_service import Limits
 from command_service.admission import AdaptiveLimit, RateLimiter
 from command_service.errors import TooManyRequests
+from command_service.metrics import CommandServiceMetrics
 from tests.command_service.conftest import bearer, jwt_authenticator, serve, wait_until
 
 A, B = bearer("tenant-a"), bearer("tenant-b")
@@ -74,10 +75,6 @@ async def test_request_rate_per_tenant(database_url: str) -> None:
         assert (await client.get("/runs/ex_none", headers=B)).status_code == 404
 
 
-def gauge(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
-
-
 async def test_global_inflight_bound_refuses_early(database_url: str) -> None:
     release = asyncio.Event()
 
@@ -95,7 +92,7 @@ async def test_global_inflight_bound_refuses_early(database_url: str) -> None:
             "/agents/s1/runs", content=slow_body(),
             headers={**A, "content-type": "application/json"},
         ))
-        await wait_until(lambda: gauge("agentlane_http_inflight_requests") >= 1)
+        await wait_until(lambda: live.metric("agentlane_http_inflight_requests") >= 1)
         assert_429(await client.get("/runs/ex_none", headers=A))
         assert_429(await client.post(
             "/agents/s2/runs", json={"runId": "r2", "message": "m"}, headers=B
@@ -134,7 +131,9 @@ def test_adaptive_limit_shrinks_on_slow_answers_and_recovers() -> None:
 
 
 def test_token_bucket_refills_at_the_rate() -> None:
-    bucket = RateLimiter(rate_per_s=2, burst=2)
+    bucket = RateLimiter(
+        rate_per_s=2, burst=2, metrics=CommandServiceMetrics(CollectorRegistry())
+    )
     bucket.take("t", now=0.0)
     bucket.take("t", now=0.0)
     with pytest.raises(TooManyRequests) as refused:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from prometheus_client import REGISTRY
 
 from agentlane.records import NewEvent
 from tests.command_service.conftest import LiveServer, bearer, wait_until
@@ -49,10 +48,6 @@ async def token(live: LiveServer, execution: str, index: int) -> int:
     return appended.event.event_id
 
 
-def open_streams() -> float:
-    return REGISTRY.get_sample_value("agentlane_http_event_streams") or 0.0
-
-
 async def test_reconnect_with_last_event_id_gets_exactly_the_missing_events(
     live: LiveServer, client: httpx.AsyncClient
 ) -> None:
@@ -71,7 +66,7 @@ async def test_reconnect_with_last_event_id_gets_exactly_the_missing_events(
         assert await take(events, 1) == [live_id]
 
     # Disconnected: the server notices and lets the stream go; the session moves on meanwhile.
-    await wait_until(lambda: open_streams() == 0)
+    await wait_until(lambda: live.metric("agentlane_http_event_streams") == 0)
     missed = [await token(live, execution, i) for i in range(3, 6)]
 
     resume = {**STREAM, "last-event-id": str(live_id)}

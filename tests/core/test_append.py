@@ -101,5 +101,22 @@ async def test_reads_are_per_tenant(store: EventStore) -> None:
 async def test_read_session_pages_after_event_id(store: EventStore) -> None:
     await store.append_batch([token("p", i) for i in range(10)])
     first = await store.read_session("t1", "p", limit=4)
-    rest = await store.read_session("t1", "p", after_event_id=first[-1].event_id)
+    rest = await store.read_session("t1", "p", gt=first[-1].event_id)
     assert [e.seq for e in first + rest] == list(range(1, 11))
+
+
+async def test_read_session_ranges_by_event_id_and_seq_either_way(store: EventStore) -> None:
+    """The one range read every consumer uses (gateway history, gap fills, the bus's order)."""
+    events = await store.append_batch([token("r", i) for i in range(10)])
+    ids = [e.event_id for e in events]
+
+    async def seqs(**bounds: object) -> list[int]:
+        return [e.seq for e in await store.read_session("t1", "r", **bounds)]  # type: ignore[arg-type]
+
+    assert await seqs(gt=ids[2], lte=ids[5]) == [4, 5, 6]
+    assert await seqs(gt_seq=7) == [8, 9, 10]
+    assert await seqs(gt_seq=2, lte_seq=4) == [3, 4]
+    assert await seqs(lte=ids[6], desc=True, limit=1) == [7]
+    assert await seqs(desc=True, limit=3) == [10, 9, 8]
+    assert await seqs(gt_seq=0, lte_seq=10, limit=None) == list(range(1, 11))
+    assert await store.read_session("t2", "r") == [], "another tenant's stream is empty"

@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 import pytest
 
-from agentlane.commands import cancel_run, run_status, signal_run, start_run
+from agentlane.commands import Commands
 from agentlane.errors import CommandError, RunConflict, RunNotFound
 from agentlane.store import EventStore
 
@@ -23,11 +23,11 @@ def index_rows(database_url: str) -> list[tuple[str, str, str]]:
 
 
 async def test_racing_starts_make_one_run_and_one_index_row(
-    store: EventStore, database_url: str
+    commands: Commands, database_url: str
 ) -> None:
     answers = await asyncio.gather(
         *(
-            start_run(store, tenant_id="t1", session_id="s1", run_id="r1", message="hi")
+            commands.start_run(tenant_id="t1", session_id="s1", run_id="r1", message="hi")
             for _ in range(50)
         )
     )
@@ -38,23 +38,23 @@ async def test_racing_starts_make_one_run_and_one_index_row(
 
 
 async def test_reject_refuses_while_a_run_is_active_and_writes_nothing(
-    store: EventStore, database_url: str
+    commands: Commands, store: EventStore, database_url: str
 ) -> None:
-    first = await start_run(store, tenant_id="t1", session_id="s", run_id="a", message="m")
+    first = await commands.start_run(tenant_id="t1", session_id="s", run_id="a", message="m")
     with pytest.raises(RunConflict):
-        await start_run(
-            store, tenant_id="t1", session_id="s", run_id="b", message="m", on_conflict="reject"
+        await commands.start_run(
+            tenant_id="t1", session_id="s", run_id="b", message="m", on_conflict="reject"
         )
     assert [e.type for e in await store.read_session("t1", "s")] == ["RunAccepted"]
     assert [r[0] for r in index_rows(database_url)] == [first.execution_id]
 
 
 async def test_interrupt_cancels_the_active_run_in_the_same_transaction(
-    store: EventStore,
+    commands: Commands, store: EventStore
 ) -> None:
-    first = await start_run(store, tenant_id="t1", session_id="s", run_id="a", message="m")
-    await start_run(
-        store, tenant_id="t1", session_id="s", run_id="b", message="m", on_conflict="interrupt"
+    first = await commands.start_run(tenant_id="t1", session_id="s", run_id="a", message="m")
+    await commands.start_run(
+        tenant_id="t1", session_id="s", run_id="b", message="m", on_conflict="interrupt"
     )
     events = await store.read_session("t1", "s")
     assert [(e.type, e.execution_id == first.execution_id) for e in events] == [
@@ -64,37 +64,41 @@ async def test_interrupt_cancels_the_active_run_in_the_same_transaction(
     ]
 
 
-async def test_cancel_and_signal_go_to_the_run_and_wake_it(store: EventStore) -> None:
-    run = await start_run(store, tenant_id="t1", session_id="s", run_id="a", message="m")
-    await signal_run(
-        store, tenant_id="t1", execution_id=run.execution_id, name="approve", payload={"ok": True}
+async def test_cancel_and_signal_go_to_the_run_and_wake_it(
+    commands: Commands, store: EventStore
+) -> None:
+    run = await commands.start_run(tenant_id="t1", session_id="s", run_id="a", message="m")
+    await commands.signal_run(
+        tenant_id="t1", execution_id=run.execution_id, name="approve", payload={"ok": True}
     )
-    await cancel_run(store, tenant_id="t1", execution_id=run.execution_id)
+    await commands.cancel_run(tenant_id="t1", execution_id=run.execution_id)
     types = [e.type for e in await store.read_execution("t1", run.execution_id)]
     assert types == ["RunAccepted", "SignalReceived", "CancelRequested"]
 
 
-async def test_another_tenants_run_is_not_found(store: EventStore) -> None:
-    run = await start_run(store, tenant_id="t1", session_id="s", run_id="a", message="m")
+async def test_another_tenants_run_is_not_found(commands: Commands) -> None:
+    run = await commands.start_run(tenant_id="t1", session_id="s", run_id="a", message="m")
     with pytest.raises(RunNotFound):
-        await cancel_run(store, tenant_id="t2", execution_id=run.execution_id)
+        await commands.cancel_run(tenant_id="t2", execution_id=run.execution_id)
     with pytest.raises(RunNotFound):
-        await signal_run(store, tenant_id="t2", execution_id=run.execution_id, name="x")
+        await commands.signal_run(tenant_id="t2", execution_id=run.execution_id, name="x")
     with pytest.raises(RunNotFound):
-        await run_status(store, "t2", run.execution_id)
-    assert await run_status(store, "t1", run.execution_id) == "queued"
+        await commands.run_status("t2", run.execution_id)
+    assert await commands.run_status("t1", run.execution_id) == "queued"
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "semi;colon"])
-async def test_bad_identifiers_are_refused(store: EventStore, bad: str) -> None:
+async def test_bad_identifiers_are_refused(
+    commands: Commands, store: EventStore, bad: str
+) -> None:
     with pytest.raises(CommandError, match="runId"):
-        await start_run(store, tenant_id="t1", session_id="s", run_id=bad, message="m")
+        await commands.start_run(tenant_id="t1", session_id="s", run_id=bad, message="m")
     with pytest.raises(CommandError, match="sessionId"):
-        await start_run(store, tenant_id="t1", session_id=bad, run_id="r", message="m")
+        await commands.start_run(tenant_id="t1", session_id=bad, run_id="r", message="m")
     assert await store.read_session("t1", "s") == []
 
 
-async def test_a_trailing_newline_is_not_an_identifier(store: EventStore) -> None:
+async def test_a_trailing_newline_is_not_an_identifier(commands: Commands) -> None:
     """Regression: re.match with "$" accepted "abc\\n"."""
     with pytest.raises(CommandError, match="sessionId"):
-        await start_run(store, tenant_id="t1", session_id="abc\n", run_id="r", message="m")
+        await commands.start_run(tenant_id="t1", session_id="abc\n", run_id="r", message="m")

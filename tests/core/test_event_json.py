@@ -134,6 +134,6 @@ async def test_any_json_survives_storage_with_an_intact_chain(
             {"step": 0, "callId": "c", "name": "n", "ok": True, "result": result},
         )
     )
-    read = (await store.read_session("t1", "hyp", after_event_id=stored.event.event_id - 1))[0]
+    read = (await store.read_session("t1", "hyp", gt=stored.event.event_id - 1))[0]
     assert canonical_json(read.data["result"]) == canonical_json(stored.event.data["result"])
     assert await store.check_chain("t1", "hyp") == []

@@ -6,7 +6,8 @@ import psycopg
 import pytest
 
 from agentlane.errors import FencedOut
-from agentlane.records import Fence, NewEvent
+from agentlane.leases import Fence
+from agentlane.records import NewEvent
 from agentlane.sharding import shard_for
 from agentlane.store import EventStore
 from tests.conftest import TEST_SHARDS
@@ -43,7 +44,7 @@ async def test_stale_token_is_rejected_and_writes_nothing(
     claim(database_url, "runner-b")  # the lease moved on
     with pytest.raises(FencedOut) as caught:
         await store.append(event(0), fence=Fence(SHARD, "runner-a", old))
-    assert caught.value.shard_id == SHARD
+    assert caught.value.key == SHARD
     with pytest.raises(FencedOut):
         await store.append_batch([event(1), event(2)], fence=Fence(SHARD, "runner-a", old))
     assert await store.read_session("t1", SESSION) == []

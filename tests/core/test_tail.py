@@ -1,32 +1,41 @@
-"""Invariant 6: the global tail never skips an event that commits late, and never repeats one."""
+"""Invariant 6: the global tail never skips an event that commits late, and never repeats one;
+and the one loop that follows it."""
 
 from __future__ import annotations
 
 import asyncio
 
 import psycopg
+import pytest
 
+from agentlane.db import Database
+from agentlane.errors import CheckpointMoved, FencedOut, StoreUnavailable
 from agentlane.records import Checkpoint, NewEvent, TailedEvent
-from agentlane.store import EventStore, Wakeups, tail
+from agentlane.store import Checkpoints, EventStore, Follower, Tail, in_memory
 
 
 def token(session: str, index: int) -> NewEvent:
     return NewEvent("t1", session, "Token", {"text": "x", "index": index})
 
 
-async def drain(store: EventStore, after: Checkpoint) -> tuple[list[TailedEvent], Checkpoint]:
+@pytest.fixture
+def tail(db: Database) -> Tail:
+    return Tail(db)
+
+
+async def drain(tail: Tail, after: Checkpoint) -> tuple[list[TailedEvent], Checkpoint]:
     got: list[TailedEvent] = []
-    while batch := await store.read_tail(after, limit=7):
+    while batch := await tail.read(after, limit=7):
         got.extend(batch)
         after = batch[-1].position
     return got, after
 
 
 async def test_a_transaction_that_appends_first_and_commits_last_is_still_delivered(
-    store: EventStore, database_url: str
+    store: EventStore, tail: Tail, database_url: str
 ) -> None:
     await store.append(token("before", 0))
-    seen, position = await drain(store, Checkpoint())
+    seen, position = await drain(tail, Checkpoint())
     assert [t.event.session_id for t in seen] == ["before"]
 
     # The slow writer takes its xid and inserts first, then holds its transaction open.
@@ -41,24 +50,24 @@ async def test_a_transaction_that_appends_first_and_commits_last_is_still_delive
         await store.append(token("fast", i))
 
     # While it is open, the tail stops below it: later commits are withheld, not skipped past.
-    early, position = await drain(store, position)
+    early, position = await drain(tail, position)
     assert early == []
 
     await slow.commit()
     await slow.close()
-    late, position = await drain(store, position)
+    late, position = await drain(tail, position)
     sessions = [t.event.session_id for t in late]
     assert sessions == ["slow"] + ["fast"] * 20, "the late commit comes first: its xid is oldest"
-    again, _ = await drain(store, position)
+    again, _ = await drain(tail, position)
     assert again == [], "nothing is delivered twice"
 
-    every, _ = await drain(store, Checkpoint())
+    every, _ = await drain(tail, Checkpoint())
     ids = [t.event.event_id for t in every]
     assert len(ids) == len(set(ids)) == 22
 
 
 async def test_concurrent_writers_with_late_commits_lose_nothing(
-    store: EventStore, database_url: str
+    store: EventStore, tail: Tail, db: Database
 ) -> None:
     """Many writers, some holding their transaction open, while a reader tails continuously."""
     stop = asyncio.Event()
@@ -67,7 +76,7 @@ async def test_concurrent_writers_with_late_commits_lose_nothing(
     async def reader() -> None:
         position = Checkpoint()
         while True:
-            batch = await store.read_tail(position, limit=50)
+            batch = await tail.read(position, limit=50)
             delivered.extend(t.event.event_id for t in batch)
             if batch:
                 position = batch[-1].position
@@ -78,7 +87,7 @@ async def test_concurrent_writers_with_late_commits_lose_nothing(
     async def writer(w: int) -> None:
         for i in range(30):
             if i % 10 == 5:
-                async with store.pool.connection() as conn, conn.transaction():
+                async with db.transaction() as conn:
                     await store.append_in_transaction(conn, [token(f"w{w}", i)])
                     await asyncio.sleep(0.05)  # commits late, after others
             else:
@@ -91,29 +100,114 @@ async def test_concurrent_writers_with_late_commits_lose_nothing(
     assert len(delivered) == len(set(delivered)) == 240
 
 
-async def test_tail_iterator_wakes_on_notify(store: EventStore, database_url: str) -> None:
-    async with Wakeups(database_url) as wakeups:
-        start = await store.live_checkpoint()
-        stream = tail(store, wakeups, start, poll_s=30)
+async def test_a_follower_wakes_on_notify_not_on_its_poll(store: EventStore, tail: Tail) -> None:
+    batches: asyncio.Queue[list[TailedEvent]] = asyncio.Queue()
+
+    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+        await batches.put(batch)
+
+    start = await tail.live_position()
+    follower = Follower(tail, handle, name="test", resume=in_memory(start), poll_s=30)
+    following = asyncio.create_task(follower.run())
+    try:
+        await asyncio.sleep(0.5)  # listening
         await store.append(token("n", 0))
-        batch = await asyncio.wait_for(anext(stream), timeout=10)
+        batch = await asyncio.wait_for(batches.get(), timeout=10)
         assert [t.event.session_id for t in batch] == ["n"]
         await store.append(token("n", 1))
-        batch = await asyncio.wait_for(anext(stream), timeout=10)
+        batch = await asyncio.wait_for(batches.get(), timeout=10)
         assert [t.event.data["index"] for t in batch] == [1]
-        await stream.aclose()
+    finally:
+        following.cancel()
+        await asyncio.wait([following])
 
 
-async def test_live_checkpoint_skips_history_but_not_what_follows(store: EventStore) -> None:
+async def test_a_failed_batch_is_handled_again_and_nothing_is_skipped(
+    store: EventStore, tail: Tail
+) -> None:
+    """read → handle fails → back off → the same batch again (volatile follower)."""
+    await store.append_batch([token("f", i) for i in range(3)])
+    seen: list[list[int]] = []
+    done = asyncio.Event()
+
+    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+        seen.append([t.event.seq for t in batch])
+        if len(seen) == 1:
+            raise StoreUnavailable("the database went away mid-batch")
+        done.set()
+
+    follower = Follower(tail, handle, name="test", resume=in_memory(Checkpoint()), poll_s=0.1)
+    following = asyncio.create_task(follower.run())
+    try:
+        await asyncio.wait_for(done.wait(), timeout=10)
+    finally:
+        following.cancel()
+        await asyncio.wait([following])
+    assert seen[:2] == [[1, 2, 3], [1, 2, 3]]
+
+
+async def test_a_durable_follower_rewinds_to_its_stored_checkpoint(
+    store: EventStore, tail: Tail, db: Database
+) -> None:
+    """After a failure or a moved checkpoint the stored checkpoint is the truth, not memory."""
+    checkpoints = Checkpoints(db)
+    await store.append_batch([token("d", i) for i in range(4)])
+    handled: list[list[int]] = []
+    moved = asyncio.Event()
+
+    async def handle(batch: list[TailedEvent], after: Checkpoint) -> None:
+        handled.append([t.event.seq for t in batch])
+        if len(handled) == 1:
+            # Someone else (a rebuild) set the checkpoint to the end of the second event.
+            async with db.transaction() as conn:
+                await Checkpoints.set(conn, "publish", batch[1].position)
+        async with db.transaction() as conn:
+            await Checkpoints.advance(conn, "publish", after, batch[-1].position)
+        moved.set()
+
+    follower = Follower(tail, handle, name="test", resume=checkpoints.resume("publish"))
+    following = asyncio.create_task(follower.run())
+    try:
+        await asyncio.wait_for(moved.wait(), timeout=10)
+    finally:
+        following.cancel()
+        await asyncio.wait([following])
+    assert handled == [[1, 2, 3, 4], [3, 4]], "the moved checkpoint was resumed from at once"
+    assert (await checkpoints.load("publish")) == (await tail.read(Checkpoint()))[-1].position
+
+
+async def test_a_refused_fence_ends_the_follower(store: EventStore, tail: Tail) -> None:
+    await store.append(token("x", 0))
+
+    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+        raise FencedOut(table="projector_lease", key="projector", holder="me", token=1)
+
+    follower = Follower(tail, handle, name="test", resume=in_memory(Checkpoint()))
+    with pytest.raises(FencedOut):
+        await asyncio.wait_for(follower.run(), timeout=10)
+
+
+async def test_checkpoints_compare_and_set(db: Database) -> None:
+    async with db.transaction() as conn:
+        await Checkpoints.advance(conn, "publish", Checkpoint(), Checkpoint(5, 7))
+    with pytest.raises(CheckpointMoved):
+        async with db.transaction() as conn:
+            await Checkpoints.advance(conn, "publish", Checkpoint(), Checkpoint(6, 8))
+    assert await Checkpoints(db).load("publish") == Checkpoint(5, 7)
+
+
+async def test_live_position_skips_history_but_not_what_follows(
+    store: EventStore, tail: Tail
+) -> None:
     await store.append_batch([token("h", i) for i in range(5)])
-    start = await store.live_checkpoint()
-    assert await store.read_tail(start) == []
+    start = await tail.live_position()
+    assert await tail.read(start) == []
     await store.append(token("h", 5))
-    assert [t.event.seq for t in await store.read_tail(start)] == [6]
+    assert [t.event.seq for t in await tail.read(start)] == [6]
 
 
 async def test_tail_order_is_numeric_across_a_transaction_id_digit_boundary(
-    store: EventStore, database_url: str
+    store: EventStore, tail: Tail, database_url: str
 ) -> None:
     """Regression: sorting tx ids as text put '999' after '1000' and delivered events twice."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -125,7 +219,7 @@ async def test_tail_order_is_numeric_across_a_transaction_id_digit_boundary(
         await store.append(token("digits", i))
     delivered: list[int] = []
     position = Checkpoint()
-    while batch := await store.read_tail(position, limit=1):
+    while batch := await tail.read(position, limit=1):
         delivered.append(batch[0].event.seq)
         position = batch[0].position
     assert delivered == [1, 2, 3, 4, 5, 6]

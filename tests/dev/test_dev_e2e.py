@@ -27,8 +27,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from agentlane import cli
-from agentlane.embedded_pg import EmbeddedPostgres, free_port
-from agentlane.pubsub_emulator import emulator_available
+from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
+from agentlane.cli.pubsub_emulator import emulator_available
 from agentlane.sharding import shard_for
 from tests.dev.model_server import ModelServer
 from tests.fixtures.processes import Proc, spawn, stop_all

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import psycopg
 
-from agentlane.devstack import database
-from agentlane.embedded_pg import EmbeddedPostgres
+from agentlane.cli.dev import database
+from agentlane.cli.embedded_pg import EmbeddedPostgres
 from agentlane.settings import Settings
 
 

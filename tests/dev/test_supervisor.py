@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from agentlane.supervisor import ChildSpec, RestartPolicy, Supervisor
+from agentlane.cli.supervisor import ChildSpec, RestartPolicy, Supervisor
 
 FAST = RestartPolicy(initial_s=0.05, maximum_s=0.2, healthy_after_s=60)
 
@@ -102,7 +102,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     script = tmp_path / "supervise.py"
     script.write_text(
         "import asyncio, os, sys\n"
-        "from agentlane.supervisor import ChildSpec, Supervisor\n"
+        "from agentlane.cli.supervisor import ChildSpec, Supervisor\n"
         f"spec = ChildSpec('sleeper', (sys.executable, '-c', {child_code!r}), dict(os.environ))\n"
         "asyncio.run(Supervisor([spec], sink=lambda n, line: None).run(asyncio.Event()))\n"
     )

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from agentlane.commands import start_run
-from agentlane.records import Fence, StoredEvent
+from agentlane.commands import Commands
+from agentlane.db import Database
+from agentlane.leases import Fence
+from agentlane.records import StoredEvent
+from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.sharding import shard_for
 from agentlane.store import EventStore
@@ -23,10 +26,10 @@ from tests.fixtures.openai_server import OpenAIServer
 
 
 async def claim_shard(
-    store: EventStore, shard_id: int, *, runner_id: str = "test-runner", ttl_s: float = 120.0
+    db: Database, shard_id: int, *, runner_id: str = "test-runner", ttl_s: float = 120.0
 ) -> Fence:
     """Take the shard's lease the way a runner does: a new token, expiry on database time."""
-    async with store.pool.connection() as conn:
+    async with db.connection() as conn:
         row = await (
             await conn.execute(
                 "UPDATE cluster_shards SET runner_id = %s, lease_token = lease_token + 1, "
@@ -37,30 +40,43 @@ async def claim_shard(
             )
         ).fetchone()
     assert row is not None, f"shard {shard_id} missing from cluster_shards"
-    return Fence(shard_id=shard_id, runner_id=runner_id, lease_token=row[0])
+    return Fence(shard_id, runner_id, row[0])
 
 
 @dataclass
 class Harness:
     """Start runs in one session and advance them as the shard's owner."""
 
+    db: Database
     store: EventStore
     tenant: str = "acme"
     session: str = "s-1"
+
+    @property
+    def run_index(self) -> RunIndex:
+        return RunIndex(self.db)
+
+    @property
+    def commands(self) -> Commands:
+        return Commands(self.store, self.run_index)
+
+    def executor(self, registry: WorkflowRegistry) -> Executor:
+        """The engine's executor for the workflows of ``registry``."""
+        return Executor(self.store, self.run_index, registry)
 
     @property
     def shard(self) -> int:
         return shard_for(self.tenant, self.session, self.store.shards)
 
     async def start(self, run_id: str, message: str, **kwargs: Any) -> DueRun:
-        accepted = await start_run(
-            self.store, tenant_id=self.tenant, session_id=self.session, run_id=run_id,
-            message=message, **kwargs,
+        accepted = await self.commands.start_run(
+            tenant_id=self.tenant, session_id=self.session, run_id=run_id, message=message,
+            **kwargs,
         )
         return DueRun(self.tenant, self.session, accepted.execution_id, self.shard)
 
     async def fence(self, runner_id: str = "test-runner") -> Fence:
-        return await claim_shard(self.store, self.shard, runner_id=runner_id)
+        return await claim_shard(self.db, self.shard, runner_id=runner_id)
 
     async def advance(
         self,
@@ -91,7 +107,7 @@ class Harness:
         return [event.type for event in await self.events(run)]
 
     async def index_row(self, run: DueRun) -> tuple[Any, ...] | None:
-        async with self.store.pool.connection() as conn:
+        async with self.db.connection() as conn:
             return await (
                 await conn.execute(
                     "SELECT status, wake_at FROM run_index WHERE execution_id = %s",
@@ -114,8 +130,8 @@ class Harness:
 
 
 @pytest.fixture
-def harness(store: EventStore) -> Harness:
-    return Harness(store)
+def harness(db: Database, store: EventStore) -> Harness:
+    return Harness(db, store)
 
 
 @pytest.fixture
@@ -126,21 +142,21 @@ def openai_server() -> Iterator[OpenAIServer]:
 
 
 def loopback_executor(
-    store: EventStore, server: OpenAIServer, options: AgentOptions | None = None
+    harness: Harness, server: OpenAIServer, options: AgentOptions | None = None
 ) -> Executor:
     """The agent on the real openai SDK pointed at the loopback server; waits kept short."""
     settings = Settings.from_env(
         {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test", "AGENTLANE_MODEL": "m-1"}
     )
     registry = WorkflowRegistry()
-    register_agent(registry, store, settings, options or fast_options())
-    return Executor(store, registry)
+    register_agent(registry, harness.store, settings, options or fast_options())
+    return harness.executor(registry)
 
 
-def offline_executor(store: EventStore, options: AgentOptions | None = None) -> Executor:
+def offline_executor(harness: Harness, options: AgentOptions | None = None) -> Executor:
     registry = WorkflowRegistry()
-    register_agent(registry, store, Settings.from_env({}), options or fast_options())
-    return Executor(store, registry)
+    register_agent(registry, harness.store, Settings.from_env({}), options or fast_options())
+    return harness.executor(registry)
 
 
 def fast_options(**overrides: Any) -> AgentOptions:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from agentlane.commands import signal_run
 from agentlane.settings import Settings
 from runners.agent import Tool
 from runners.api import Outcome
-from runners.engine import StepInfo, build_executor
+from runners.engine import StepInfo
+from runners.workflows import build_executor
+from tests.conftest import TEST_SHARDS
 from tests.engine.conftest import Harness, fast_options, offline_executor
 
 
@@ -27,7 +29,8 @@ def approval_tool(calls: list[str]) -> Tool:
 
 
 async def test_build_executor_runs_the_offline_model(harness: Harness) -> None:
-    executor = build_executor(harness.store, Settings.from_env({}))
+    settings = Settings.from_env({"AGENTLANE_SHARDS": str(TEST_SHARDS)})
+    executor = build_executor(harness.db, settings, CollectorRegistry())
     run = await harness.start("r1", "please calculate (2 + 3) * 4")
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
@@ -47,7 +50,7 @@ async def test_build_executor_runs_the_offline_model(harness: Harness) -> None:
 
 async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness) -> None:
     calls: list[str] = []
-    executor = offline_executor(harness.store, fast_options(extra_tools=(approval_tool(calls),)))
+    executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))
     run = await harness.start("r1", "call delete_file now")
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     events = await harness.events(run)
@@ -58,7 +61,7 @@ async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness
     assert suspended.data["name"] == f"approve:{tool_call['callId']}"
     assert calls == []
     assert await harness.index_row(run) == ("suspended", None)
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name=f"approve:{tool_call['callId']}", payload={"approved": True})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
@@ -70,10 +73,10 @@ async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness
 
 async def test_a_denied_approval_is_reported_to_the_model(harness: Harness) -> None:
     calls: list[str] = []
-    executor = offline_executor(harness.store, fast_options(extra_tools=(approval_tool(calls),)))
+    executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))
     run = await harness.start("r1", "call delete_file now")
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="approve", payload={"approved": False})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
@@ -82,7 +85,7 @@ async def test_a_denied_approval_is_reported_to_the_model(harness: Harness) -> N
 
 
 async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harness) -> None:
-    executor = offline_executor(harness.store)
+    executor = offline_executor(harness)
     run = await harness.start("r1", "what time is it?", budget={"maxTokens": 5})
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     events = await harness.events(run)
@@ -91,7 +94,7 @@ async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harnes
     # The first model call and its tool ran; the second model call waits for more budget.
     assert [e.data["step"] for e in events if e.type == "Usage"] == [0]
     assert await harness.index_row(run) == ("suspended", None)
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="budget", payload={"maxTokens": 10_000})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
@@ -100,17 +103,17 @@ async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harnes
 
 
 async def test_a_budget_of_model_calls_suspends_too(harness: Harness) -> None:
-    executor = offline_executor(harness.store)
+    executor = offline_executor(harness)
     run = await harness.start("r1", "what time is it?", budget={"maxAttempts": 1})
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     assert (await harness.events(run))[-1].data["reason"] == "budget"
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="budget", payload={"maxAttempts": 5})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
 
 
 async def test_the_model_sees_the_session_history(harness: Harness) -> None:
-    executor = offline_executor(harness.store)
+    executor = offline_executor(harness)
     first = await harness.start("r1", "my name is Ada")
     assert await harness.advance(executor, first) is Outcome.COMPLETED
     second = await harness.start("r2", "what did I say?")

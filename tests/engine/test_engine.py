@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from agentlane.commands import cancel_run, signal_run
 from agentlane.errors import StoreError
 from agentlane.records import NewEvent
 from runners.api import Outcome
@@ -33,7 +32,7 @@ def executor_with(harness: Harness, *workflows: tuple[str, str, Any]) -> Executo
     registry = WorkflowRegistry()
     for name, version, fn in workflows:
         registry.register(name, version, fn)
-    return Executor(harness.store, registry)
+    return harness.executor(registry)
 
 
 async def echo(step: StepInfo, value: Any) -> Any:
@@ -96,7 +95,7 @@ async def test_changed_code_raises_non_determinism_and_fails_the_run(harness: Ha
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
         Outcome.SUSPENDED
     )
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="go", payload=2)
     before = await harness.events(run)
     edited = executor_with(harness, ("agent", "1", v1_edited))
@@ -141,7 +140,7 @@ async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None
         Outcome.SUSPENDED
     )
     both = executor_with(harness, ("agent", "1", v1), ("agent", "2", v2))
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=old.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=old.execution_id,
                      name="go")
     assert await harness.advance(both, old) is Outcome.COMPLETED
     harness.session = "s-2"
@@ -161,7 +160,7 @@ async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), orphan) is (
         Outcome.SUSPENDED
     )
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=orphan.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=orphan.execution_id,
                      name="go")
     only_v2 = executor_with(harness, ("agent", "2", v2))
     assert await harness.advance(only_v2, orphan) is Outcome.FAILED
@@ -218,12 +217,12 @@ async def test_signals_suspend_and_resume_exactly_once(harness: Harness) -> None
         "reason": "approval", "name": "approve:c1", "step": 0, "detail": None
     }
     # A signal of another name wakes the run but does not resume it, and writes no new Suspended.
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="unrelated")
     assert (await harness.index_row(run))[1] is not None
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     assert await harness.index_row(run) == ("suspended", None)
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="approve:c1", payload={"by": "ops"})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     types = await harness.types(run)
@@ -250,7 +249,7 @@ async def test_a_signal_sent_before_the_wait_is_taken_without_suspending(
     wake = asyncio.Event()
     advancing = asyncio.create_task(harness.advance(executor, run, wake=wake))
     await asyncio.sleep(0.2)
-    await signal_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      name="go", payload=7)
     wake.set()
     await asyncio.sleep(0.2)
@@ -276,7 +275,7 @@ async def test_cancel_while_sleeping_and_drain(harness: Harness) -> None:
     assert status == "running" and wake_at <= await harness.store.now()
     assert "StepCompleted" not in await harness.types(run)
     assert await harness.advance(executor, run) is Outcome.SLEEPING
-    await cancel_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      reason="no longer needed")
     assert await harness.advance(executor, run) is Outcome.CANCELLED
     events = await harness.events(run)
@@ -341,7 +340,7 @@ async def test_a_stale_fence_writes_nothing(harness: Harness) -> None:
 
 async def test_losing_the_lease_mid_run_stops_writing_at_once(harness: Harness) -> None:
     async def take_over(step: StepInfo) -> str:
-        await claim_shard(harness.store, harness.shard, runner_id="runner-b")
+        await claim_shard(harness.db, harness.shard, runner_id="runner-b")
         return "too late"
 
     async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
@@ -391,7 +390,7 @@ async def test_a_signal_racing_the_suspension_is_not_lost(harness: Harness) -> N
     async def signal_behind_our_back(step: StepInfo) -> str:
         # Delivered while the run is busy and never told (no wake): the write of Suspended sees
         # it under the session's head lock and the run goes on instead of sleeping forever.
-        await signal_run(harness.store, tenant_id=harness.tenant,
+        await harness.commands.signal_run(tenant_id=harness.tenant,
                          execution_id=step.execution_id, name="go", payload="late")
         return "sent"
 
@@ -441,7 +440,7 @@ async def test_a_run_cancelled_before_it_started_never_runs_its_code(harness: Ha
         return "done"
 
     run = await harness.start("r1", "go")
-    await cancel_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id)
+    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id)
     assert await harness.advance(executor_with(harness, ("agent", "1", wf)), run) is (
         Outcome.CANCELLED
     )

@@ -6,11 +6,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from agentlane.commands import cancel_run
 from agentlane.settings import Settings
 from runners.api import Outcome
-from runners.engine import RetryPolicy, build_executor
+from runners.engine import RetryPolicy
+from runners.workflows import build_executor
+from tests.conftest import TEST_SHARDS
 from tests.engine.conftest import Harness, fast_options, loopback_executor
 from tests.fixtures.openai_server import OpenAIServer, Reply
 
@@ -23,7 +25,7 @@ async def test_streamed_answer_with_a_tool_call(
         Reply.tool_call("calculator", {"expression": "6 * 7"}, call_id="call_A"),
         Reply.answer(long_answer),
     )
-    executor = loopback_executor(harness.store, openai_server)
+    executor = loopback_executor(harness, openai_server)
     run = await harness.start("r1", "what is six times seven?")
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
@@ -62,7 +64,7 @@ async def test_faults_are_retried_and_each_attempt_is_journaled(
         Reply.cut("this answer is cut short", after=3),
         Reply.answer("finally"),
     )
-    executor = loopback_executor(harness.store, openai_server)
+    executor = loopback_executor(harness, openai_server)
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
@@ -90,7 +92,7 @@ async def test_spent_retry_budget_fails_the_run_with_a_reason(
     openai_server.push(Reply.error(500), Reply.error(502), Reply.error(503))
     options = fast_options(model_retry=RetryPolicy(max_attempts=3,
                                                    initial_interval=timedelta(milliseconds=10)))
-    executor = loopback_executor(harness.store, openai_server, options)
+    executor = loopback_executor(harness, openai_server, options)
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.FAILED
     events = await harness.events(run)
@@ -105,7 +107,7 @@ async def test_a_client_error_is_not_retried(
     harness: Harness, openai_server: OpenAIServer
 ) -> None:
     openai_server.push(Reply.error(400))
-    executor = loopback_executor(harness.store, openai_server)
+    executor = loopback_executor(harness, openai_server)
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.FAILED
     failures = [e.data for e in await harness.events(run) if e.type == "StepFailed"]
@@ -121,7 +123,7 @@ async def test_fallback_model_takes_the_last_attempt(
         fallback_model="m-fallback",
         model_retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)),
     )
-    executor = loopback_executor(harness.store, openai_server, options)
+    executor = loopback_executor(harness, openai_server, options)
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     assert [r.body["model"] for r in openai_server.requests] == ["m-1", "m-fallback"]
@@ -133,7 +135,7 @@ async def test_a_long_retry_after_unloads_the_run_until_then(
     harness: Harness, openai_server: OpenAIServer
 ) -> None:
     openai_server.push(Reply.error(429, retry_after="3"), Reply.answer("later"))
-    executor = loopback_executor(harness.store, openai_server)
+    executor = loopback_executor(harness, openai_server)
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.SLEEPING
     failure = next(e for e in await harness.events(run) if e.type == "StepFailed")
@@ -154,13 +156,13 @@ async def test_cancel_during_a_model_stream_ends_the_run_promptly(
     # 400 words at 50 ms each: 20 s of streaming unless the cancel cuts it short.
     slow = " ".join(f"w{i}" for i in range(400))
     openai_server.push(Reply.answer(slow, chunk_delay_s=0.05))
-    executor = loopback_executor(harness.store, openai_server,
+    executor = loopback_executor(harness, openai_server,
                                  fast_options(request_timeout=timedelta(seconds=30)))
     run = await harness.start("r1", "tell me a long story")
     wake = asyncio.Event()
     advancing = asyncio.create_task(harness.advance(executor, run, wake=wake))
     await harness.wait_for(run, lambda events: any(e.type == "Token" for e in events))
-    await cancel_run(harness.store, tenant_id=harness.tenant, execution_id=run.execution_id,
+    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id,
                      reason="user pressed stop")
     wake.set()
     assert await asyncio.wait_for(advancing, 8) is Outcome.CANCELLED
@@ -177,8 +179,9 @@ async def test_build_executor_takes_model_and_fallback_from_settings(
     settings = Settings.from_env({
         "OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test",
         "AGENTLANE_MODEL": "m-main", "AGENTLANE_MODEL_FALLBACK": "m-spare",
+        "AGENTLANE_SHARDS": str(TEST_SHARDS),
     })
-    executor = build_executor(harness.store, settings)
+    executor = build_executor(harness.db, settings, CollectorRegistry())
     model = executor.registry.get("agent", "1").__self__.model  # type: ignore[attr-defined]
     assert (model.model_for(1), model.model_for(4)) == ("m-main", "m-spare")
     run = await harness.start("r1", "hello")
@@ -194,13 +197,13 @@ async def test_a_crash_mid_stream_reruns_the_call_with_the_same_step_key(
     options = fast_options(request_timeout=timedelta(seconds=30))
     run = await harness.start("r1", "hello")
     advancing = asyncio.create_task(
-        harness.advance(loopback_executor(harness.store, openai_server, options), run)
+        harness.advance(loopback_executor(harness, openai_server, options), run)
     )
     await harness.wait_for(run, lambda events: any(e.type == "Token" for e in events))
     advancing.cancel()  # the runner process dies mid-stream
     with pytest.raises(asyncio.CancelledError):
         await advancing
-    other = loopback_executor(harness.store, openai_server, options)
+    other = loopback_executor(harness, openai_server, options)
     assert await harness.advance(other, run, await harness.fence("runner-b")) is (
         Outcome.COMPLETED
     )

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentlane.db import open_pool
+from agentlane.db import Database, open_database
 from agentlane.store import EventStore
 from runners.api import Outcome
-from runners.engine import Executor, RetryPolicy, StepInfo, WorkflowContext, WorkflowRegistry
+from runners.engine import RetryPolicy, StepInfo, WorkflowContext, WorkflowRegistry
 from tests.conftest import TEST_SHARDS
 from tests.engine.conftest import Harness
 
@@ -91,7 +91,7 @@ async def run_to_end(harness: Harness, program: list[tuple[str, int]], crash_at:
         registry = WorkflowRegistry()
         registry.register("agent", "1", workflow(program, plan))
         try:
-            outcome = await harness.advance(Executor(harness.store, registry), run)
+            outcome = await harness.advance(harness.executor(registry), run)
         except Crash:
             crashes += 1
             plan = None  # the restarted process does not crash again
@@ -101,15 +101,15 @@ async def run_to_end(harness: Harness, program: list[tuple[str, int]], crash_at:
 
 
 @pytest.fixture
-def loop_and_store(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, EventStore]]:
+def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
     """One event loop and pool for all examples (hypothesis calls the test body many times)."""
     loop = asyncio.new_event_loop()
-    pool_cm = open_pool(database_url, name="property", min_size=1, max_size=8)
-    pool = loop.run_until_complete(pool_cm.__aenter__())
+    db_cm = open_database(database_url, name="property", min_size=1, max_size=8)
+    db = loop.run_until_complete(db_cm.__aenter__())
     try:
-        yield loop, EventStore(pool, shards=TEST_SHARDS)
+        yield loop, db
     finally:
-        loop.run_until_complete(pool_cm.__aexit__(None, None, None))
+        loop.run_until_complete(db_cm.__aexit__(None, None, None))
         loop.close()
 
 
@@ -122,17 +122,18 @@ def loop_and_store(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoo
 @example(program=[("emit", 0), ("act", 1)], crash_at=1)
 @example(program=[("act", 0), ("sleep", 0), ("act", 2), ("emit", 0), ("act", 0)], crash_at=3)
 def test_crash_and_replay_yield_the_journal_of_an_uninterrupted_run(
-    loop_and_store: tuple[asyncio.AbstractEventLoop, EventStore],
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
     program: list[tuple[str, int]],
     crash_at: int,
 ) -> None:
-    loop, store = loop_and_store
+    loop, db = loop_and_db
+    store = EventStore(db, shards=TEST_SHARDS)
     n = next(_sessions)
 
     async def check() -> None:
-        clean, _ = await run_to_end(Harness(store, session=f"p{n}-clean"), program, None)
+        clean, _ = await run_to_end(Harness(db, store, session=f"p{n}-clean"), program, None)
         resumed, crashes = await run_to_end(
-            Harness(store, session=f"p{n}-crash"), program, crash_at
+            Harness(db, store, session=f"p{n}-crash"), program, crash_at
         )
         assert crashes == (1 if crash_at < attempts_of(program) else 0)
         assert resumed == clean

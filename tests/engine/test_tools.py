@@ -29,7 +29,7 @@ def test_calculator_refuses_anything_else(expression: str) -> None:
 
 
 def test_tool_arguments_become_a_json_schema() -> None:
-    registry = ToolRegistry(builtin_tools(store=None))  # type: ignore[arg-type]
+    registry = ToolRegistry(builtin_tools(clock=None))  # type: ignore[arg-type]
     schemas = {s["function"]["name"]: s["function"] for s in registry.schemas()}
     assert set(schemas) == {"current_time", "calculator"}
     parameters = schemas["calculator"]["parameters"]
@@ -38,4 +38,4 @@ def test_tool_arguments_become_a_json_schema() -> None:
     assert parameters["additionalProperties"] is False
     assert CalculatorArguments.model_validate({"expression": "1+1"}).expression == "1+1"
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(builtin_tools(store=None)[0])  # type: ignore[arg-type]
+        registry.register(builtin_tools(clock=None)[0])  # type: ignore[arg-type]

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from agentlane.auth import Authenticator
-from agentlane.db import open_pool
-from agentlane.embedded_pg import free_port
+from agentlane.bus import PostgresBus
+from agentlane.cli.embedded_pg import free_port
+from agentlane.commands import Commands
+from agentlane.db import open_database
 from agentlane.records import NewEvent, StoredEvent
+from agentlane.run_index import RunIndex
 from agentlane.service import build_app
-from agentlane.store import EventStore
-from gateway.component import Gateway, GatewayOptions
-from gateway.hub import LiveEvent
-from gateway.main import UVICORN_WS_OPTIONS
-from gateway.sources import PostgresSource
+from agentlane.store import EventStore, Tail
+from gateway import UVICORN_WS_OPTIONS, Gateway, GatewayOptions, LiveEvent
 from tests.conftest import TEST_SHARDS
 
 T = TypeVar("T")
@@ -99,24 +100,27 @@ def gateway_thread(
     options: GatewayOptions | None = None,
     authenticator: Authenticator | None = None,
 ) -> Iterator[GatewayThread]:
-    """Serve a Gateway (postgres live source, or a ManualSource) until the block ends."""
+    """Serve a Gateway (the postgres bus, or a ManualSource) until the block ends."""
     loop = asyncio.new_event_loop()
     started: Future[GatewayThread] = Future()
     stop = threading.Event()
 
     async def main() -> None:
-        async with open_pool(database_url, name="gw-test", min_size=1, max_size=10) as pool:
-            store = EventStore(pool, shards=TEST_SHARDS)
-            source = ManualSource() if manual else PostgresSource(store, database_url, poll_s=0.5)
+        async with open_database(database_url, name="gw-test", min_size=1, max_size=10) as db:
+            store = EventStore(db, shards=TEST_SHARDS)
+            registry = CollectorRegistry()
             gateway = Gateway(
                 store=store,
+                commands=Commands(store, RunIndex(db)),
                 authenticator=authenticator or Authenticator(mode="none"),
-                source=source,
+                bus=None if manual else PostgresBus(store, Tail(db), poll_s=0.5),
+                source=ManualSource() if manual else None,
                 options=options,
+                registry=registry,
             )
             port = free_port()
             config = uvicorn.Config(
-                build_app([gateway], asyncio.Event()),
+                build_app([gateway], asyncio.Event(), registry=registry),
                 host="127.0.0.1",
                 port=port,
                 log_config=None,
@@ -129,7 +133,7 @@ def gateway_thread(
                 serving = asyncio.create_task(server.serve())
                 while not server.started:  # noqa: ASYNC110 - uvicorn offers only this flag
                     await asyncio.sleep(0.01)
-                await source.ready.wait()
+                await gateway.source.ready.wait()
                 started.set_result(GatewayThread(loop, gateway, store, port))
                 await asyncio.to_thread(stop.wait)
                 await asyncio.wait_for(gateway.drain(), 10)

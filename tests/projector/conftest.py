@@ -17,8 +17,9 @@ from google.api_core import exceptions as gexc
 
 from agentlane.bus import EventBus, PostgresBus, PubSubBus
 from agentlane.bus.clients import publisher_client
-from agentlane.pubsub_emulator import PubSubEmulator
-from agentlane.store import EventStore
+from agentlane.cli.pubsub_emulator import PubSubEmulator
+from agentlane.db import Database
+from agentlane.store import EventStore, Tail
 from projector import EventPublisher, Projector, ProjectorOptions
 
 TOPIC = "agent-events"
@@ -79,17 +80,16 @@ class Live:
 
 
 @pytest.fixture(params=["postgres", pytest.param("pubsub", marks=pytest.mark.pubsub)])
-def live(request: pytest.FixtureRequest, store: EventStore, database_url: str) -> Live:
+def live(request: pytest.FixtureRequest, store: EventStore, db: Database) -> Live:
     if request.param == "postgres":
-        return Live("postgres", PostgresBus(store, database_url), {"AGENTLANE_BUS": "postgres"})
+        return Live("postgres", PostgresBus(store, Tail(db)), {"AGENTLANE_BUS": "postgres"})
     target: PubSubTarget = request.getfixturevalue("pubsub_target")
     return Live("pubsub", target.bus(), target.env(), target)
 
 
 @contextlib.asynccontextmanager
 async def running_projector(
-    store: EventStore,
-    database_url: str,
+    db: Database,
     *,
     publisher: EventPublisher | None = None,
     holder: str = "test",
@@ -97,12 +97,12 @@ async def running_projector(
 ) -> AsyncIterator[Projector]:
     """An in-process projector, leading until the context exits."""
     projector = Projector(
-        store=store, database_url=database_url, holder=holder, publisher=publisher,
+        db=db, holder=holder, publisher=publisher,
         options=ProjectorOptions(**options),  # type: ignore[arg-type]
     )
     async with projector:
         for _ in range(100):
-            if projector.leading:
+            if projector.lease is not None:
                 break
             await asyncio.sleep(0.05)
         yield projector

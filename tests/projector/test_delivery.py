@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agentlane.store import EventStore
+from agentlane.db import Database
 from tests.projector.conftest import Live, running_projector
 from tests.projector.workload import (
     assert_read_models_match_fold,
@@ -21,13 +21,13 @@ from tests.projector.workload import (
 
 
 async def test_every_event_arrives_in_session_order_and_read_models_equal_the_fold(
-    live: Live, store: EventStore, database_url: str
+    live: Live, db: Database
 ) -> None:
     async with (
         live.bus.subscribe() as subscription,
-        running_projector(store, database_url, publisher=live.publisher(), batch_size=500),
+        running_projector(db, publisher=live.publisher(), batch_size=500),
     ):
-        workload = await write_workload(store, events=10_000, sessions=100, writers=8)
+        workload = await write_workload(db, events=10_000, sessions=100, writers=8)
         assert len(workload.written) >= 10_000 and workload.late_commits > 50
         received = await collect(subscription, lambda: workload.ids, timeout_s=120)
         assert_session_order(received)
@@ -35,10 +35,10 @@ async def test_every_event_arrives_in_session_order_and_read_models_equal_the_fo
         assert {(e.tenant_id, e.session_id) for e in received} == {
             (e.tenant_id, e.session_id) for e in workload.written
         }
-        await wait_caught_up(store, timeout_s=60)
-        assert await assert_read_models_match_fold(store) == 500
+        await wait_caught_up(db, timeout_s=60)
+        assert await assert_read_models_match_fold(db) == 500
         if live.pubsub is not None:
-            await wait_caught_up(store, timeout_s=30, name="publish")
+            await wait_caught_up(db, timeout_s=30, name="publish")
         # Nothing more arrives: every event was delivered once to the reader.
         await asyncio.sleep(0.5)
         assert subscription._queue.empty()

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agentlane import readmodel
-from agentlane.store import EventStore
+from agentlane.db import Database
+from agentlane.store import Checkpoints
 from tests.conftest import TEST_SHARDS
 from tests.fixtures.processes import Proc, spawn, stop_all
 from tests.projector.conftest import Live, PubSubTarget
@@ -91,7 +91,7 @@ async def wait_for(predicate: Any, *, timeout_s: float, what: str) -> float:
 @pytest.mark.slow
 async def test_sigkill_mid_batch_and_restart_loses_nothing(
     live: Live,
-    store: EventStore,
+    db: Database,
     database_url: str,
     tmp_path: Path,
     procs: list[Proc],
@@ -100,7 +100,7 @@ async def test_sigkill_mid_batch_and_restart_loses_nothing(
     async with live.bus.subscribe() as subscription:
         first = start_projector("projector-1", database_url, live.env, tmp_path, procs)
         writing = asyncio.create_task(
-            write_workload(store, events=1200, sessions=40, writers=4, pace_s=0.05)
+            write_workload(db, events=1200, sessions=40, writers=4, pace_s=0.05)
         )
         counter = "published" if live.pubsub is not None else "applied"
 
@@ -115,14 +115,14 @@ async def test_sigkill_mid_batch_and_restart_loses_nothing(
         received = await collect(subscription, lambda: workload.ids, timeout_s=90)
         assert_session_order(received)
         assert {e.event_id for e in received} == workload.ids
-        await wait_caught_up(store, timeout_s=60)
-        await assert_read_models_match_fold(store)
+        await wait_caught_up(db, timeout_s=60)
+        await assert_read_models_match_fold(db)
         # At-least-once: the restarted projector republished from its checkpoint; the
         # subscriber dropped those repeats by eventId.
         note(request, "duplicates_dropped", subscription.duplicates)
     # SIGTERM drains and hands the lease back at once (a standby need not wait for expiry).
     assert second.terminate() == 0
-    async with store.pool.connection() as conn:
+    async with db.connection() as conn:
         cursor = await conn.execute("SELECT holder FROM projector_lease")
         assert await cursor.fetchone() == (None,)
 
@@ -131,7 +131,7 @@ async def test_sigkill_mid_batch_and_restart_loses_nothing(
 @pytest.mark.pubsub
 async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
     pubsub_target: PubSubTarget,
-    store: EventStore,
+    db: Database,
     database_url: str,
     tmp_path: Path,
     procs: list[Proc],
@@ -139,7 +139,7 @@ async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
 ) -> None:
     async with pubsub_target.bus().subscribe() as subscription:
         proc = start_projector("projector", database_url, pubsub_target.env(), tmp_path, procs)
-        before = await write_workload(store, events=400, sessions=20, writers=4, tag="a")
+        before = await write_workload(db, events=400, sessions=20, writers=4, tag="a")
         received = await collect(subscription, lambda: before.ids, timeout_s=60)
 
         # SIGSTOP: connections stay up and every call hits its deadline, the failure after which
@@ -147,7 +147,7 @@ async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
         pubsub_target.emulator.pause()
         frozen_at = time.monotonic()
         try:
-            during = await write_workload(store, events=600, sessions=20, writers=4, tag="b")
+            during = await write_workload(db, events=600, sessions=20, writers=4, tag="b")
 
             async def lagging() -> bool:
                 lag = await metric(proc, "agentlane_projector_lag_events", 'checkpoint="publish"')
@@ -157,7 +157,7 @@ async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
             await asyncio.sleep(max(0.0, 20 - (time.monotonic() - frozen_at)))
         finally:
             pubsub_target.emulator.resume()
-        after = await write_workload(store, events=200, sessions=20, writers=2, tag="c")
+        after = await write_workload(db, events=200, sessions=20, writers=2, tag="c")
         every = before.ids | during.ids | after.ids
         await collect(subscription, lambda: every, timeout_s=90, into=received)
         assert_session_order(received)
@@ -168,7 +168,7 @@ async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
             return lag == 0
 
         await wait_for(caught_up, timeout_s=30, what="publish lag to return to zero")
-        assert (await readmodel.projector_position(store.pool, "publish")).lag_events == 0
+        assert (await Checkpoints(db).position("publish")).lag_events == 0
         errors = await metric(proc, "agentlane_projector_publish_errors_total")
         assert errors >= 1, "the freeze must have failed publishes (else nothing was tested)"
         note(request, "publish_errors", errors)
@@ -179,7 +179,7 @@ async def test_a_frozen_emulator_for_20s_recovers_by_itself_and_loses_nothing(
 @pytest.mark.pubsub
 async def test_only_the_leader_publishes_and_a_standby_takes_over_within_the_lease_ttl(
     pubsub_target: PubSubTarget,
-    store: EventStore,
+    db: Database,
     database_url: str,
     tmp_path: Path,
     procs: list[Proc],
@@ -194,7 +194,7 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over_within_the_lea
 
         await wait_for(a_leads, timeout_s=20, what="the first projector to lead")
         standby = start_projector("projector-b", database_url, env, tmp_path, procs)
-        first = await write_workload(store, events=400, sessions=20, writers=4, tag="a")
+        first = await write_workload(db, events=400, sessions=20, writers=4, tag="a")
         received = await collect(subscription, lambda: first.ids, timeout_s=60)
         a, b = await status(leader), await status(standby)
         assert a["leader"] and a["published"] >= len(first.written)
@@ -210,7 +210,7 @@ async def test_only_the_leader_publishes_and_a_standby_takes_over_within_the_lea
         note(request, "takeover_s", round(took, 2))
         # The lease was renewed at most TTL/3 before the kill; the standby polls every TTL/4.
         assert took <= LEASE_TTL_S + 2.0, f"takeover took {took:.1f}s"
-        second = await write_workload(store, events=200, sessions=20, writers=4, tag="b")
+        second = await write_workload(db, events=200, sessions=20, writers=4, tag="b")
         every = first.ids | second.ids
         await collect(subscription, lambda: every, timeout_s=60, into=received)
         assert_session_order(received)

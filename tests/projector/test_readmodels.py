@@ -6,11 +6,12 @@ import asyncio
 
 import psycopg
 
-from agentlane import readmodel
+from agentlane.db import Database
 from agentlane.folds import UsageTotals, fold_usage
+from agentlane.readmodels import ReadModels, apply_events
 from agentlane.records import Checkpoint, NewEvent
-from agentlane.store import EventStore
-from projector import apply_events, rebuild_read_models
+from agentlane.store import Checkpoints, EventStore, Tail
+from projector import rebuild_read_models
 from tests.projector.conftest import running_projector
 from tests.projector.workload import (
     assert_read_models_match_fold,
@@ -21,7 +22,7 @@ from tests.projector.workload import (
 
 
 async def test_a_session_is_folded_in_seq_order_when_the_tail_hands_out_a_later_seq_first(
-    store: EventStore, database_url: str
+    store: EventStore, db: Database, database_url: str
 ) -> None:
     # The slow transaction takes its id first (a write elsewhere), then appends seq 2 of "s"
     # after a faster transaction committed seq 1: the tail returns seq 2 before seq 1.
@@ -36,24 +37,25 @@ async def test_a_session_is_folded_in_seq_order_when_the_tail_hands_out_a_later_
                             execution_id="ex1")]
         )
     await slow.close()
-    first = await store.read_tail(Checkpoint(), limit=2)
+    first = await Tail(db).read(Checkpoint(), limit=2)
     assert [(t.event.session_id, t.event.seq) for t in first] == [("side", 1), ("s", 2)]
     assert started[0].seq == 2
 
-    async with store.pool.connection() as conn, conn.transaction():
-        assert await apply_events(conn, [t.event for t in first]) == 3, "seq 1 fetched at once"
-    run = await readmodel.get_run(store.pool, "t1", "ex1")
+    async with db.transaction() as conn:
+        applied = await apply_events(conn, store, [t.event for t in first])
+        assert applied == 3, "seq 1 fetched at once"
+    run = await ReadModels(db).get_run("t1", "ex1")
     assert run is not None and run.status == "running" and run.last_seq == 2
 
-    rest = await store.read_tail(first[-1].position)
+    rest = await Tail(db).read(first[-1].position)
     assert [(t.event.session_id, t.event.seq) for t in rest] == [("s", 1)]
-    async with store.pool.connection() as conn, conn.transaction():
-        assert await apply_events(conn, [t.event for t in rest]) == 0, "already applied"
-    assert await readmodel.session_position(store.pool, "t1", "s") == 2
-    await assert_read_models_match_fold(store)
+    async with db.transaction() as conn:
+        assert await apply_events(conn, store, [t.event for t in rest]) == 0, "already applied"
+    assert await ReadModels(db).session_position("t1", "s") == 2
+    await assert_read_models_match_fold(db)
 
 
-async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore) -> None:
+async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore, db: Database) -> None:
     for chunk in run_events("t1", "a", "ex1", 2) + run_events("t1", "a", "ex2", 3):
         await store.append_batch(chunk)
     events = await store.read_session("t1", "a")
@@ -63,27 +65,27 @@ async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore) -> 
     for part in totals.values():
         combined = combined.plus(part)
     assert combined == UsageTotals(2, 12 + 13, 5, 4)
-    async with store.pool.connection() as conn, conn.transaction():
-        await apply_events(conn, events)
-        await apply_events(conn, events)  # a repeat changes nothing
-    assert await readmodel.get_usage(store.pool, "t1") == totals
-    assert await readmodel.get_usage(store.pool, "t2") == {}
+    async with db.transaction() as conn:
+        await apply_events(conn, store, events)
+        await apply_events(conn, store, events)  # a repeat changes nothing
+    assert await ReadModels(db).get_usage("t1") == totals
+    assert await ReadModels(db).get_usage("t2") == {}
 
 
 async def test_read_models_equal_a_fresh_fold_and_a_rebuild_while_running_keeps_them_so(
-    store: EventStore, database_url: str
+    db: Database,
 ) -> None:
-    async with running_projector(store, database_url, lease_ttl_s=5, batch_size=200):
-        first = asyncio.create_task(write_workload(store, events=1000, sessions=30, tag="a"))
+    async with running_projector(db, lease_ttl_s=5, batch_size=200):
+        first = asyncio.create_task(write_workload(db, events=1000, sessions=30, tag="a"))
         await asyncio.sleep(0.3)
-        rebuilt = await rebuild_read_models(store.pool, batch_size=300)
+        rebuilt = await rebuild_read_models(db, batch_size=300)
         assert rebuilt.events > 0
         await first
-        more = asyncio.create_task(write_workload(store, events=600, sessions=30, tag="b"))
-        await rebuild_read_models(store.pool)  # a second rebuild replaces the first's tables
+        more = asyncio.create_task(write_workload(db, events=600, sessions=30, tag="b"))
+        await rebuild_read_models(db)  # a second rebuild replaces the first's tables
         await more
-        await wait_caught_up(store, timeout_s=30)
-        runs = await assert_read_models_match_fold(store)
+        await wait_caught_up(db, timeout_s=30)
+        runs = await assert_read_models_match_fold(db)
         assert runs == 80
-    position = await readmodel.projector_position(store.pool)
+    position = await Checkpoints(db).position("read_models")
     assert position.lag_events == 0 and position.lag_s == 0

@@ -8,11 +8,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agentlane import readmodel
 from agentlane.bus import Subscription
+from agentlane.db import Database
 from agentlane.folds import fold_run, fold_session, fold_usage
+from agentlane.readmodels import ReadModels
 from agentlane.records import NewEvent, StoredEvent
-from agentlane.store import EventStore
+from agentlane.store import Checkpoints, EventStore
+from tests.conftest import TEST_SHARDS
 
 TENANTS = ("t1", "t2")
 MODELS = ("model-a", "model-b")
@@ -53,7 +55,7 @@ class Workload:
 
 
 async def write_workload(
-    store: EventStore,
+    db: Database,
     *,
     events: int = 10_000,
     sessions: int = 100,
@@ -69,6 +71,7 @@ async def write_workload(
     another session (taking an early transaction id), holds it open, then appends: it commits
     after later transactions of the same session, so the tail hands its events out before lower
     seqs."""
+    store = EventStore(db, shards=TEST_SHARDS)
     names = session_names(sessions)
     # Late transactions lock their side session first and a run's session second; side sessions
     # carry no runs, so no two transactions ever wait on each other in a cycle.
@@ -89,7 +92,7 @@ async def write_workload(
                 appends += 1
                 if appends % late_every == w % late_every:
                     other_tenant, other = sides[w]
-                    async with store.pool.connection() as conn, conn.transaction():
+                    async with db.transaction() as conn:
                         side = await store.append_in_transaction(
                             conn, [NewEvent(other_tenant, other, "Token", {"text": "", "index": 0})]
                         )
@@ -147,10 +150,10 @@ def assert_session_order(received: list[StoredEvent]) -> None:
     assert len({e.event_id for e in received}) == len(received)
 
 
-async def wait_caught_up(store: EventStore, *, timeout_s: float, name: str = "read_models") -> None:
+async def wait_caught_up(db: Database, *, timeout_s: float, name: str = "read_models") -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        position = await readmodel.projector_position(store.pool, name)
+        position = await Checkpoints(db).position(name)
         if position.lag_events == 0:
             return
         if time.monotonic() > deadline:
@@ -158,9 +161,9 @@ async def wait_caught_up(store: EventStore, *, timeout_s: float, name: str = "re
         await asyncio.sleep(0.2)
 
 
-async def all_events(store: EventStore) -> list[StoredEvent]:
+async def all_events(db: Database) -> list[StoredEvent]:
     out: list[StoredEvent] = []
-    async with store.pool.connection() as conn:
+    async with db.connection() as conn:
         cursor = await conn.execute(
             "SELECT event_id, seq, tenant_id, session_id, execution_id, event_type, payload, "
             "created_at FROM agent_events ORDER BY tenant_id, session_id, seq"
@@ -170,10 +173,11 @@ async def all_events(store: EventStore) -> list[StoredEvent]:
     return out
 
 
-async def assert_read_models_match_fold(store: EventStore) -> int:
+async def assert_read_models_match_fold(db: Database) -> int:
     """The read models equal a fresh fold of every event (runs, sessions, usage); returns the
     number of runs compared."""
-    events = await all_events(store)
+    read_models = ReadModels(db)
+    events = await all_events(db)
     by_session: dict[tuple[str, str], list[StoredEvent]] = defaultdict(list)
     by_execution: dict[str, list[StoredEvent]] = defaultdict(list)
     for event in events:
@@ -181,18 +185,18 @@ async def assert_read_models_match_fold(store: EventStore) -> int:
         if event.execution_id:
             by_execution[event.execution_id].append(event)
     for (tenant, session), stream in by_session.items():
-        assert await readmodel.get_session(store.pool, tenant, session) == fold_session(stream)
+        assert await read_models.get_session(tenant, session) == fold_session(stream)
     for execution, stream in by_execution.items():
         expected = fold_run(stream)
         assert expected is not None
-        assert await readmodel.get_run(store.pool, expected.tenant_id, execution) == expected
-    async with store.pool.connection() as conn:
+        assert await read_models.get_run(expected.tenant_id, execution) == expected
+    async with db.connection() as conn:
         cursor = await conn.execute("SELECT count(*) FROM read_runs")
         row = await cursor.fetchone()
         assert row is not None and row[0] == len(by_execution)
     usage = fold_usage(events)
     for tenant in TENANTS:
-        assert await readmodel.get_usage(store.pool, tenant) == {
+        assert await read_models.get_usage(tenant) == {
             k: v for k, v in usage.items() if k.tenant_id == tenant
         }
     return len(by_execution)

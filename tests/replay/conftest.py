@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from agentlane.commands import start_run
+from agentlane.commands import Commands
+from agentlane.db import Database
 from agentlane.records import NewEvent
-from agentlane.store import EventStore
 from tests.conftest import TEST_SHARDS
 
 
@@ -26,7 +26,7 @@ class Seeded:
 
 
 async def write_run(
-    store: EventStore,
+    commands: Commands,
     tenant: str,
     session: str,
     run_id: str,
@@ -35,8 +35,8 @@ async def write_run(
     tokens: int = 3,
 ) -> str:
     """One run as a runner journals it (RunAccepted through the command path)."""
-    accepted = await start_run(
-        store, tenant_id=tenant, session_id=session, run_id=run_id, message=f"ask {run_id}"
+    accepted = await commands.start_run(
+        tenant_id=tenant, session_id=session, run_id=run_id, message=f"ask {run_id}"
     )
     ex = accepted.execution_id
     events = [NewEvent(tenant, session, "RunStarted", {"workflow": "agent", "version": "1"}, ex)]
@@ -57,28 +57,28 @@ async def write_run(
         data = {"answer": f"answer {run_id}"} if end == "Completed" else {"reason": "boom"}
         events.append(NewEvent(tenant, session, end, data, ex))
     for event in events:  # one transaction each, as a runner's steps commit
-        await store.append(event)
+        await commands.store.append(event)
     return ex
 
 
 @pytest.fixture
-async def seeded(store: EventStore) -> Seeded:
+async def seeded(commands: Commands, db: Database) -> Seeded:
     """Three streams in two tenants: finished runs, a failed one, one still running; read models
     rebuilt by the projector so they equal the events."""
     from projector import rebuild_read_models
 
     runs = {
         ("default", "s1"): [
-            await write_run(store, "default", "s1", "r1"),
-            await write_run(store, "default", "s1", "r2"),
+            await write_run(commands, "default", "s1", "r1"),
+            await write_run(commands, "default", "s1", "r2"),
         ],
         ("default", "s2"): [
-            await write_run(store, "default", "s2", "r3"),
-            await write_run(store, "default", "s2", "r4", end=None),
+            await write_run(commands, "default", "s2", "r3"),
+            await write_run(commands, "default", "s2", "r4", end=None),
         ],
-        ("acme", "s1"): [await write_run(store, "acme", "s1", "r1", end="Failed")],
+        ("acme", "s1"): [await write_run(commands, "acme", "s1", "r1", end="Failed")],
     }
-    await rebuild_read_models(store.pool)
+    await rebuild_read_models(db)
     return Seeded(runs)
 
 

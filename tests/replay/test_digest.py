@@ -10,19 +10,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlane.db import open_pool
+from agentlane.db import open_database
 from agentlane.records import NewEvent
 from agentlane.replay.digest import Digester
-from agentlane.replay.source import EventFilter, snapshot
 from agentlane.replay.verify import verify
 from agentlane.store import EventStore
+from agentlane.store.audit import EventFilter, snapshot
 from tests.strategies import json_values as _json
 
 
 async def _append_and_verify(url: str, results: list[Any]) -> list[str]:
     tenant = f"t{uuid.uuid4().hex[:8]}"
-    async with open_pool(url, name="digest", min_size=1, max_size=2) as pool:
-        store = EventStore(pool, shards=16)
+    async with open_database(url, name="digest", min_size=1, max_size=2) as db:
+        store = EventStore(db, shards=16)
         ex = f"ex_{tenant}"
         await store.append_batch([
             NewEvent(tenant, "s", "RunAccepted", {"runId": "r", "message": "m"}, ex),

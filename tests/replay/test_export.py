@@ -58,11 +58,13 @@ async def test_export_of_a_session_equals_the_http_api(
     assert lines == [compact(event.to_json()) for event in stored]
 
 
-async def test_export_filters_by_tenant_and_time(store: EventStore, seeded: Seeded) -> None:
+async def test_export_filters_by_tenant_and_time(
+    store: EventStore, seeded: Seeded, database_url: str
+) -> None:
     from agentlane.replay.export import export_lines
-    from agentlane.replay.source import EventFilter, snapshot
+    from agentlane.store.audit import EventFilter, snapshot
 
-    url = str(store.pool.conninfo)
+    url = database_url
     events = await store.read_session("default", "s1")
     cut = events[10].created_at
     with snapshot(url) as conn:

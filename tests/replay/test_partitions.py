@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from agentlane.records import NewEvent
-from agentlane.replay.parallel import partitions
-from agentlane.replay.source import EventFilter, snapshot
 from agentlane.store import EventStore
+from agentlane.store.audit import EventFilter, partitions, snapshot
 
 
 async def test_a_long_stream_is_a_share_of_its_own(database_url: str, store: EventStore) -> None:

@@ -9,18 +9,22 @@ import sys
 
 import psycopg
 
+from agentlane.commands import Commands
+from agentlane.db import Database
 from agentlane.folds import fold_run, fold_session
-from agentlane.readmodel import get_run, get_session, projector_position
+from agentlane.readmodels import ReadModels
 from agentlane.records import NewEvent
 from agentlane.replay.parallel import run_verify
-from agentlane.replay.source import EventFilter
-from agentlane.store import EventStore
+from agentlane.store import Checkpoints, EventStore
+from agentlane.store.audit import EventFilter
 from tests.conftest import TEST_SHARDS
 from tests.replay.conftest import Seeded, write_run
 
 
-async def test_rebuild_while_writes_continue(store: EventStore, seeded: Seeded) -> None:
-    url = str(store.pool.conninfo)
+async def test_rebuild_while_writes_continue(
+    commands: Commands, store: EventStore, db: Database, seeded: Seeded, database_url: str
+) -> None:
+    url = database_url
     stop = asyncio.Event()
     written = 0
 
@@ -29,7 +33,7 @@ async def test_rebuild_while_writes_continue(store: EventStore, seeded: Seeded) 
         number = 0
         while not stop.is_set():
             number += 1
-            ex = await write_run(store, "default", session, f"{session}-{number}", tokens=2)
+            ex = await write_run(commands, "default", session, f"{session}-{number}", tokens=2)
             await store.append(NewEvent("default", session, "CancelRequested", {}, ex))
             written += 1
             await asyncio.sleep(0.05)  # a steady trickle, not a flood the fold check must re-read
@@ -53,7 +57,7 @@ async def test_rebuild_while_writes_continue(store: EventStore, seeded: Seeded) 
 
     # Independently of verify: every session and run in the read models is the fold of exactly
     # the events up to the checkpoint the rebuild set (per stream: up to its highest seq there).
-    position = (await projector_position(store.pool)).checkpoint
+    position = (await Checkpoints(db).position("read_models")).checkpoint
     with psycopg.connect(url) as conn:
         streams = conn.execute(
             "SELECT tenant_id, session_id, max(seq) FROM agent_events "
@@ -65,9 +69,9 @@ async def test_rebuild_while_writes_continue(store: EventStore, seeded: Seeded) 
     for tenant, session, upto in streams:
         stream = await store.read_session(tenant, session, limit=10_000)
         events = [e for e in stream if e.seq <= upto]
-        assert await get_session(store.pool, tenant, session) == fold_session(events)
+        assert await ReadModels(db).get_session(tenant, session) == fold_session(events)
         for ex in {e.execution_id for e in events if e.execution_id}:
-            assert await get_run(store.pool, tenant, ex) == fold_run(
+            assert await ReadModels(db).get_run(tenant, ex) == fold_run(
                 [e for e in events if e.execution_id == ex]
             )
 

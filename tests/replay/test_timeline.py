@@ -15,9 +15,13 @@ Capture = pytest.CaptureFixture[str]
 
 
 async def test_session_json_folds_after_each_event_and_travels_in_time(
-    store: EventStore, seeded: Seeded, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+    store: EventStore,
+    seeded: Seeded,
+    database_url: str,
+    capsys: Capture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = str(store.pool.conninfo)
+    url = database_url
     events = await store.read_session("default", "s2")
     until = events[9]  # r4's RunStarted
     code, out, err = replay_in_process(
@@ -39,10 +43,14 @@ async def test_session_json_folds_after_each_event_and_travels_in_time(
 
 
 async def test_session_table_for_people(
-    store: EventStore, seeded: Seeded, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+    store: EventStore,
+    seeded: Seeded,
+    database_url: str,
+    capsys: Capture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code, table, err = replay_in_process(
-        str(store.pool.conninfo), "session", "s1", capsys=capsys, monkeypatch=monkeypatch
+        database_url, "session", "s1", capsys=capsys, monkeypatch=monkeypatch
     )
     assert code == 0, err
     assert "session default/s1" in table
@@ -52,11 +60,15 @@ async def test_session_table_for_people(
 
 
 async def test_run_json_is_the_journal_and_final_state(
-    store: EventStore, seeded: Seeded, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+    store: EventStore,
+    seeded: Seeded,
+    database_url: str,
+    capsys: Capture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ex = seeded.runs[("acme", "s1")][0]
     code, out, err = replay_in_process(
-        str(store.pool.conninfo), "run", ex, "--json", capsys=capsys, monkeypatch=monkeypatch
+        database_url, "run", ex, "--json", capsys=capsys, monkeypatch=monkeypatch
     )
     assert code == 0, err
     body = json.loads(out)

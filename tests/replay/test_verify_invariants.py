@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import psycopg
 
-from agentlane.commands import start_run
+from agentlane.commands import Commands
 from agentlane.records import NewEvent
-from agentlane.replay.readmodels import discover
-from agentlane.replay.source import EventFilter, snapshot
+from agentlane.replay.readmodel_checks import discover
 from agentlane.replay.verify import Summary, verify
 from agentlane.store import EventStore
+from agentlane.store.audit import EventFilter, snapshot
 from tests.replay.conftest import Seeded, write_run
 
 
@@ -26,13 +26,15 @@ def check(database_url: str, tenant: str | None = None) -> tuple[Summary, list[s
     return summary, found, models.notes
 
 
-async def test_overlapping_runs_of_a_session_are_caught(store: EventStore) -> None:
-    first = await start_run(store, tenant_id="t", session_id="s", run_id="a", message="1")
-    second = await start_run(store, tenant_id="t", session_id="s", run_id="b", message="2")
+async def test_overlapping_runs_of_a_session_are_caught(
+    commands: Commands, store: EventStore, database_url: str
+) -> None:
+    first = await commands.start_run(tenant_id="t", session_id="s", run_id="a", message="1")
+    second = await commands.start_run(tenant_id="t", session_id="s", run_id="b", message="2")
     started = {"workflow": "agent", "version": "1"}
     await store.append(NewEvent("t", "s", "RunStarted", started, first.execution_id))
     late = await store.append(NewEvent("t", "s", "RunStarted", started, second.execution_id))
-    summary, found, _ = check(store_url(store))
+    summary, found, _ = check(database_url)
     assert found == [
         f"t/s seq 4 event {late.event.event_id}: run {second.execution_id} started while run "
         f"{first.execution_id} (accepted before it) had not ended"
@@ -40,11 +42,13 @@ async def test_overlapping_runs_of_a_session_are_caught(store: EventStore) -> No
     assert summary.mismatches == 1
 
 
-async def test_events_after_the_end_or_before_the_start_are_caught(store: EventStore) -> None:
-    ex = await write_run(store, "t", "s", "a")
+async def test_events_after_the_end_or_before_the_start_are_caught(
+    commands: Commands, store: EventStore, database_url: str
+) -> None:
+    ex = await write_run(commands, "t", "s", "a")
     after = await store.append(NewEvent("t", "s", "Token", {"text": "x", "index": 9}, ex))
     stray = await store.append(NewEvent("t", "s", "Token", {"text": "y", "index": 0}, "ex_nobody"))
-    _, found, _ = check(store_url(store))
+    _, found, _ = check(database_url)
     assert found[0].startswith(
         f"t/s seq 9 event {after.event.event_id}: Token of run {ex} after its terminal event"
     )
@@ -53,9 +57,11 @@ async def test_events_after_the_end_or_before_the_start_are_caught(store: EventS
     )
 
 
-async def test_stream_heads_must_match_the_last_event(store: EventStore) -> None:
-    await write_run(store, "t", "s", "a")
-    url = store_url(store)
+async def test_stream_heads_must_match_the_last_event(
+    commands: Commands, database_url: str
+) -> None:
+    await write_run(commands, "t", "s", "a")
+    url = database_url
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE agent_stream_heads SET last_seq = last_seq + 1")
         conn.execute(
@@ -70,13 +76,13 @@ async def test_stream_heads_must_match_the_last_event(store: EventStore) -> None
 
 
 async def test_a_lagging_projector_is_not_a_mismatch(
-    database_url: str, store: EventStore, seeded: Seeded
+    database_url: str, commands: Commands, store: EventStore, seeded: Seeded
 ) -> None:
     """Events after the projector's checkpoint are not in the read models yet: verify compares
     up to the checkpoint, and still catches an edit of what the projector did apply."""
     ex = seeded.runs[("default", "s2")][1]
     await store.append(NewEvent("default", "s2", "Completed", {"answer": "late"}, ex))
-    await write_run(store, "default", "s3", "r9")
+    await write_run(commands, "default", "s3", "r9")
     summary, found, notes = check(database_url)
     assert found == [] and summary.events == 37 + 1 + 8
     assert "the projector lags: read models compared up to its checkpoint" in notes
@@ -87,20 +93,17 @@ async def test_a_lagging_projector_is_not_a_mismatch(
     assert found == [f"default/s2: read_runs row of run {ex}: answer is 'x', the events say None"]
 
 
-def store_url(store: EventStore) -> str:
-    return str(store.pool.conninfo)
-
-
 async def test_worker_processes_find_the_same_mismatches(
-    database_url: str, store: EventStore, seeded: Seeded
+    database_url: str, commands: Commands, store: EventStore, seeded: Seeded
 ) -> None:
     """``--jobs 2``: two processes on one exported snapshot, streams split by range, report
     exactly what one process reports (orphans and usage included)."""
-    from agentlane.replay.parallel import partitions, run_verify
+    from agentlane.replay.parallel import run_verify
+    from agentlane.store.audit import partitions
     from tests.replay.conftest import event_id_of, tamper
 
     for number in range(6):
-        await write_run(store, "zeta", f"z{number}", f"z{number}", tokens=1)
+        await write_run(commands, "zeta", f"z{number}", f"z{number}", tokens=1)
     token = event_id_of(database_url, "default", "s2", 4)
     tamper(database_url, [
         f"UPDATE agent_events SET payload = '{{\"text\": \"?\", \"index\": 1}}' "

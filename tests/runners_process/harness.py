@@ -1,6 +1,6 @@
 """A runner process whose workflow the test controls: ``python -m tests.runners_process.harness``.
 
-The runner, its leases, dispatch and the engine are the real ones (``runners.main.serve``, the
+The runner, its leases, dispatch and the engine are the real ones (``agentlane.cli.runner``, the
 engine's ``Executor``); only the registered workflow differs: its run message says how many
 activities to run, how long each takes, and whether to sleep on a durable timer first, so crash
 tests can hold runs mid-flight for as long as they need. Also the spawn helpers those tests share.
@@ -18,12 +18,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agentlane.embedded_pg import free_port
+from prometheus_client import CollectorRegistry
+
+from agentlane.cli.embedded_pg import free_port
+from agentlane.cli.runner import add_arguments, options_from, serve
+from agentlane.db import Database
+from agentlane.logs import configure_logging
+from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.store import EventStore
 from runners.api import RunExecutor
 from runners.engine import Executor, StepInfo, WorkflowContext, WorkflowRegistry
-from runners.main import add_arguments, options_from, serve
 from tests.fixtures.processes import Proc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +49,9 @@ ATTEMPTS_DDL = (
 )
 
 
-def build_test_executor(store: EventStore, settings: Settings) -> RunExecutor:
+def build_test_executor(
+    db: Database, settings: Settings, registry: CollectorRegistry
+) -> RunExecutor:
     """The engine's executor with the test workflow registered as ``agent``.
 
     Each activity attempt records its step key in ``test_step_attempts`` (a side effect outside
@@ -53,7 +60,7 @@ def build_test_executor(store: EventStore, settings: Settings) -> RunExecutor:
 
     async def work(info: StepInfo, seconds: float) -> dict[str, Any]:
         await asyncio.sleep(seconds)
-        async with store.pool.connection() as conn:
+        async with db.connection() as conn:
             await conn.execute("INSERT INTO test_step_attempts (key) VALUES (%s)", (info.key,))
         return {"step": info.step, "key": info.key}
 
@@ -65,9 +72,10 @@ def build_test_executor(store: EventStore, settings: Settings) -> RunExecutor:
             await ctx.activity(f"step{index}", work, spec.get("step_s", 0.05))
         return {"answer": f"done {ctx.run.run_id}"}
 
-    registry = WorkflowRegistry()
-    registry.register("agent", "test-1", steps_workflow)
-    return Executor(store, registry)
+    workflows = WorkflowRegistry()
+    workflows.register("agent", "test-1", steps_workflow)
+    store = EventStore(db, shards=settings.shards)
+    return Executor(store, RunIndex(db), workflows, metrics_registry=registry)
 
 
 def runner_env(database_url: str, name: str, *, ttl_s: float = 3, **extra: str) -> dict[str, str]:
@@ -122,6 +130,9 @@ def main() -> int:
     add_arguments(parser)
     args = parser.parse_args()
     settings = Settings.from_env()
+    configure_logging(
+        "runner", level=settings.log_level, json_lines=settings.log_format == "json"
+    )
     return serve(settings, options_from(args, settings), build_test_executor, host="127.0.0.1")
 
 

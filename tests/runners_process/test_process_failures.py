@@ -19,12 +19,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agentlane.commands import start_run
-from agentlane.db import open_pool
-from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+from agentlane.commands import Commands
+from agentlane.db import open_database
 from agentlane.errors import FencedOut
+from agentlane.leases import Fence
 from agentlane.migrate import migrate
-from agentlane.records import Fence, NewEvent
+from agentlane.records import NewEvent
+from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
 from tests.conftest import TEST_SHARDS
 from tests.fixtures.processes import Proc, stop_all
@@ -73,14 +75,13 @@ def _prepare(url: str) -> None:
 
 async def _start_runs(url: str, runs: int, sessions: int, message: str) -> None:
     """Runs ``r0..`` round-robin over sessions ``s0..``; sessions submit side by side (a burst)."""
-    async with open_pool(url, name="test-commands", min_size=1, max_size=8) as pool:
-        store = EventStore(pool, shards=TEST_SHARDS)
+    async with open_database(url, name="test-commands", min_size=1, max_size=8) as db:
+        commands = Commands(EventStore(db, shards=TEST_SHARDS), RunIndex(db))
 
         async def session(number: int) -> None:
             for index in range(number, runs, sessions):
-                await start_run(
-                    store, tenant_id="t", session_id=f"s{number}", run_id=f"r{index}",
-                    message=message,
+                await commands.start_run(
+                    tenant_id="t", session_id=f"s{number}", run_id=f"r{index}", message=message
                 )
 
         await asyncio.gather(*(session(number) for number in range(sessions)))
@@ -221,8 +222,8 @@ def test_sigstopped_runner_is_fenced_and_drops_its_shards(
 
 
 async def _fenced_append(url: str, session: str, fence: Fence) -> None:
-    async with open_pool(url, name="test-fence", min_size=1, max_size=1) as pool:
-        store = EventStore(pool, shards=TEST_SHARDS)
+    async with open_database(url, name="test-fence", min_size=1, max_size=1) as db:
+        store = EventStore(db, shards=TEST_SHARDS)
         await store.append(NewEvent("t", session, "Token", {"text": "late", "index": 0}),
                            fence=fence)
 

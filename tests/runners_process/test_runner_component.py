@@ -16,16 +16,14 @@ from contextlib import asynccontextmanager
 import psycopg
 import pytest
 
-from agentlane.commands import cancel_run, start_run
-from agentlane.errors import FencedOut
-from agentlane.records import Fence
+from agentlane.commands import Commands
+from agentlane.db import Database
+from agentlane.leases import SHARD_LEASES, Fence, Leases
 from agentlane.settings import Settings
 from agentlane.sharding import shard_for
-from agentlane.store import EventStore
 from runners.api import DueRun, Outcome
-from runners.leases import LeaseTable
-from runners.registry import RunnerIdentity
-from runners.runner import Runner, RunnerOptions
+from runners.component import Runner, RunnerOptions
+from runners.membership import RunnerIdentity
 from tests.conftest import TEST_SHARDS
 from tests.runners_process.harness import ATTEMPTS_DDL, build_test_executor, work_message
 
@@ -51,10 +49,7 @@ class RecordingExecutor:
         self.max_running = max(self.max_running, self.running)
         try:
             if run.execution_id in self.fence_out:
-                raise FencedOut(
-                    shard_id=fence.shard_id, runner_id=fence.runner_id,
-                    lease_token=fence.lease_token,
-                )
+                raise fence.refused()
             if run.execution_id in self.block:
                 waker = asyncio.ensure_future(wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
@@ -98,7 +93,7 @@ async def running(
 ) -> AsyncIterator[Runner]:
     runner = Runner(
         _settings(database_url, name),
-        lambda store, settings: executor,
+        lambda db, settings, registry: executor,
         RunnerOptions(poll_interval_s=0.2, **options),  # type: ignore[arg-type]
     )
     async with runner:
@@ -113,36 +108,36 @@ async def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> 
         await asyncio.sleep(0.05)
 
 
-async def _index_size(store: EventStore) -> int:
-    async with store.pool.connection() as conn:
+async def _index_size(db: Database) -> int:
+    async with db.connection() as conn:
         row = await (await conn.execute("SELECT count(*) FROM run_index")).fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def _wait_index_empty(store: EventStore, timeout_s: float) -> None:
+async def _wait_index_empty(db: Database, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while await _index_size(store):
+    while await _index_size(db):
         assert time.monotonic() < deadline, "runs did not finish"
         await asyncio.sleep(0.1)
 
 
 async def test_one_run_per_session_at_a_time_in_order_within_the_admission_bound(
-    store: EventStore, database_url: str
+    commands: Commands, db: Database, database_url: str
 ) -> None:
     executor = RecordingExecutor(database_url)
     accepted: dict[str, list[str]] = {}
     for session in range(6):
         for index in range(4):
-            result = await start_run(
-                store, tenant_id="t", session_id=f"s{session}", run_id=f"r{session}-{index}",
+            result = await commands.start_run(
+                tenant_id="t", session_id=f"s{session}", run_id=f"r{session}-{index}",
                 message="hi",
             )
             accepted.setdefault(f"s{session}", []).append(result.execution_id)
     async with running(database_url, executor, max_concurrent_runs=3) as runner:
         await _until(runner.is_ready, 10, "readiness")
         assert runner.owned_shards() == list(range(TEST_SHARDS))
-        await _wait_index_empty(store, 30)
+        await _wait_index_empty(db, 30)
     assert executor.max_running <= 3
     assert executor.max_running >= 2, "sessions on different shards should run side by side"
     for session, order in accepted.items():
@@ -152,14 +147,16 @@ async def test_one_run_per_session_at_a_time_in_order_within_the_admission_bound
             assert after[2] >= before[3], "a session's runs overlapped"
 
 
-async def test_a_command_wakes_the_run_being_advanced(store: EventStore, database_url: str) -> None:
+async def test_a_command_wakes_the_run_being_advanced(
+    commands: Commands, database_url: str
+) -> None:
     executor = RecordingExecutor(database_url)
-    result = await start_run(store, tenant_id="t", session_id="s", run_id="r", message="hi")
+    result = await commands.start_run(tenant_id="t", session_id="s", run_id="r", message="hi")
     executor.block.add(result.execution_id)
     async with running(database_url, executor):
         await _until(lambda: executor.running == 1, 10, "the advance to start")
         asked = time.monotonic()
-        await cancel_run(store, tenant_id="t", execution_id=result.execution_id)
+        await commands.cancel_run(tenant_id="t", execution_id=result.execution_id)
         await _until(lambda: result.execution_id in executor.woken, 5, "the wake")
         print(f"command -> wake: {executor.woken[result.execution_id] - asked:.3f}s")
 
@@ -180,13 +177,13 @@ async def test_a_peer_joining_takes_half_the_shards(database_url: str) -> None:
 
 
 async def test_a_fenced_append_drops_the_shard_at_once(
-    store: EventStore, database_url: str, caplog: pytest.LogCaptureFixture
+    commands: Commands, db: Database, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     executor = RecordingExecutor(database_url)
-    result = await start_run(store, tenant_id="t", session_id="s", run_id="r", message="hi")
+    result = await commands.start_run(tenant_id="t", session_id="s", run_id="r", message="hi")
     executor.fence_out.add(result.execution_id)
     shard = shard_for("t", "s", TEST_SHARDS)
-    with caplog.at_level(logging.WARNING, logger="runners.runner"):
+    with caplog.at_level(logging.WARNING, logger="runners.component"):
         async with running(database_url, executor) as runner:
             await _until(
                 lambda: any("append rejected by the fence" in r.message for r in caplog.records),
@@ -196,12 +193,12 @@ async def test_a_fenced_append_drops_the_shard_at_once(
             executor.fence_out.clear()
             # Dropped, then claimed again with a new token (nobody else wants it).
             await _until(lambda: shard in runner.owned_shards(), 10, "a new claim")
-            await _wait_index_empty(store, 10)
+            await _wait_index_empty(db, 10)
     assert any(f"dropped shard {shard}" in r.message for r in caplog.records)
 
 
 async def test_a_shard_with_no_progress_is_given_up(
-    store: EventStore, database_url: str, caplog: pytest.LogCaptureFixture
+    commands: Commands, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     executor = RecordingExecutor(database_url)
     # Two sessions on different shards; the admission bound lets only the blocked one run.
@@ -209,26 +206,26 @@ async def test_a_shard_with_no_progress_is_given_up(
     first = sessions[0]
     home = shard_for("t", first, TEST_SHARDS)
     other = next(s for s in sessions if shard_for("t", s, TEST_SHARDS) != home)
-    blocked = await start_run(store, tenant_id="t", session_id=first, run_id="r1", message="x")
+    blocked = await commands.start_run(tenant_id="t", session_id=first, run_id="r1", message="x")
     executor.block.add(blocked.execution_id)
     async with running(
         database_url, executor, max_concurrent_runs=1, stall_timeout_s=1.0
     ) as runner:
         await _until(lambda: executor.running == 1, 10, "the blocked advance")
-        await start_run(store, tenant_id="t", session_id=other, run_id="r2", message="x")
+        await commands.start_run(tenant_id="t", session_id=other, run_id="r2", message="x")
         stuck = shard_for("t", other, TEST_SHARDS)
-        with caplog.at_level(logging.WARNING, logger="runners.runner"):
+        with caplog.at_level(logging.WARNING, logger="runners.component"):
             await _until(lambda: stuck not in runner.owned_shards(), 15, "the stalled shard to go")
         assert any("stalled" in r.message for r in caplog.records)
 
 
 async def test_a_restarted_name_gets_a_new_incarnation_and_never_reuses_tokens(
-    store: EventStore,
+    db: Database,
 ) -> None:
     first, second = RunnerIdentity.fresh("pod-0"), RunnerIdentity.fresh("pod-0")
     assert first.runner_id != second.runner_id
-    old = LeaseTable(store.pool, runner_id=first.runner_id, ttl_s=0.5)
-    new = LeaseTable(store.pool, runner_id=second.runner_id, ttl_s=0.5)
+    old = Leases(db, SHARD_LEASES, holder=first.runner_id, ttl_s=0.5)
+    new = Leases(db, SHARD_LEASES, holder=second.runner_id, ttl_s=0.5)
     held = await old.claim(TEST_SHARDS)
     assert len(held) == TEST_SHARDS
     assert await new.claim(TEST_SHARDS) == [], "live leases are never taken"
@@ -241,15 +238,14 @@ async def test_a_restarted_name_gets_a_new_incarnation_and_never_reuses_tokens(
 
 
 async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_back(
-    store: EventStore, database_url: str, caplog: pytest.LogCaptureFixture
+    commands: Commands, db: Database, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A runner whose own clock still says "leased" (a pause, a skewed view) while the database
     gave the shard to another runner: the real engine's next append is refused by the fence, the
     runner drops the shard at once, and nothing more is written for it."""
-    async with store.pool.connection() as conn:
+    async with db.connection() as conn:
         await conn.execute(ATTEMPTS_DDL)
-    run = await start_run(
-        store, tenant_id="t", session_id="s", run_id="r",
+    run = await commands.start_run(tenant_id="t", session_id="s", run_id="r",
         message=work_message(steps=40, step_s=0.1),
     )
     shard = shard_for("t", "s", TEST_SHARDS)
@@ -260,7 +256,7 @@ async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_bac
     )
 
     async def steps_done() -> int:
-        async with store.pool.connection() as conn:
+        async with db.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT count(*) FROM agent_events WHERE execution_id = %s "
@@ -271,18 +267,18 @@ async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_bac
         assert row is not None
         return int(row[0])
 
-    with caplog.at_level(logging.WARNING, logger="runners.runner"):
+    with caplog.at_level(logging.WARNING, logger="runners.component"):
         async with runner:
             deadline = time.monotonic() + 20
             while await steps_done() < 2:
                 assert time.monotonic() < deadline, "the run did not progress"
                 await asyncio.sleep(0.05)
-            async with store.pool.connection() as conn:
+            async with db.connection() as conn:
                 await conn.execute(
                     "UPDATE cluster_shards SET lease_expires_at = now() WHERE shard_id = %s",
                     (shard,),
                 )
-            thief = LeaseTable(store.pool, runner_id="thief/1", ttl_s=30)
+            thief = Leases(db, SHARD_LEASES, holder="thief/1", ttl_s=30)
             assert [lease.shard_id for lease in await thief.claim(1)] == [shard]
             await _until(
                 lambda: any("append rejected by the fence" in r.message for r in caplog.records),

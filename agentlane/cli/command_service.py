@@ -1,0 +1,98 @@
+"""``agentlane command-service``: the HTTP command API as one process (what its container runs).
+
+Admission limits (flag, else environment variable, else default; 0 disables a limit):
+
+- ``--max-inflight`` / ``AGENTLANE_CMD_MAX_INFLIGHT`` (64): most requests in progress per instance;
+- ``--latency-target`` / ``AGENTLANE_CMD_LATENCY_TARGET`` (0.25): seconds; the in-flight bound
+  adapts (AIMD) between 2 and ``--max-inflight`` to keep admitted requests near it (0: fixed);
+- ``--max-streams`` / ``AGENTLANE_CMD_MAX_STREAMS`` (1000): open SSE streams per instance;
+- ``--rate`` / ``AGENTLANE_CMD_RATE`` (50): requests per second per tenant per instance;
+- ``--burst`` / ``AGENTLANE_CMD_BURST`` (100): token-bucket size per tenant;
+- ``--max-active-runs`` / ``AGENTLANE_CMD_MAX_ACTIVE_RUNS`` (100): a tenant's unfinished runs;
+- ``--retry-after`` / ``AGENTLANE_CMD_RETRY_AFTER`` (1): Retry-After seconds when overloaded.
+
+Rate and in-flight limits are in-process: each instance enforces its own share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from agentlane.auth import Authenticator
+from agentlane.db import open_database
+from agentlane.errors import ConfigError
+from agentlane.service import metrics_registry, run_service
+from agentlane.settings import Settings
+from command_service import CommandService, Limits
+
+#: Limits field -> (flag, environment variable, type)
+_LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
+    "max_inflight": ("--max-inflight", "AGENTLANE_CMD_MAX_INFLIGHT", int),
+    "max_streams": ("--max-streams", "AGENTLANE_CMD_MAX_STREAMS", int),
+    "latency_target_s": ("--latency-target", "AGENTLANE_CMD_LATENCY_TARGET", float),
+    "rate_per_s": ("--rate", "AGENTLANE_CMD_RATE", float),
+    "burst": ("--burst", "AGENTLANE_CMD_BURST", int),
+    "max_active_runs": ("--max-active-runs", "AGENTLANE_CMD_MAX_ACTIVE_RUNS", int),
+    "retry_after_s": ("--retry-after", "AGENTLANE_CMD_RETRY_AFTER", float),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (port: PORT)")
+    defaults = Limits()
+    for name, (flag, env, kind) in _LIMIT_OPTIONS.items():
+        parser.add_argument(
+            flag, dest=name, type=kind, default=None,
+            help=f"admission limit (env {env}; default {getattr(defaults, name)}; 0 = off)",
+        )
+
+
+def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
+    """Limits from flags, else the environment, else the defaults; ConfigError on bad values."""
+    values: dict[str, Any] = {}
+    for field in fields(Limits):
+        flag, env, kind = _LIMIT_OPTIONS[field.name]
+        value = getattr(args, field.name, None)
+        if value is None and environ.get(env):
+            try:
+                value = kind(environ[env])
+            except ValueError:
+                raise ConfigError(f"{env}: not a number: {environ[env]!r}") from None
+        if value is not None:
+            if value < 0:
+                raise ConfigError(f"{flag} / {env} must not be negative")
+            values[field.name] = value
+    return Limits(**values)
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    limits = limits_from(args, os.environ)
+    asyncio.run(serve(settings, limits, host=args.host))
+    return 0
+
+
+async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
+    """The command API alone in this process, on ``settings.port``, until SIGTERM/SIGINT."""
+    registry = metrics_registry()
+    async with open_database(
+        settings.require_database_url(),
+        name="command-service",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+    ) as db:
+        service = CommandService(
+            db=db,
+            shards=settings.shards,
+            authenticator=Authenticator.from_settings(settings),
+            limits=limits,
+            registry=registry,
+        )
+        await run_service(
+            [service], host=host, port=settings.port, registry=registry,
+            uvicorn_options={"backlog": 4096},
+        )

@@ -1,0 +1,58 @@
+"""``agentlane edge``: the command API and the WebSocket gateway in one process on one port.
+
+What ``agentlane dev`` serves on http://127.0.0.1:8080 (CONTRACT.md: HTTP routes and ``/ws`` on
+one port). Both components share one pool and one metrics registry; each is built exactly as its
+own subcommand builds it, and the process takes the command service's flags (admission limits)
+and ``--host``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from agentlane.auth import Authenticator
+from agentlane.cli import command_service
+from agentlane.cli.gateway import build_gateway
+from agentlane.db import open_database
+from agentlane.service import Component, metrics_registry, run_service
+from agentlane.settings import Settings
+from command_service import CommandService, Limits
+from gateway import UVICORN_WS_OPTIONS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    command_service.add_arguments(parser)
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    limits = command_service.limits_from(args, os.environ)
+    asyncio.run(serve(settings, limits, host=args.host))
+    return 0
+
+
+async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
+    """Serve both components on ``settings.port`` until SIGTERM/SIGINT."""
+    authenticator = Authenticator.from_settings(settings)
+    registry = metrics_registry()
+    async with open_database(
+        settings.require_database_url(),
+        name="edge",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+    ) as db:
+        components: list[Component] = [
+            CommandService(
+                db=db, shards=settings.shards, authenticator=authenticator, limits=limits,
+                registry=registry,
+            ),
+            build_gateway(settings, db, authenticator=authenticator, registry=registry),
+        ]
+        await run_service(
+            components,
+            host=host,
+            port=settings.port,
+            registry=registry,
+            uvicorn_options={**UVICORN_WS_OPTIONS, "backlog": 4096},
+        )

@@ -1,0 +1,263 @@
+"""``agentlane replay``: the audit CLI (timelines, verify, rebuild, export).
+
+Exit codes: 0 done (verify: everything agrees), 1 a failed check or an expected error (one line on
+stderr), 2 bad arguments. Output for people is a rich table on a terminal; ``--json`` (and export)
+are for machines. Progress bars go to stderr and only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from agentlane.db import open_database
+from agentlane.errors import StoreError
+from agentlane.replay import export as export_mod
+from agentlane.replay import timeline
+from agentlane.replay.errors import NothingToReplay, ReplayError
+from agentlane.replay.parallel import run_verify
+from agentlane.replay.progress import progress, wanted
+from agentlane.replay.verify import Mismatch
+from agentlane.settings import Settings
+from agentlane.store.audit import EventFilter, count_events, events, snapshot
+from projector import RebuildResult, rebuild_read_models
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 time or date; one without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use RFC 3339, e.g. 2026-01-31T12:00:00Z or 2026-01-31"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid event id {text!r}: a positive integer")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: 0 (auto) to 64")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="the event store (default: DATABASE_URL)")
+    commands = parser.add_subparsers(
+        dest="replay_command", metavar="SUBCOMMAND", required=True, parser_class=type(parser)
+    )
+
+    session = commands.add_parser(
+        "session", help="a session's timeline with the state folded after each event"
+    )
+    session.add_argument("session", metavar="SESSION")
+    session.add_argument("--tenant", default="default", help="tenant id (default: %(default)s)")
+    session.add_argument(
+        "--until", type=positive_int, metavar="EVENT_ID",
+        help="time travel: stop after this event id",
+    )
+    session.add_argument(
+        "--json", action="store_true", help="NDJSON: one {event, run, session} a line"
+    )
+
+    run = commands.add_parser("run", help="one run's journal and final state")
+    run.add_argument("execution", metavar="EXECUTION_ID")
+    run.add_argument("--tenant", help="only this tenant's run")
+    run.add_argument("--json", action="store_true", help="one JSON object: state and events")
+
+    check = commands.add_parser(
+        "verify",
+        help="check hash chains, seq, journal invariants and read models; exit 1 on a mismatch",
+    )
+    check.add_argument("--tenant", help="only this tenant's streams")
+    check.add_argument(
+        "--json", action="store_true", help="NDJSON: one mismatch a line, then a summary"
+    )
+    check.add_argument(
+        "--jobs", type=_jobs, default=0, metavar="N",
+        help="worker processes (default: one per core on large stores, else 1)",
+    )
+
+    commands.add_parser("rebuild", help="recreate the read models from events and swap them in")
+
+    dump = commands.add_parser("export", help="NDJSON of the Event JSON, one event a line")
+    dump.add_argument("--tenant", help="only this tenant")
+    dump.add_argument("--session", help="only this session id")
+    dump.add_argument(
+        "--since", type=parse_time, metavar="TIME",
+        help="only events created at or after TIME (RFC 3339; UTC when no offset)",
+    )
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    url = args.database_url or settings.require_database_url()
+    handler = {
+        "session": _session,
+        "run": _run,
+        "verify": _verify,
+        "rebuild": _rebuild,
+        "export": _export,
+    }[args.replay_command]
+    try:
+        code = handler(url, args, settings)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `agentlane replay export | head` is not an error. Python would report the closed pipe
+        # again when it flushes stdout at exit: point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except StoreError as exc:
+        raise ReplayError(_one_line(exc)) from exc
+    return code
+
+
+def _one_line(exc: StoreError) -> str:
+    """The CLI prints one line (the store's messages say what to do, e.g. migrate)."""
+    return str(exc).splitlines()[0]
+
+
+def _console() -> Console:
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=200, no_color=True, highlight=False)
+
+
+def _session(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    where = EventFilter(
+        tenant_id=args.tenant, session_id=args.session, until_event_id=args.until
+    )
+    with snapshot(url) as conn:
+        found = events(conn, where)
+        first = next(found, None)
+        if first is None:
+            raise NothingToReplay(f"session {args.session!r} of tenant {args.tenant!r}")
+        steps = timeline.steps(itertools.chain([first], found))
+        if args.json:
+            timeline.write_ndjson(steps, sys.stdout)
+            return 0
+        console = _console()
+        title = f"session {args.tenant}/{args.session}"
+        if args.until is not None:
+            title += f" until event {args.until}"
+        last = timeline.render_table(title, steps, console)
+        if last is not None:
+            timeline.render_state(
+                "session state after the last event", last.session.to_json(), console
+            )
+    return 0
+
+
+def _run(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    where = EventFilter(tenant_id=args.tenant, execution_id=args.execution)
+    with snapshot(url) as conn:
+        history = list(events(conn, where, by_seq_only=True))
+    if not history:
+        raise NothingToReplay(f"run {args.execution!r}")
+    steps = list(timeline.steps(history))
+    state = steps[-1].run
+    if args.json:
+        body: dict[str, Any] = {
+            "executionId": args.execution,
+            "state": state.to_json() if state is not None else None,
+            "events": [event.to_json() for event in history],
+        }
+        sys.stdout.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
+        return 0
+    console = _console()
+    first = history[0]
+    timeline.render_table(
+        f"run {args.execution} (session {first.tenant_id}/{first.session_id})", steps, console
+    )
+    if state is not None:
+        timeline.render_state("final state", state.to_json(), console)
+    return 0
+
+
+def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    where = EventFilter(tenant_id=args.tenant)
+
+    with progress("verifying", None, enabled=wanted()) as bar:
+
+        def report(mismatch: Mismatch) -> None:
+            if args.json:
+                bar.write_line(json.dumps({"mismatch": mismatch.describe(), **_fields(mismatch)}))
+            else:
+                bar.write_line(f"MISMATCH {mismatch.describe()}")
+
+        outcome = run_verify(
+            url, where, jobs=args.jobs, report=report, advance=bar.advance,
+            total=bar.set_total if bar.enabled else None,
+        )
+    summary = outcome.summary
+    scope = f"tenant {args.tenant}" if args.tenant else "all tenants"
+    if args.json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "ok": summary.mismatches == 0, "scope": scope, "events": summary.events,
+                    "streams": summary.streams, "runs": summary.runs,
+                    "mismatches": summary.mismatches, "notes": outcome.notes,
+                }
+            ) + "\n"
+        )
+    else:
+        for note in outcome.notes:
+            sys.stdout.write(f"note: {note}\n")
+        verdict = "OK" if summary.mismatches == 0 else f"{summary.mismatches} MISMATCHES"
+        sys.stdout.write(
+            f"{verdict}: {summary.events} events, {summary.streams} streams, {summary.runs} runs "
+            f"({scope})\n"
+        )
+    return 0 if summary.mismatches == 0 else 1
+
+
+def _fields(mismatch: Mismatch) -> dict[str, Any]:
+    return {
+        "tenantId": mismatch.tenant_id,
+        "sessionId": mismatch.session_id,
+        "seq": mismatch.seq,
+        "eventId": mismatch.event_id,
+        "what": mismatch.what,
+    }
+
+
+def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    """The projector recreates its read models from events (its function, not a copy of it)."""
+
+    async def run() -> RebuildResult:
+        async with open_database(url, name="replay-rebuild", min_size=1, max_size=4) as db:
+            return await rebuild_read_models(db)
+
+    result = asyncio.run(run())
+    sys.stdout.write(f"rebuilt the read models from {result.events} events\n")
+    return 0
+
+
+def _export(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    where = EventFilter(tenant_id=args.tenant, session_id=args.session, since=args.since)
+    with snapshot(url) as conn, progress("exporting", None, enabled=wanted()) as bar:
+        if bar.enabled:
+            bar.set_total(count_events(conn, where))
+        export_mod.export(conn, where, sys.stdout, advance=bar.advance)
+    return 0

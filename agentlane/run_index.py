@@ -1,0 +1,285 @@
+"""The runners' work index, ``run_index``: one row per run that has not ended (ddl/0003).
+
+Commands add and wake rows in the transaction of the events they append (then NOTIFY the owning
+shard on ``WORK_CHANNEL``: a hint, owners also poll); the engine moves a row with the events that
+change its run and deletes it with the terminal event; runners read which runs are due. A row's
+``wake_at`` is when its shard's owner must look at the run next (NULL: only a signal wakes it).
+
+Setting ``wake_at`` must never hide a command: a signal or cancel that committed while the engine
+was deciding to wait makes the row due at once instead (:meth:`RunIndex.apply_change`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from agentlane.db import Connection, Database
+from agentlane.leases import Fence, check_fence
+from agentlane.store import fragments, lock_stream
+
+#: NOTIFY channel of work: the payload is the shard that has a new or woken run.
+WORK_CHANNEL = "agentlane_work"
+
+Wake = Literal["keep", "now", "never"] | datetime
+Status = Literal["queued", "running", "suspended"]
+
+
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    """A run the owner of its shard must look at now."""
+
+    tenant_id: str
+    session_id: str
+    execution_id: str
+    shard_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexChange:
+    """What to do to a run's row: delete it, or set its status and next wake time."""
+
+    status: Status | None = None
+    wake: Wake = "keep"
+    delete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShardProgress:
+    """Due work of one shard that no advance handles yet, and when its next timer fires."""
+
+    oldest_due_age_s: float | None
+    next_wake_in_s: float | None
+
+
+_NEWER_COMMANDS = fragments.commands_after(execution="execution", seen="seen")
+
+# The head run of each session: runs of a session execute one at a time, in acceptance order.
+_HEADS = """
+    r.shard_id = ANY(%(shards)s::int[]) AND r.execution_id <> ALL(%(busy)s::text[])
+    AND NOT EXISTS (
+        SELECT 1 FROM run_index p
+        WHERE p.tenant_id = r.tenant_id AND p.session_id = r.session_id
+          AND p.accepted_seq < r.accepted_seq)
+"""
+
+_DUE = f"""
+SELECT r.tenant_id, r.session_id, r.execution_id, r.shard_id
+FROM run_index r
+WHERE r.wake_at <= now() AND {_HEADS}
+ORDER BY r.wake_at
+LIMIT %(limit)s
+"""
+
+_PROGRESS = f"""
+SELECT r.shard_id,
+       extract(epoch FROM now() - min(r.wake_at) FILTER (WHERE r.wake_at <= now()))::float8,
+       extract(epoch FROM min(r.wake_at) FILTER (WHERE r.wake_at > now()) - now())::float8
+FROM run_index r
+WHERE r.wake_at IS NOT NULL AND {_HEADS}
+GROUP BY r.shard_id
+"""
+
+
+class RunIndex:
+    """Reads and writes of ``run_index``, borrowing connections from ``db`` (or running inside a
+    caller's transaction, for the methods that take one)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- commands (inside the transaction of the command's events) ---------------------------
+
+    @staticmethod
+    async def enqueue(
+        conn: Connection,
+        *,
+        execution_id: str,
+        tenant_id: str,
+        session_id: str,
+        run_id: str,
+        shard_id: int,
+        accepted_seq: int,
+    ) -> None:
+        """Index a run just accepted, due now, and wake its shard's owner."""
+        await conn.execute(
+            "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
+            "accepted_seq, status, wake_at) VALUES (%s, %s, %s, %s, %s, %s, 'queued', now())",
+            (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq),
+        )
+        await RunIndex.notify(conn, shard_id)
+
+    @staticmethod
+    async def wake(conn: Connection, tenant_id: str, execution_ids: Sequence[str]) -> int:
+        """Make runs due now (a command arrived for them); how many rows there were (a run that
+        has ended has none)."""
+        cursor = await conn.execute(
+            "UPDATE run_index SET wake_at = now(), updated_at = now() "
+            "WHERE tenant_id = %s AND execution_id = ANY(%s::text[])",
+            (tenant_id, list(execution_ids)),
+        )
+        return cursor.rowcount
+
+    @staticmethod
+    async def notify(conn: Connection, shard_id: int) -> None:
+        """Tell the shard's owner it has work (delivered when the transaction commits)."""
+        await conn.execute("SELECT pg_notify(%s, %s)", (WORK_CHANNEL, str(shard_id)))
+
+    @staticmethod
+    async def session_runs(conn: Connection, tenant_id: str, session_id: str) -> list[str]:
+        """The session's runs that have not ended, in acceptance order."""
+        cursor = await conn.execute(
+            "SELECT execution_id FROM run_index WHERE tenant_id = %s AND session_id = %s "
+            "ORDER BY accepted_seq",
+            (tenant_id, session_id),
+        )
+        return [row[0] for row in await cursor.fetchall()]
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def route(self, tenant_id: str, execution_id: str) -> tuple[str, int] | None:
+        """``(session_id, shard_id)`` of a run that has not ended; None otherwise."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT session_id, shard_id FROM run_index "
+                    "WHERE tenant_id = %s AND execution_id = %s",
+                    (tenant_id, execution_id),
+                )
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def status(self, tenant_id: str, execution_id: str) -> Status | None:
+        """The status of a run that has not ended; None otherwise (ended, or unknown)."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT status FROM run_index WHERE tenant_id = %s AND execution_id = %s",
+                    (tenant_id, execution_id),
+                )
+            ).fetchone()
+        return None if row is None else row[0]
+
+    async def count_active(self, tenant_id: str, *, limit: int) -> int:
+        """How many runs of ``tenant_id`` have not ended, counted up to ``limit``."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FROM "
+                    "(SELECT 1 FROM run_index WHERE tenant_id = %s LIMIT %s) AS r",
+                    (tenant_id, limit),
+                )
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- the engine ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def apply_change(
+        conn: Connection,
+        *,
+        tenant_id: str,
+        execution_id: str,
+        seen_seq: int,
+        change: IndexChange,
+    ) -> bool:
+        """Apply ``change``; True when a command newer than ``seen_seq`` waits (the run is due).
+
+        The caller holds the session's stream-head lock, so every command committed before it is
+        visible to these statements and no command can commit until this transaction ends.
+        """
+        params: dict[str, Any] = {
+            "tenant": tenant_id, "execution": execution_id, "seen": seen_seq
+        }
+        if change.delete:
+            await conn.execute(
+                "DELETE FROM run_index "
+                "WHERE tenant_id = %(tenant)s AND execution_id = %(execution)s",
+                params,
+            )
+            return False
+        sets = ["updated_at = now()"]
+        if change.status is not None:
+            sets.append("status = %(status)s")
+            params["status"] = change.status
+        if change.wake == "now":
+            sets.append("wake_at = now()")
+        elif change.wake == "never":
+            sets.append(f"wake_at = CASE WHEN {_NEWER_COMMANDS} THEN now() END")
+        elif isinstance(change.wake, datetime):
+            sets.append(f"wake_at = CASE WHEN {_NEWER_COMMANDS} THEN now() ELSE %(wake)s END")
+            params["wake"] = change.wake
+        cursor = await conn.execute(
+            f"UPDATE run_index SET {', '.join(sets)} "
+            "WHERE tenant_id = %(tenant)s AND execution_id = %(execution)s "
+            f"RETURNING {_NEWER_COMMANDS}",
+            params,
+        )
+        row = await cursor.fetchone()
+        return bool(row[0]) if row is not None else False
+
+    async def change_fenced(
+        self,
+        fence: Fence,
+        *,
+        tenant_id: str,
+        session_id: str,
+        execution_id: str,
+        seen_seq: int,
+        change: IndexChange,
+    ) -> bool:
+        """Apply ``change`` with no event (a re-suspension, a timer not yet due, a drain),
+        checking the lease and taking the session's head lock first, as an append would."""
+        async with self._db.transaction() as conn:
+            await check_fence(conn, fence)
+            await lock_stream(conn, tenant_id, session_id)
+            return await self.apply_change(
+                conn,
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                seen_seq=seen_seq,
+                change=change,
+            )
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    async def find_due(
+        self, shards: Sequence[int], *, busy: Sequence[str], limit: int
+    ) -> list[DueRun]:
+        """Head runs of ``shards`` that are due now (database time), oldest first, not ``busy``."""
+        if not shards or limit <= 0:
+            return []
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    _DUE, {"shards": list(shards), "busy": list(busy), "limit": limit}
+                )
+            ).fetchall()
+        return [DueRun(*row) for row in rows]
+
+    async def progress(
+        self, shards: Sequence[int], *, busy: Sequence[str]
+    ) -> Mapping[int, ShardProgress]:
+        """Per shard: the age of its oldest due work no advance handles (not ``busy``), and the
+        time to its next timer."""
+        if not shards:
+            return {}
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(_PROGRESS, {"shards": list(shards), "busy": list(busy)})
+            ).fetchall()
+        found = {row[0]: ShardProgress(row[1], row[2]) for row in rows}
+        return {shard: found.get(shard, ShardProgress(None, None)) for shard in shards}
+
+
+__all__ = [
+    "WORK_CHANNEL",
+    "DueRun",
+    "IndexChange",
+    "RunIndex",
+    "ShardProgress",
+    "Status",
+    "Wake",
+]

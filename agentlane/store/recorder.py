@@ -1,0 +1,471 @@
+"""The event store's recorder: appends to and reads of ``agent_events`` and ``agent_stream_heads``.
+
+Append takes the stream head's row lock (so ``seq`` has no gaps and ``event_id`` grows with it),
+extends the hash chain and inserts, all in one transaction; an optional fence re-checks the
+writer's shard lease in that same transaction. Reads filter by tenant, always.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import tuple_row
+
+from agentlane.db import Connection, Database
+from agentlane.errors import DuplicateEvent, InvalidEvent
+from agentlane.events import COMMAND_TYPES, format_timestamp, validate_data
+from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
+from agentlane.leases import SHARD_LEASES, Fence
+from agentlane.records import NewEvent, StoredEvent
+from agentlane.sharding import shard_for
+
+logger = logging.getLogger(__name__)
+
+#: Runs inside the append's transaction, after the insert, only when something was written.
+TransactionHook = Callable[[Connection, list[StoredEvent]], Awaitable[None]]
+
+EVENT_COLUMNS = (
+    "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
+)
+
+_HEAD_UPSERT = """
+INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash)
+{source}
+ON CONFLICT (tenant_id, session_id)
+    DO UPDATE SET last_seq = h.last_seq + %(count)s, updated_at = now()
+RETURNING h.last_seq - %(count)s + 1, h.last_hash, now()
+"""
+_LOCK_HEAD = _HEAD_UPSERT.format(
+    source="VALUES (%(tenant)s, %(session)s, %(count)s, %(genesis)s)"
+)
+# The lease row is read FOR SHARE: a takeover (an UPDATE of that row) waits until this append has
+# committed or rolled back, so no write can slip in after the lease moved.
+_LOCK_HEAD_FENCED = f"WITH fence AS ({SHARD_LEASES.fence_sql()})" + _HEAD_UPSERT.format(
+    source="SELECT %(tenant)s, %(session)s, %(count)s, %(genesis)s FROM fence"
+)
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO agent_events (tenant_id, session_id, seq, execution_id, event_type, payload,
+                              created_at, idempotency_key, prev_hash, hash)
+    SELECT %(tenant)s, %(session)s, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
+           %(created_at)s, u.idempotency_key, u.prev_hash, u.hash
+    FROM unnest(%(seqs)b::bigint[], %(executions)b::text[], %(types)b::text[],
+                %(payloads)b::text[], %(keys)b::text[], %(prevs)b::bytea[], %(hashes)b::bytea[])
+         AS u(seq, execution_id, event_type, payload, idempotency_key, prev_hash, hash)
+    ORDER BY u.seq
+    ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING event_id, seq
+), head AS (
+    UPDATE agent_stream_heads SET last_hash = %(last_hash)s
+    WHERE tenant_id = %(tenant)s AND session_id = %(session)s
+)
+SELECT event_id, seq FROM ins ORDER BY seq
+"""
+
+_HISTORY = """
+SELECT a.payload ->> 'message', c.payload ->> 'answer'
+FROM agent_events a
+JOIN agent_events c
+  ON c.execution_id = a.execution_id AND c.event_type = 'Completed' AND c.tenant_id = a.tenant_id
+WHERE a.tenant_id = %s AND a.session_id = %s AND a.event_type = 'RunAccepted' AND a.seq < %s
+ORDER BY a.seq DESC
+LIMIT %s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The stored event, and whether this call wrote it (False: its idempotency key existed)."""
+
+    event: StoredEvent
+    created: bool
+
+
+class _KeyTaken(Exception):
+    """Internal: an idempotency key was already stored; the transaction must roll back."""
+
+    def __init__(self, tenant_id: str, keys: list[str]) -> None:
+        self.tenant_id = tenant_id
+        self.keys = keys
+
+
+def event_hash_input(event: StoredEvent) -> dict[str, Any]:
+    """What the hash chain covers: the Event JSON without ``eventId`` (assigned by a sequence at
+    insert; its order is checked separately against ``seq``)."""
+    return hash_body(event, format_timestamp(event.created_at))
+
+
+def hash_body(event: StoredEvent, created_at: str) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "tenantId": event.tenant_id,
+        "sessionId": event.session_id,
+        "executionId": event.execution_id,
+        "type": event.type,
+        "data": event.data,
+        "createdAt": created_at,
+    }
+
+
+def row_to_event(row: Sequence[Any]) -> StoredEvent:
+    """A row of :data:`EVENT_COLUMNS`."""
+    return StoredEvent(
+        event_id=row[0],
+        seq=row[1],
+        tenant_id=row[2],
+        session_id=row[3],
+        execution_id=row[4],
+        type=row[5],
+        data=row[6],
+        created_at=row[7],
+    )
+
+
+async def lock_stream(conn: Connection, tenant_id: str, session_id: str) -> None:
+    """Inside a caller's transaction: take the stream head's row lock, as an append does, so no
+    event of the stream commits until the transaction ends (and every earlier one is visible)."""
+    await conn.execute(
+        "SELECT 1 FROM agent_stream_heads WHERE tenant_id = %s AND session_id = %s FOR UPDATE",
+        (tenant_id, session_id),
+    )
+
+
+class EventStore:
+    """Appends to and reads of the event log, borrowing connections from ``db``."""
+
+    def __init__(self, db: Database, *, shards: int) -> None:
+        self._db = db
+        self.shards = shards
+
+    # --- append -------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        event: NewEvent,
+        *,
+        fence: Fence | None = None,
+        in_transaction: TransactionHook | None = None,
+    ) -> AppendResult:
+        """Append one event. With an idempotency key that is already stored, write nothing and
+        return the stored event (``created=False``) — also when racing writers use the same key."""
+        if event.idempotency_key is not None:
+            existing = await self.find_by_idempotency_key(event.tenant_id, event.idempotency_key)
+            if existing is not None:
+                return AppendResult(existing, created=False)
+        try:
+            stored = await self._write([event], fence=fence, in_transaction=in_transaction)
+        except _KeyTaken as taken:
+            assert event.idempotency_key is not None
+            existing = await self.find_by_idempotency_key(taken.tenant_id, event.idempotency_key)
+            assert existing is not None, "a conflicting key must be visible after its commit"
+            return AppendResult(existing, created=False)
+        return AppendResult(stored[0], created=True)
+
+    async def append_batch(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        fence: Fence | None = None,
+        in_transaction: TransactionHook | None = None,
+    ) -> list[StoredEvent]:
+        """Append events (one or more sessions) atomically, in the order given per session.
+
+        Raises DuplicateEvent, writing nothing, when an idempotency key is already stored.
+        """
+        if not events:
+            return []
+        try:
+            return await self._write(events, fence=fence, in_transaction=in_transaction)
+        except _KeyTaken as taken:
+            raise DuplicateEvent(tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]) from None
+
+    async def append_in_transaction(
+        self, conn: Connection, events: Sequence[NewEvent]
+    ) -> list[StoredEvent]:
+        """Append to streams inside a caller's open transaction (a TransactionHook), e.g. a command
+        that must write several events atomically. Idempotency keys conflict as DuplicateEvent."""
+        written: list[StoredEvent] = []
+        for (tenant, session), items in _by_stream(events):
+            try:
+                written.extend(await self._write_stream(conn, tenant, session, items, None))
+            except _KeyTaken as taken:
+                raise DuplicateEvent(
+                    tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]
+                ) from None
+        return written
+
+    async def _write(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        fence: Fence | None,
+        in_transaction: TransactionHook | None,
+    ) -> list[StoredEvent]:
+        grouped = _by_stream(events)
+        if fence is not None:
+            if fence.table is not SHARD_LEASES:
+                raise ValueError("appends are fenced by shard leases")
+            for tenant, session in (key for key, _ in grouped):
+                if shard_for(tenant, session, self.shards) != fence.key:
+                    raise fence.refused()
+        async with self._db.transaction() as conn:
+            written: list[StoredEvent] = []
+            for (tenant, session), items in grouped:
+                written.extend(await self._write_stream(conn, tenant, session, items, fence))
+            if in_transaction is not None:
+                await in_transaction(conn, written)
+        return written
+
+    async def _write_stream(
+        self,
+        conn: Connection,
+        tenant: str,
+        session: str,
+        items: list[tuple[NewEvent, dict[str, Any]]],
+        fence: Fence | None,
+    ) -> list[StoredEvent]:
+        params: dict[str, Any] = {
+            "tenant": tenant,
+            "session": session,
+            "count": len(items),
+            "genesis": GENESIS_HASH,
+        }
+        if fence is not None:
+            params |= fence.params()
+        cursor = conn.cursor(row_factory=tuple_row)
+        await cursor.execute(_LOCK_HEAD_FENCED if fence is not None else _LOCK_HEAD, params)
+        head = await cursor.fetchone()
+        if head is None:
+            assert fence is not None
+            raise fence.refused()
+        first_seq, prev_hash, created_at = head
+        created_text = format_timestamp(created_at)
+        pending: list[StoredEvent] = []
+        prevs: list[bytes] = []
+        hashes: list[bytes] = []
+        for offset, (event, data) in enumerate(items):
+            stored = StoredEvent(
+                event_id=0,
+                seq=first_seq + offset,
+                tenant_id=tenant,
+                session_id=session,
+                execution_id=event.execution_id,
+                type=event.type,
+                data=data,
+                created_at=created_at,
+            )
+            digest = chain_hash(prev_hash, hash_body(stored, created_text))
+            prevs.append(prev_hash)
+            hashes.append(digest)
+            pending.append(stored)
+            prev_hash = digest
+        await cursor.execute(
+            _INSERT,
+            {
+                "tenant": tenant,
+                "session": session,
+                "created_at": created_at,
+                "seqs": [e.seq for e in pending],
+                "executions": [e.execution_id for e in pending],
+                "types": [e.type for e in pending],
+                "payloads": [json.dumps(e.data, ensure_ascii=False) for e in pending],
+                "keys": [event.idempotency_key for event, _ in items],
+                "prevs": prevs,
+                "hashes": hashes,
+                "last_hash": prev_hash,
+            },
+        )
+        ids = {seq: event_id for event_id, seq in await cursor.fetchall()}
+        if len(ids) != len(pending):
+            taken = [
+                event.idempotency_key
+                for (event, _), stored in zip(items, pending, strict=True)
+                if stored.seq not in ids and event.idempotency_key is not None
+            ]
+            raise _KeyTaken(tenant, taken)
+        return [
+            StoredEvent(
+                event_id=ids[e.seq],
+                seq=e.seq,
+                tenant_id=e.tenant_id,
+                session_id=e.session_id,
+                execution_id=e.execution_id,
+                type=e.type,
+                data=e.data,
+                created_at=e.created_at,
+            )
+            for e in pending
+        ]
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> StoredEvent | None:
+        rows = await self._fetch(
+            f"SELECT {EVENT_COLUMNS} FROM agent_events "
+            "WHERE tenant_id = %s AND idempotency_key = %s",
+            (tenant_id, key),
+        )
+        return rows[0] if rows else None
+
+    async def read_session(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        gt: int = 0,
+        lte: int | None = None,
+        gt_seq: int | None = None,
+        lte_seq: int | None = None,
+        desc: bool = False,
+        limit: int | None = 1000,
+    ) -> list[StoredEvent]:
+        """A session's events with ``gt < eventId <= lte`` and ``gt_seq < seq <= lte_seq`` (each
+        bound optional), in ``seq`` order (``desc``: newest first), at most ``limit``.
+
+        Within a session ``eventId`` grows with ``seq``, so both bounds name the same order.
+        """
+        clauses = ["tenant_id = %s", "session_id = %s", "event_id > %s"]
+        params: list[Any] = [tenant_id, session_id, gt]
+        for clause, value in (
+            ("event_id <= %s", lte), ("seq > %s", gt_seq), ("seq <= %s", lte_seq)
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        # The index that serves the bound also serves the order.
+        order = "seq" if gt_seq is not None or lte_seq is not None else "event_id"
+        query = (
+            f"SELECT {EVENT_COLUMNS} FROM agent_events WHERE {' AND '.join(clauses)} "
+            f"ORDER BY {order}{' DESC' if desc else ''}"
+        )
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+        return await self._fetch(query, params)
+
+    async def read_execution(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        *,
+        gt_seq: int = 0,
+        types: Collection[str] | None = None,
+    ) -> list[StoredEvent]:
+        """One run's events after ``gt_seq`` (of ``types`` when given), in ``seq`` order; empty for
+        another tenant's run."""
+        query = (
+            f"SELECT {EVENT_COLUMNS} FROM agent_events "
+            "WHERE execution_id = %s AND tenant_id = %s AND seq > %s"
+        )
+        params: list[Any] = [execution_id, tenant_id, gt_seq]
+        if types is not None:
+            query += " AND event_type = ANY(%s)"
+            params.append(sorted(types))
+        return await self._fetch(query + " ORDER BY seq", params)
+
+    async def session_exists(self, tenant_id: str, session_id: str) -> bool:
+        """True when ``tenant_id`` has at least one event in ``session_id`` (other tenants:
+        False)."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT 1 FROM agent_stream_heads WHERE tenant_id = %s AND session_id = %s",
+                    (tenant_id, session_id),
+                )
+            ).fetchone()
+        return row is not None
+
+    async def latest_commands(self, execution_ids: Sequence[str]) -> dict[str, int]:
+        """Per run of ``execution_ids`` that has any: the ``eventId`` of its latest command
+        (signal or cancel). Runs are named by their globally unique execution id."""
+        if not execution_ids:
+            return {}
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT execution_id, max(event_id) FROM agent_events "
+                    "WHERE execution_id = ANY(%s::text[]) AND event_type = ANY(%s::text[]) "
+                    "GROUP BY execution_id",
+                    (list(execution_ids), sorted(COMMAND_TYPES)),
+                )
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def completed_exchanges(
+        self, tenant_id: str, session_id: str, *, before_seq: int, limit: int
+    ) -> list[tuple[str, str]]:
+        """The session's last ``limit`` runs accepted before ``before_seq`` that completed, oldest
+        first, as ``(message, answer)``."""
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(_HISTORY, (tenant_id, session_id, before_seq, limit))
+            ).fetchall()
+        return [(str(message), str(answer)) for message, answer in reversed(rows)]
+
+    async def check_chain(self, tenant_id: str, session_id: str) -> list[ChainBreak]:
+        """Re-check one stream's hash chain, seq contiguity and head: every place it breaks."""
+        checker = ChainChecker()
+        problems: list[ChainBreak] = []
+        async with self._db.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(
+                f"SELECT {EVENT_COLUMNS}, prev_hash, hash FROM agent_events "
+                "WHERE tenant_id = %s AND session_id = %s ORDER BY seq",
+                (tenant_id, session_id),
+            )
+            async for row in cursor:
+                event = row_to_event(row)
+                problems += checker.feed(
+                    ChainRow(event.event_id, event.seq, event_hash_input(event), row[8], row[9])
+                )
+            await cursor.execute(
+                "SELECT last_seq, last_hash FROM agent_stream_heads "
+                "WHERE tenant_id = %s AND session_id = %s",
+                (tenant_id, session_id),
+            )
+            head = await cursor.fetchone()
+        if checker.last_seq and (
+            head is None or tuple(head) != (checker.last_seq, checker.last_hash)
+        ):
+            problems.append(
+                ChainBreak(0, checker.last_seq, "the stream head disagrees with the last event")
+            )
+        return problems
+
+    async def now(self) -> datetime:
+        """The database's clock: leases, timers and expiry never use a process's own."""
+        async with self._db.connection() as conn:
+            row = await (await conn.execute("SELECT now()")).fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
+
+    async def _fetch(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
+        async with self._db.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(query, params)
+            return [row_to_event(row) for row in await cursor.fetchall()]
+
+
+def _by_stream(
+    events: Sequence[NewEvent],
+) -> list[tuple[tuple[str, str], list[tuple[NewEvent, dict[str, Any]]]]]:
+    """Validated events grouped by stream, streams in one global order, so two batches never wait
+    on each other's head locks in a cycle."""
+    by_stream: dict[tuple[str, str], list[tuple[NewEvent, dict[str, Any]]]] = {}
+    for event in events:
+        _check_stream_names(event)
+        item = (event, validate_data(event.type, event.data))
+        by_stream.setdefault((event.tenant_id, event.session_id), []).append(item)
+    return sorted(by_stream.items())
+
+
+def _check_stream_names(event: NewEvent) -> None:
+    for field, value in (("tenantId", event.tenant_id), ("sessionId", event.session_id)):
+        if not value or len(value) > 128 or "\x00" in value:
+            raise InvalidEvent(f"{field}: must be 1-128 characters without NUL")
