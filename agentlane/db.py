@@ -73,6 +73,14 @@ def translate_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+def with_session_options(database_url: str, **settings: str | int) -> str:
+    """``database_url`` with server settings for every session it opens (``-c name=value``)."""
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    added = (f"-c {name}={value}" for name, value in settings.items())
+    params["options"] = " ".join([str(params.get("options") or ""), *added]).strip()
+    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+
+
 def create_pool(
     database_url: str,
     *,
@@ -164,4 +172,5 @@ __all__ = [
     "open_pool",
     "translate",
     "translate_errors",
+    "with_session_options",
 ]

@@ -26,12 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from agentlane.backoff import Backoff
-from agentlane.db import Database, open_database
+from agentlane.db import Database, open_database, with_session_options
 from agentlane.errors import StoreError, StoreUnavailable
 from agentlane.leases import SHARD_LEASES, SHARDS_CHANNEL, Lease, Leases, verify_shard_count
 from agentlane.notifications import Listener
@@ -70,15 +69,6 @@ class RunnerOptions:
     drain_grace_s: float = 30.0
     handback_grace_s: float | None = None
     address: str = ""
-
-
-def _session_options(database_url: str, idle_timeout_ms: int) -> str:
-    """The URL with a per-session idle-in-transaction timeout: a runner paused inside a fenced
-    append (which holds its lease row FOR SHARE) must not keep a peer from taking the shard."""
-    params = psycopg.conninfo.conninfo_to_dict(database_url)
-    options = str(params.get("options") or "")
-    params["options"] = f"{options} -c idle_in_transaction_session_timeout={idle_timeout_ms}"
-    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
 class Runner:
@@ -141,8 +131,11 @@ class Runner:
 
     async def __aenter__(self) -> Runner:
         settings = self.settings
-        session_url = _session_options(
-            settings.require_database_url(), max(1000, int(self._ttl_s * 1000))
+        # A runner paused inside a fenced append (which holds its lease row FOR SHARE) must not
+        # keep a peer from taking the shard: its sessions end after a TTL idle in a transaction.
+        session_url = with_session_options(
+            settings.require_database_url(),
+            idle_in_transaction_session_timeout=max(1000, int(self._ttl_s * 1000)),
         )
         try:
             db = await self._stack.enter_async_context(

@@ -9,6 +9,7 @@ from typing import Protocol
 from agentlane.settings import Settings
 from runners.agent.model import ModelClient, OpenAIModel, OpenAIOptions, StreamCut
 from runners.agent.offline import OfflineModel
+from runners.agent.recorded import RecordedSession
 from runners.agent.tools import Clock, Tool, ToolRegistry, builtin_tools
 from runners.agent.workflow import TOOL_RESULT, AgentWorkflow, SessionHistory
 from runners.engine import RetryPolicy, WorkflowRegistry
@@ -88,6 +89,7 @@ __all__ = [
     "OfflineModel",
     "OpenAIModel",
     "OpenAIOptions",
+    "RecordedSession",
     "StreamCut",
     "Tool",
     "ToolRegistry",

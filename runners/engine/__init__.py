@@ -9,6 +9,10 @@ code to prove the code still agrees with it. The public surface is pinned by
 
 from __future__ import annotations
 
+from runners.engine._executor import Executor
+from runners.engine._journal import Completion, Signal
+from runners.engine._registry import WorkflowFn, WorkflowRegistry
+from runners.engine._replayer import Replayer, ReplayResult
 from runners.engine.context import RunInfo, StepInfo, WorkflowContext
 from runners.engine.errors import (
     ActivityError,
@@ -18,10 +22,6 @@ from runners.engine.errors import (
     UnknownWorkflow,
     WorkflowCancelled,
 )
-from runners.engine.executor import Executor
-from runners.engine.journal import Completion, Signal
-from runners.engine.registry import WorkflowFn, WorkflowRegistry
-from runners.engine.replayer import Replayer, ReplayResult
 from runners.engine.retry import NO_RETRY, NonRetryable, RetryLater, RetryPolicy
 
 __all__ = [

@@ -20,13 +20,7 @@ from typing import Any, Literal
 from agentlane.logs import log_context
 from agentlane.run_index import IndexChange
 from runners.api import Outcome
-from runners.engine.errors import (
-    ActivityError,
-    EngineError,
-    NonDeterminismError,
-    WorkflowCancelled,
-)
-from runners.engine.journal import (
+from runners.engine._journal import (
     ACTIVITY_TYPES,
     ENGINE_TYPES,
     SIGNAL_PREFIX,
@@ -35,8 +29,14 @@ from runners.engine.journal import (
     Signal,
     StepRecord,
 )
+from runners.engine._runtime import ActiveRun
+from runners.engine.errors import (
+    ActivityError,
+    EngineError,
+    NonDeterminismError,
+    WorkflowCancelled,
+)
 from runners.engine.retry import RetryPolicy
-from runners.engine.runtime import ActiveRun
 
 #: Retry waits up to this long happen in the process; longer ones unload the run (durably).
 IN_PROCESS_RETRY_MAX = timedelta(seconds=2)

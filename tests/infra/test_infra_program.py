@@ -338,7 +338,7 @@ def test_alerts_watch_series_the_components_really_export() -> None:
     from gateway.metrics import GatewayMetrics
     from infra.components.monitoring import alerts
     from projector.metrics import ProjectorMetrics
-    from runners.engine.metrics import EngineMetrics
+    from runners.engine._metrics import EngineMetrics
     from runners.metrics import RunnerMetrics
 
     registry = CollectorRegistry()

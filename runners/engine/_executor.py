@@ -19,6 +19,10 @@ from agentlane.logs import log_context
 from agentlane.run_index import DueRun, IndexChange, RunIndex
 from agentlane.store import EventStore
 from runners.api import Outcome
+from runners.engine._journal import Journal
+from runners.engine._metrics import EngineMetrics
+from runners.engine._registry import WorkflowFn, WorkflowRegistry
+from runners.engine._runtime import ActiveRun, Fenced, settle
 from runners.engine.context import RunInfo, WorkflowContext, _Unload
 from runners.engine.errors import (
     EngineError,
@@ -26,10 +30,6 @@ from runners.engine.errors import (
     UnknownWorkflow,
     WorkflowCancelled,
 )
-from runners.engine.journal import Journal
-from runners.engine.metrics import EngineMetrics
-from runners.engine.registry import WorkflowFn, WorkflowRegistry
-from runners.engine.runtime import ActiveRun, Fenced, settle
 
 logger = logging.getLogger(__name__)
 

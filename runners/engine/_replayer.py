@@ -27,13 +27,13 @@ from agentlane.leases import Fence
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.run_index import DueRun
 from agentlane.store import TransactionHook
+from runners.engine._executor import completed_data, failure, run_checked, run_info
+from runners.engine._journal import Journal
+from runners.engine._metrics import EngineMetrics
+from runners.engine._registry import WorkflowRegistry
+from runners.engine._runtime import ActiveRun
 from runners.engine.context import WorkflowContext, _Unload
 from runners.engine.errors import EngineError, NonDeterminismError, WorkflowCancelled
-from runners.engine.executor import completed_data, failure, run_checked, run_info
-from runners.engine.journal import Journal
-from runners.engine.metrics import EngineMetrics
-from runners.engine.registry import WorkflowRegistry
-from runners.engine.runtime import ActiveRun
 
 
 @dataclass(frozen=True, slots=True)

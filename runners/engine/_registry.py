@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from runners.engine._journal import ACTIVITY_TYPES, ENGINE_TYPES, Completion
 from runners.engine.errors import UnknownWorkflow
-from runners.engine.journal import ACTIVITY_TYPES, ENGINE_TYPES, Completion
 
 if TYPE_CHECKING:
     from runners.engine.context import WorkflowContext

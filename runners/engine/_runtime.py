@@ -23,9 +23,9 @@ from agentlane.leases import Fence
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.run_index import DueRun, IndexChange, RunIndex
 from agentlane.store import TransactionHook
+from runners.engine._journal import Journal
+from runners.engine._metrics import EngineMetrics
 from runners.engine.errors import JournalConflict
-from runners.engine.journal import Journal
-from runners.engine.metrics import EngineMetrics
 
 logger = logging.getLogger(__name__)
 
