@@ -141,38 +141,31 @@ class RunIndex:
 
     async def route(self, tenant_id: str, execution_id: str) -> tuple[str, int] | None:
         """``(session_id, shard_id)`` of a run that has not ended; None otherwise."""
-        async with self._db.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT session_id, shard_id FROM run_index "
-                    "WHERE tenant_id = %s AND execution_id = %s",
-                    (tenant_id, execution_id),
-                )
-            ).fetchone()
+        row = await self._row(
+            "SELECT session_id, shard_id FROM run_index WHERE tenant_id = %s AND execution_id = %s",
+            (tenant_id, execution_id),
+        )
         return None if row is None else (str(row[0]), int(row[1]))
 
     async def status(self, tenant_id: str, execution_id: str) -> Status | None:
         """The status of a run that has not ended; None otherwise (ended, or unknown)."""
-        async with self._db.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT status FROM run_index WHERE tenant_id = %s AND execution_id = %s",
-                    (tenant_id, execution_id),
-                )
-            ).fetchone()
+        row = await self._row(
+            "SELECT status FROM run_index WHERE tenant_id = %s AND execution_id = %s",
+            (tenant_id, execution_id),
+        )
         return None if row is None else row[0]
 
     async def count_active(self, tenant_id: str, *, limit: int) -> int:
         """How many runs of ``tenant_id`` have not ended, counted up to ``limit``."""
-        async with self._db.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT count(*) FROM "
-                    "(SELECT 1 FROM run_index WHERE tenant_id = %s LIMIT %s) AS r",
-                    (tenant_id, limit),
-                )
-            ).fetchone()
+        row = await self._row(
+            "SELECT count(*) FROM (SELECT 1 FROM run_index WHERE tenant_id = %s LIMIT %s) AS r",
+            (tenant_id, limit),
+        )
         return int(row[0]) if row else 0
+
+    async def _row(self, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        async with self._db.connection() as conn:
+            return await (await conn.execute(query, params)).fetchone()
 
     # --- the engine ---------------------------------------------------------------------------
 
