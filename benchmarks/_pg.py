@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from agentlane.embedded_pg import EmbeddedPostgres
+from agentlane.cli.embedded_pg import EmbeddedPostgres
 from agentlane.migrate import migrate
 
 

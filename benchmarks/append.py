@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-from agentlane.db import open_pool
+from agentlane.db import open_database
 from agentlane.records import NewEvent
 from agentlane.store import EventStore
 from benchmarks._pg import benchmark_database
@@ -62,8 +62,8 @@ async def batched_appends(store: EventStore, session: str, batches: int, size: i
 
 async def main(url: str, events: int, batches: int, rounds: int) -> None:
     bare, single, batched = [], [], []
-    async with open_pool(url, name="bench", min_size=2, max_size=4) as pool:
-        store = EventStore(pool, shards=64)
+    async with open_database(url, name="bench", min_size=2, max_size=4) as db:
+        store = EventStore(db, shards=64)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await single_appends(store, "warmup", 200)
             for r in range(rounds):

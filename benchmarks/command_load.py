@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, free_port  # noqa: E402
+from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, free_port  # noqa: E402
 from benchmarks._pg import benchmark_database  # noqa: E402
 
 DEFAULT_RATES = "100,200,400,600,800,1200,1600,2400,3200"

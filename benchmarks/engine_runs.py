@@ -26,28 +26,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlane.commands import signal_run, start_run
-from agentlane.db import open_pool
-from agentlane.records import Fence, NewEvent
+from prometheus_client import CollectorRegistry
+
+from agentlane.commands import Commands
+from agentlane.db import Database, open_database
+from agentlane.leases import Fence
+from agentlane.records import NewEvent
+from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.sharding import shard_for
 from agentlane.store import EventStore
 from benchmarks._pg import benchmark_database
 from runners.api import DueRun, Outcome
-from runners.engine import (
-    Executor,
-    StepInfo,
-    WorkflowContext,
-    WorkflowRegistry,
-    build_executor,
-)
+from runners.engine import Executor, StepInfo, WorkflowContext, WorkflowRegistry
+from runners.workflows import build_executor
 
 SHARDS = 64
 RUNNER = "bench-runner"
 
 
-async def claim_all(store: EventStore) -> dict[int, Fence]:
-    async with store.pool.connection() as conn:
+async def claim_all(db: Database) -> dict[int, Fence]:
+    async with db.connection() as conn:
         rows = await (
             await conn.execute(
                 "UPDATE cluster_shards SET runner_id = %s, lease_token = lease_token + 1, "
@@ -58,8 +57,8 @@ async def claim_all(store: EventStore) -> dict[int, Fence]:
     return {shard: Fence(shard, RUNNER, token) for shard, token in rows}
 
 
-async def commits(store: EventStore) -> int:
-    async with store.pool.connection() as conn:
+async def commits(db: Database) -> int:
+    async with db.connection() as conn:
         row = await (
             await conn.execute(
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
@@ -69,12 +68,12 @@ async def commits(store: EventStore) -> int:
     return int(row[0])
 
 
-async def accept(store: EventStore, tag: str, runs: int) -> list[DueRun]:
+async def accept(commands: Commands, tag: str, runs: int) -> list[DueRun]:
     due = []
     for index in range(runs):
         session = f"{tag}-s{index}"
-        accepted = await start_run(
-            store, tenant_id="bench", session_id=session, run_id=f"{tag}-r{index}",
+        accepted = await commands.start_run(
+            tenant_id="bench", session_id=session, run_id=f"{tag}-r{index}",
             message="what time is it?",
         )
         due.append(DueRun("bench", session, accepted.execution_id,
@@ -83,10 +82,12 @@ async def accept(store: EventStore, tag: str, runs: int) -> list[DueRun]:
 
 
 async def engine_round(
-    store: EventStore, fences: dict[int, Fence], tag: str, runs: int, concurrency: int
+    db: Database, commands: Commands, fences: dict[int, Fence], tag: str, runs: int,
+    concurrency: int,
 ) -> tuple[float, float, float]:
-    executor = build_executor(store, Settings.from_env({}))
-    due = await accept(store, tag, runs)
+    settings = Settings.from_env({"AGENTLANE_SHARDS": str(SHARDS)})
+    executor = build_executor(db, settings, CollectorRegistry())
+    due = await accept(commands, tag, runs)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(run: DueRun) -> None:
@@ -96,12 +97,12 @@ async def engine_round(
             )
             assert outcome is Outcome.COMPLETED, outcome
 
-    before = await commits(store)
+    before = await commits(db)
     started = time.perf_counter()
     await asyncio.gather(*(one(run) for run in due))
     elapsed = time.perf_counter() - started
-    used = await commits(store) - before
-    async with store.pool.connection() as conn:
+    used = await commits(db) - before
+    async with db.connection() as conn:
         row = await (
             await conn.execute(
                 "SELECT count(*) FROM agent_events WHERE session_id LIKE %s "
@@ -114,10 +115,11 @@ async def engine_round(
 
 
 async def baseline_round(
-    store: EventStore, fences: dict[int, Fence], tag: str, runs: int, concurrency: int,
+    commands: Commands, fences: dict[int, Fence], tag: str, runs: int, concurrency: int,
     template: list[tuple[str, dict[str, Any]]],
 ) -> float:
-    due = await accept(store, tag, runs)
+    store = commands.store
+    due = await accept(commands, tag, runs)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(run: DueRun) -> None:
@@ -133,7 +135,7 @@ async def baseline_round(
     return runs / (time.perf_counter() - started)
 
 
-async def replay_rate(store: EventStore, fences: dict[int, Fence], steps: int) -> float:
+async def replay_rate(commands: Commands, fences: dict[int, Fence], steps: int) -> float:
     async def echo(step: StepInfo, value: int) -> int:
         return value
 
@@ -145,13 +147,13 @@ async def replay_rate(store: EventStore, fences: dict[int, Fence], steps: int) -
 
     registry = WorkflowRegistry()
     registry.register("agent", "1", long)
-    executor = Executor(store, registry)
-    (run,) = await accept(store, "replay", 1)
+    executor = Executor(commands.store, commands.runs, registry)
+    (run,) = await accept(commands, "replay", 1)
     fence = fences[run.shard_id]
     assert await executor.advance(
         run, fence, wake=asyncio.Event(), stop=asyncio.Event()
     ) is Outcome.SUSPENDED
-    await signal_run(store, tenant_id="bench", execution_id=run.execution_id, name="other")
+    await commands.signal_run(tenant_id="bench", execution_id=run.execution_id, name="other")
     started = time.perf_counter()
     assert await executor.advance(
         run, fence, wake=asyncio.Event(), stop=asyncio.Event()
@@ -160,10 +162,13 @@ async def replay_rate(store: EventStore, fences: dict[int, Fence], steps: int) -
 
 
 async def main(url: str, runs: int, concurrency: int, rounds: int, pool_size: int) -> None:
-    async with open_pool(url, name="bench", min_size=pool_size, max_size=pool_size) as pool:
-        store = EventStore(pool, shards=SHARDS)
-        fences = await claim_all(store)
-        await engine_round(store, fences, "warm", 50, concurrency)
+    async with open_database(
+        url, name="bench", min_size=pool_size, max_size=pool_size
+    ) as db:
+        store = EventStore(db, shards=SHARDS)
+        commands = Commands(store, RunIndex(db))
+        fences = await claim_all(db)
+        await engine_round(db, commands, fences, "warm", 50, concurrency)
         template = [
             (e.type, e.data)
             for e in await store.read_session("bench", "warm-s0")
@@ -172,15 +177,15 @@ async def main(url: str, runs: int, concurrency: int, rounds: int, pool_size: in
         engine, rows, txns, base = [], [], [], []
         for index in range(rounds):
             rate, row_count, commit_count = await engine_round(
-                store, fences, f"e{index}", runs, concurrency
+                db, commands, fences, f"e{index}", runs, concurrency
             )
             engine.append(rate)
             rows.append(row_count)
             txns.append(commit_count)
             base.append(
-                await baseline_round(store, fences, f"b{index}", runs, concurrency, template)
+                await baseline_round(commands, fences, f"b{index}", runs, concurrency, template)
             )
-        replay = await replay_rate(store, fences, 500)
+        replay = await replay_rate(commands, fences, 500)
     e, b = statistics.median(engine), statistics.median(base)
     print(f"runs={runs} concurrency={concurrency} pool={pool_size} rounds={rounds}")
     print(f"{'measure (median of rounds)':52} {'value':>12}")

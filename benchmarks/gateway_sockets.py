@@ -43,7 +43,7 @@ SHARDS = 16
 
 
 def _uvicorn_options(ws: str, deflate: bool) -> dict[str, object]:
-    from gateway.main import UVICORN_WS_OPTIONS
+    from gateway import UVICORN_WS_OPTIONS
 
     return {**UVICORN_WS_OPTIONS, "ws": ws, "ws_per_message_deflate": deflate}
 
@@ -97,9 +97,9 @@ def serve_echo(port: int, ws: str, deflate: bool) -> None:
 
 
 def serve_gateway(port: int, ws: str, deflate: bool) -> None:
+    from agentlane.cli.gateway import serve
     from agentlane.logs import configure_logging
     from agentlane.settings import Settings
-    from gateway.main import serve
 
     settings = Settings.from_env(PORT=str(port))
     configure_logging("gateway", level="WARNING")
@@ -177,7 +177,7 @@ async def close_clients(clients: list[Client]) -> None:
 async def server(mode: str, ws: str, deflate: bool, env: dict[str, str]) -> AsyncIterator[
     tuple[str, psutil.Process]
 ]:
-    from agentlane.embedded_pg import free_port
+    from agentlane.cli.embedded_pg import free_port
 
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"gateway_sockets-{mode}-{ws}.log"
@@ -262,8 +262,8 @@ async def measure(
 
 
 async def run(args: argparse.Namespace) -> None:
-    from agentlane.db import open_pool
-    from agentlane.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+    from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
+    from agentlane.db import open_database
     from agentlane.migrate import migrate
     from agentlane.store import EventStore
 
@@ -278,8 +278,8 @@ async def run(args: argparse.Namespace) -> None:
                 "AGENTLANE_SHARDS": str(SHARDS), "AGENTLANE_LOG_LEVEL": "WARNING",
             }
             rows = []
-            async with open_pool(url, name="bench", max_size=4) as pool:
-                store = EventStore(pool, shards=SHARDS)
+            async with open_database(url, name="bench", max_size=4) as db:
+                store = EventStore(db, shards=SHARDS)
                 for ws in args.impls.split(","):
                     if ws == "wsproto" and importlib.util.find_spec("wsproto") is None:
                         print("skipping wsproto: `pip install wsproto` to measure it")

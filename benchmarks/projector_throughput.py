@@ -28,16 +28,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlane import readmodel
+from prometheus_client import CollectorRegistry
+
 from agentlane.bus.clients import publisher_client
 from agentlane.bus.codec import attributes, encode
-from agentlane.db import open_pool
-from agentlane.pubsub_emulator import PubSubEmulator, emulator_available
+from agentlane.cli.pubsub_emulator import PubSubEmulator, emulator_available
+from agentlane.db import Database, open_database
+from agentlane.readmodels import READ_MODELS_CHECKPOINT, apply_events
 from agentlane.records import Checkpoint, NewEvent, StoredEvent
-from agentlane.store import EventStore
+from agentlane.store import Checkpoints, EventStore, Tail
 from benchmarks._pg import benchmark_database
-from projector import EventPublisher, Projector, ProjectorOptions, apply_events
-from projector.checkpoint import advance_checkpoint, load_checkpoint, set_checkpoint
+from projector import PUBLISH_CHECKPOINT, EventPublisher, Projector, ProjectorOptions
 
 BATCH = 1000
 
@@ -64,26 +65,29 @@ async def fill(store: EventStore, chunks: list[list[NewEvent]]) -> None:
         await store.append_batch([e for c in chunks[start:start + 10] for e in c])
 
 
-async def tail_all(store: EventStore) -> list[list[StoredEvent]]:
+async def tail_all(tail: Tail) -> list[list[StoredEvent]]:
     batches, position = [], Checkpoint()
-    while batch := await store.read_tail(position, limit=BATCH):
+    while batch := await tail.read(position, limit=BATCH):
         batches.append([t.event for t in batch])
         position = batch[-1].position
     return batches
 
 
-async def bench_read_models(store: EventStore) -> tuple[float, float, list[list[StoredEvent]]]:
+async def bench_read_models(
+    db: Database, store: EventStore
+) -> tuple[float, float, list[list[StoredEvent]]]:
+    tail = Tail(db)
     start = time.perf_counter()
-    batches = await tail_all(store)
+    batches = await tail_all(tail)
     baseline = time.perf_counter() - start
     total = sum(len(b) for b in batches)
     start = time.perf_counter()
     checkpoint, position = Checkpoint(), Checkpoint()
-    while tailed := await store.read_tail(position, limit=BATCH):
+    while tailed := await tail.read(position, limit=BATCH):
         position = tailed[-1].position
-        async with store.pool.connection() as conn, conn.transaction():
-            await advance_checkpoint(conn, "read_models", checkpoint, position)
-            await apply_events(conn, [t.event for t in tailed])
+        async with db.transaction() as conn:
+            await Checkpoints.advance(conn, READ_MODELS_CHECKPOINT, checkpoint, position)
+            await apply_events(conn, store, [t.event for t in tailed])
         checkpoint = position
     projector = time.perf_counter() - start
     return total / baseline, total / projector, batches
@@ -121,18 +125,20 @@ def percentiles(samples: list[float]) -> str:
             f"max {ordered[-1] * 1000:.0f} ms")
 
 
-async def bench_lag(store: EventStore, url: str, host: str | None, rate: float, seconds: float,
-                    sessions: int) -> dict[str, list[float]]:
+async def bench_lag(db: Database, store: EventStore, host: str | None, rate: float,
+                    seconds: float, sessions: int) -> dict[str, list[float]]:
     publisher = None
     if host:
         publisher = EventPublisher(project=f"lag-{uuid.uuid4().hex[:8]}", topic="events",
                                    emulator_host=host, create_topic=True)
-    samples: dict[str, list[float]] = {"read_models": [], "publish": []}
-    projector = Projector(store=store, database_url=url, holder="bench", publisher=publisher,
-                          options=ProjectorOptions(lease_ttl_s=10, batch_size=BATCH, poll_s=0.5))
+    samples: dict[str, list[float]] = {READ_MODELS_CHECKPOINT: [], PUBLISH_CHECKPOINT: []}
+    checkpoints = Checkpoints(db)
+    projector = Projector(db=db, holder="bench", publisher=publisher,
+                          options=ProjectorOptions(lease_ttl_s=10, batch_size=BATCH, poll_s=0.5),
+                          registry=CollectorRegistry())
     async with projector:
         for _ in range(400):
-            if projector.leading:
+            if projector.lease is not None:
                 break
             await asyncio.sleep(0.05)
         chunks = run_chunks(sessions, int(rate * seconds), tag="lag")
@@ -140,8 +146,8 @@ async def bench_lag(store: EventStore, url: str, host: str | None, rate: float, 
 
         async def sample() -> None:
             while not stop.is_set():
-                for name in samples if publisher else ["read_models"]:
-                    position = await readmodel.projector_position(store.pool, name)
+                for name in samples if publisher else [READ_MODELS_CHECKPOINT]:
+                    position = await checkpoints.position(name)
                     samples[name].append(position.lag_s)
                 await asyncio.sleep(0.05)
 
@@ -160,13 +166,14 @@ async def bench_lag(store: EventStore, url: str, host: str | None, rate: float, 
 
 async def main(args: argparse.Namespace) -> None:
     with benchmark_database(shards=16) as url:
-        async with open_pool(url, name="bench", min_size=2, max_size=10) as pool:
-            store = EventStore(pool, shards=16)
+        async with open_database(url, name="bench", min_size=2, max_size=10) as db:
+            store = EventStore(db, shards=16)
             await fill(store, run_chunks(args.sessions, args.events, tag="f"))
-            tail_rate, apply_rate, batches = await bench_read_models(store)
-            async with pool.connection() as conn:
+            tail_rate, apply_rate, batches = await bench_read_models(db, store)
+            read_models = await Checkpoints(db).load(READ_MODELS_CHECKPOINT)
+            async with db.connection() as conn:
                 # The lag run measures a steady state, not the backlog of the throughput runs.
-                await set_checkpoint(conn, "publish", await load_checkpoint(conn, "read_models"))
+                await Checkpoints.set(conn, PUBLISH_CHECKPOINT, read_models)
             print(f"read models: {apply_rate:,.0f} events/s applied vs bare tail read "
                   f"{tail_rate:,.0f} events/s (ratio {apply_rate / tail_rate:.2f})")
             emulator = None
@@ -181,13 +188,13 @@ async def main(args: argparse.Namespace) -> None:
                           f"(ratio {ordered_rate / bare_rate:.2f})")
                 else:
                     print("pubsub: skipped (emulator not installed or --no-pubsub)")
-                samples = await bench_lag(store, url, emulator.host_port if emulator else None,
+                samples = await bench_lag(db, store, emulator.host_port if emulator else None,
                                           args.rate, args.seconds, args.sessions)
                 print(f"lag at {args.rate:.0f} events/s for {args.seconds:.0f}s: read models "
-                      f"{percentiles(samples['read_models'])}")
-                if samples["publish"]:
+                      f"{percentiles(samples[READ_MODELS_CHECKPOINT])}")
+                if samples[PUBLISH_CHECKPOINT]:
                     print(f"lag at {args.rate:.0f} events/s: publish "
-                          f"{percentiles(samples['publish'])}")
+                          f"{percentiles(samples[PUBLISH_CHECKPOINT])}")
             finally:
                 if emulator is not None:
                     emulator.stop()

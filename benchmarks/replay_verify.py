@@ -36,8 +36,8 @@ from typing import Any
 
 import psycopg
 
-from agentlane.db import open_pool
-from agentlane.embedded_pg import EmbeddedPostgres
+from agentlane.cli.embedded_pg import EmbeddedPostgres
+from agentlane.db import open_database
 from agentlane.events import validate_data
 from agentlane.hashchain import GENESIS_HASH, chain_hash
 from agentlane.migrate import migrate
@@ -222,8 +222,8 @@ async def build_read_models(url: str) -> int:
     """The projector's own rebuild, so verify compares real read models."""
     from projector import rebuild_read_models
 
-    async with open_pool(url, name="bench-rebuild", min_size=1, max_size=4) as pool:
-        result = await rebuild_read_models(pool)
+    async with open_database(url, name="bench-rebuild", min_size=1, max_size=4) as db:
+        result = await rebuild_read_models(db)
     return int(result.events)
 
 

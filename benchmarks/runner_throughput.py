@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import psycopg
 
-from agentlane.commands import start_run
-from agentlane.db import open_pool
-from agentlane.embedded_pg import free_port
+from agentlane.cli.embedded_pg import free_port
+from agentlane.commands import Commands
+from agentlane.db import open_database
 from agentlane.records import NewEvent
+from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
 from benchmarks._pg import benchmark_database
 
@@ -44,13 +45,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def accept_runs(url: str, runs: int, sessions: int) -> None:
-    async with open_pool(url, name="bench-commands", min_size=1, max_size=16) as pool:
-        store = EventStore(pool, shards=SHARDS)
+    async with open_database(url, name="bench-commands", min_size=1, max_size=16) as db:
+        commands = Commands(EventStore(db, shards=SHARDS), RunIndex(db))
 
         async def session(number: int) -> None:
             for index in range(number, runs, sessions):
-                await start_run(store, tenant_id="bench", session_id=f"s{number}",
-                                run_id=f"r{index}", message="calculate 6*7")
+                await commands.start_run(tenant_id="bench", session_id=f"s{number}",
+                                         run_id=f"r{index}", message="calculate 6*7")
 
         await asyncio.gather(*(session(n) for n in range(sessions)))
 
@@ -124,8 +125,8 @@ def run_runner(url: str, runs: int, log_dir: Path) -> dict[str, float]:
 
 async def baseline(url: str, runs: int, rows_per_run: int) -> float:
     """The same rows per run, one append_batch per run, 64 runs at a time: runs/s."""
-    async with open_pool(url, name="bench-baseline", min_size=4, max_size=10) as pool:
-        store = EventStore(pool, shards=SHARDS)
+    async with open_database(url, name="bench-baseline", min_size=4, max_size=10) as db:
+        store = EventStore(db, shards=SHARDS)
         queue = list(range(runs))
 
         async def worker() -> None:

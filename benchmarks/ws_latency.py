@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import websockets
 
-from agentlane.embedded_pg import free_port
-from agentlane.pubsub_emulator import PubSubEmulator, emulator_available
+from agentlane.cli.embedded_pg import free_port
+from agentlane.cli.pubsub_emulator import PubSubEmulator, emulator_available
 from benchmarks._pg import benchmark_database
 from tests.fixtures.processes import Proc, spawn, stop_all
 

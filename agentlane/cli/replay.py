@@ -28,7 +28,6 @@ from agentlane.replay.progress import progress, wanted
 from agentlane.replay.verify import Mismatch
 from agentlane.settings import Settings
 from agentlane.store.audit import EventFilter, count_events, events, snapshot
-from projector import RebuildResult, rebuild_read_models
 
 
 def parse_time(text: str) -> datetime:
@@ -244,6 +243,8 @@ def _fields(mismatch: Mismatch) -> dict[str, Any]:
 
 def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
     """The projector recreates its read models from events (its function, not a copy of it)."""
+    # Imported here: the projector brings the Pub/Sub client, which no other audit needs.
+    from projector import RebuildResult, rebuild_read_models
 
     async def run() -> RebuildResult:
         async with open_database(url, name="replay-rebuild", min_size=1, max_size=4) as db:
