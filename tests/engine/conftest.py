@@ -75,6 +75,16 @@ class Harness:
         )
         return DueRun(self.tenant, self.session, accepted.execution_id, self.shard)
 
+    async def signal(self, run: DueRun, name: str, payload: Any = None) -> None:
+        await self.commands.signal_run(
+            tenant_id=self.tenant, execution_id=run.execution_id, name=name, payload=payload
+        )
+
+    async def cancel(self, run: DueRun, reason: str | None = None) -> None:
+        await self.commands.cancel_run(
+            tenant_id=self.tenant, execution_id=run.execution_id, reason=reason
+        )
+
     async def fence(self, runner_id: str = "test-runner") -> Fence:
         return await claim_shard(self.db, self.shard, runner_id=runner_id)
 

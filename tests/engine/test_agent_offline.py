@@ -61,8 +61,7 @@ async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness
     assert suspended.data["name"] == f"approve:{tool_call['callId']}"
     assert calls == []
     assert await harness.index_row(run) == ("suspended", None)
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name=f"approve:{tool_call['callId']}", payload={"approved": True})
+    await harness.signal(run, f"approve:{tool_call['callId']}", {"approved": True})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
     result = next(e for e in events if e.type == "ToolResult").data
@@ -76,8 +75,7 @@ async def test_a_denied_approval_is_reported_to_the_model(harness: Harness) -> N
     executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))
     run = await harness.start("r1", "call delete_file now")
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="approve", payload={"approved": False})
+    await harness.signal(run, "approve", {"approved": False})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
     assert result["ok"] is False and result["error"] == "not approved"
@@ -94,8 +92,7 @@ async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harnes
     # The first model call and its tool ran; the second model call waits for more budget.
     assert [e.data["step"] for e in events if e.type == "Usage"] == [0]
     assert await harness.index_row(run) == ("suspended", None)
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="budget", payload={"maxTokens": 10_000})
+    await harness.signal(run, "budget", {"maxTokens": 10_000})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     events = await harness.events(run)
     assert events[-1].type == "Completed" and "utc" in events[-1].data["answer"]
@@ -107,8 +104,7 @@ async def test_a_budget_of_model_calls_suspends_too(harness: Harness) -> None:
     run = await harness.start("r1", "what time is it?", budget={"maxAttempts": 1})
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     assert (await harness.events(run))[-1].data["reason"] == "budget"
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="budget", payload={"maxAttempts": 5})
+    await harness.signal(run, "budget", {"maxAttempts": 5})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
 
 

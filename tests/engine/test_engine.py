@@ -95,8 +95,7 @@ async def test_changed_code_raises_non_determinism_and_fails_the_run(harness: Ha
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
         Outcome.SUSPENDED
     )
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="go", payload=2)
+    await harness.signal(run, "go", 2)
     before = await harness.events(run)
     edited = executor_with(harness, ("agent", "1", v1_edited))
     assert await harness.advance(edited, run) is Outcome.FAILED
@@ -140,8 +139,7 @@ async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None
         Outcome.SUSPENDED
     )
     both = executor_with(harness, ("agent", "1", v1), ("agent", "2", v2))
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=old.execution_id,
-                     name="go")
+    await harness.signal(old, "go")
     assert await harness.advance(both, old) is Outcome.COMPLETED
     harness.session = "s-2"
     new = await harness.start("new", "go")
@@ -160,8 +158,7 @@ async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), orphan) is (
         Outcome.SUSPENDED
     )
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=orphan.execution_id,
-                     name="go")
+    await harness.signal(orphan, "go")
     only_v2 = executor_with(harness, ("agent", "2", v2))
     assert await harness.advance(only_v2, orphan) is Outcome.FAILED
     assert "version '1'" in (await harness.events(orphan))[-1].data["reason"]
@@ -217,13 +214,11 @@ async def test_signals_suspend_and_resume_exactly_once(harness: Harness) -> None
         "reason": "approval", "name": "approve:c1", "step": 0, "detail": None
     }
     # A signal of another name wakes the run but does not resume it, and writes no new Suspended.
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="unrelated")
+    await harness.signal(run, "unrelated")
     assert (await harness.index_row(run))[1] is not None
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     assert await harness.index_row(run) == ("suspended", None)
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="approve:c1", payload={"by": "ops"})
+    await harness.signal(run, "approve:c1", {"by": "ops"})
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     types = await harness.types(run)
     assert types.count("ToolCall") == 1 and types.count("Suspended") == 1
@@ -249,8 +244,7 @@ async def test_a_signal_sent_before_the_wait_is_taken_without_suspending(
     wake = asyncio.Event()
     advancing = asyncio.create_task(harness.advance(executor, run, wake=wake))
     await asyncio.sleep(0.2)
-    await harness.commands.signal_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     name="go", payload=7)
+    await harness.signal(run, "go", 7)
     wake.set()
     await asyncio.sleep(0.2)
     gate.set()
@@ -275,8 +269,7 @@ async def test_cancel_while_sleeping_and_drain(harness: Harness) -> None:
     assert status == "running" and wake_at <= await harness.store.now()
     assert "StepCompleted" not in await harness.types(run)
     assert await harness.advance(executor, run) is Outcome.SLEEPING
-    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     reason="no longer needed")
+    await harness.cancel(run, "no longer needed")
     assert await harness.advance(executor, run) is Outcome.CANCELLED
     events = await harness.events(run)
     assert events[-1].type == "Cancelled"
@@ -390,8 +383,9 @@ async def test_a_signal_racing_the_suspension_is_not_lost(harness: Harness) -> N
     async def signal_behind_our_back(step: StepInfo) -> str:
         # Delivered while the run is busy and never told (no wake): the write of Suspended sees
         # it under the session's head lock and the run goes on instead of sleeping forever.
-        await harness.commands.signal_run(tenant_id=harness.tenant,
-                         execution_id=step.execution_id, name="go", payload="late")
+        await harness.commands.signal_run(
+            tenant_id=harness.tenant, execution_id=step.execution_id, name="go", payload="late"
+        )
         return "sent"
 
     async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> Any:
@@ -440,7 +434,7 @@ async def test_a_run_cancelled_before_it_started_never_runs_its_code(harness: Ha
         return "done"
 
     run = await harness.start("r1", "go")
-    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id)
+    await harness.cancel(run)
     assert await harness.advance(executor_with(harness, ("agent", "1", wf)), run) is (
         Outcome.CANCELLED
     )

@@ -162,8 +162,7 @@ async def test_cancel_during_a_model_stream_ends_the_run_promptly(
     wake = asyncio.Event()
     advancing = asyncio.create_task(harness.advance(executor, run, wake=wake))
     await harness.wait_for(run, lambda events: any(e.type == "Token" for e in events))
-    await harness.commands.cancel_run(tenant_id=harness.tenant, execution_id=run.execution_id,
-                     reason="user pressed stop")
+    await harness.cancel(run, "user pressed stop")
     wake.set()
     assert await asyncio.wait_for(advancing, 8) is Outcome.CANCELLED
     events = await harness.events(run)

@@ -245,8 +245,8 @@ async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_bac
     runner drops the shard at once, and nothing more is written for it."""
     async with db.connection() as conn:
         await conn.execute(ATTEMPTS_DDL)
-    run = await commands.start_run(tenant_id="t", session_id="s", run_id="r",
-        message=work_message(steps=40, step_s=0.1),
+    run = await commands.start_run(
+        tenant_id="t", session_id="s", run_id="r", message=work_message(steps=40, step_s=0.1)
     )
     shard = shard_for("t", "s", TEST_SHARDS)
     runner = Runner(

@@ -66,14 +66,9 @@ async def play(scenario: Scenario, db: Database, base_url: str) -> dict[str, Any
                 if call_id_suffix:
                     call = next(e for e in await harness.events(run) if e.type == "ToolCall")
                     name += call.data["callId"]
-                await harness.commands.signal_run(
-                    tenant_id=harness.tenant, execution_id=run.execution_id, name=name,
-                    payload=payload,
-                )
+                await harness.signal(run, name, payload)
             case Cancel(run_id):
-                await harness.commands.cancel_run(
-                    tenant_id=harness.tenant, execution_id=runs[run_id].execution_id
-                )
+                await harness.cancel(runs[run_id])
     events = await store.read_session(harness.tenant, harness.session, limit=None)
     return {
         "format": GOLDEN_FORMAT,
