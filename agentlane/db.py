@@ -28,6 +28,7 @@ from agentlane.errors import (
     StoreUnavailable,
 )
 from agentlane.logs import redact
+from agentlane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +165,25 @@ async def open_database(
         yield Database(pool)
 
 
+def database_of(
+    settings: Settings, *, name: str, at_least: int = 1
+) -> contextlib.AbstractAsyncContextManager[Database]:
+    """The database of a component's process: ``DATABASE_URL`` behind a pool of
+    ``AGENTLANE_DB_POOL_MIN``..``AGENTLANE_DB_POOL_MAX`` connections (``at_least`` when a
+    component needs more), named ``name`` in ``pg_stat_activity``."""
+    return open_database(
+        settings.require_database_url(),
+        name=name,
+        min_size=settings.db_pool_min,
+        max_size=max(settings.db_pool_max, at_least),
+    )
+
+
 __all__ = [
     "Connection",
     "Database",
     "create_pool",
+    "database_of",
     "open_database",
     "open_pool",
     "translate",

@@ -24,7 +24,7 @@ from dataclasses import fields
 from typing import Any
 
 from agentlane.auth import Authenticator
-from agentlane.db import open_database
+from agentlane.db import database_of
 from agentlane.errors import ConfigError
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
@@ -79,12 +79,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
     """The command API alone in this process, on ``settings.port``, until SIGTERM/SIGINT."""
     registry = metrics_registry()
-    async with open_database(
-        settings.require_database_url(),
-        name="command-service",
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-    ) as db:
+    async with database_of(settings, name="command-service") as db:
         service = CommandService(
             db=db,
             shards=settings.shards,

@@ -15,7 +15,7 @@ import os
 from agentlane.auth import Authenticator
 from agentlane.cli import command_service
 from agentlane.cli.gateway import build_gateway
-from agentlane.db import open_database
+from agentlane.db import database_of
 from agentlane.service import Component, metrics_registry, run_service
 from agentlane.settings import Settings
 from command_service import CommandService, Limits
@@ -36,12 +36,7 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
     """Serve both components on ``settings.port`` until SIGTERM/SIGINT."""
     authenticator = Authenticator.from_settings(settings)
     registry = metrics_registry()
-    async with open_database(
-        settings.require_database_url(),
-        name="edge",
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-    ) as db:
+    async with database_of(settings, name="edge") as db:
         components: list[Component] = [
             CommandService(
                 db=db, shards=settings.shards, authenticator=authenticator, limits=limits,

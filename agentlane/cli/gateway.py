@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from agentlane.auth import Authenticator
 from agentlane.bus import bus_for
 from agentlane.commands import Commands
-from agentlane.db import Database, open_database
+from agentlane.db import Database, database_of
 from agentlane.leases import check_shard_count, recorded_shard_count
 from agentlane.run_index import RunIndex
 from agentlane.service import metrics_registry, run_service
@@ -53,12 +53,7 @@ async def serve(
 ) -> None:
     """Serve the gateway until SIGTERM/SIGINT (``uvicorn_options`` only for benchmarks)."""
     registry = metrics_registry()
-    async with open_database(
-        settings.require_database_url(),
-        name="gateway",
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-    ) as db:
+    async with database_of(settings, name="gateway") as db:
         # Commands over the socket route by shard: refuse to start with another shard count.
         recorded = await recorded_shard_count(db)
         if recorded is not None:

@@ -9,7 +9,7 @@ import uuid
 from prometheus_client import CollectorRegistry
 
 from agentlane.bus import pubsub_project
-from agentlane.db import Database, open_database
+from agentlane.db import Database, database_of
 from agentlane.errors import ConfigError
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
@@ -70,12 +70,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     registry = metrics_registry()
-    async with open_database(
-        settings.require_database_url(),
-        name="projector",
-        min_size=settings.db_pool_min,
-        max_size=max(settings.db_pool_max, 4),
-    ) as db:
+    async with database_of(settings, name="projector", at_least=4) as db:
         projector = build_projector(
             settings, db, registry=registry, batch_size=args.batch_size,
             publish_timeout_s=args.publish_timeout,
