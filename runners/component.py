@@ -220,19 +220,25 @@ class Runner:
         self._draining = True
         # Hand every shard back before the next await, so no lease tick picks a shorter grace.
         grace = max(0.5, self.options.drain_grace_s * 0.8)
-        for shard in self.plan.hand_back_all():
-            self._hand_back(shard, "drain", "the runner is shutting down", grace)
-        tasks = list(self._handbacks.values())
+        self._hand_back_all(grace)
         self._kick_leases.set()
         assert self._membership is not None
         with contextlib.suppress(StoreError):
             await self._membership.mark_draining()
-        if tasks:
+        # A claim in flight when the drain began returns leases after the first hand-back: go
+        # round until nothing is held, so peers need not wait out their TTL.
+        while tasks := self._hand_back_all(grace):
             await asyncio.wait(tasks)
         with contextlib.suppress(StoreError):
             await self._membership.deregister()
         self._registered = False
         logger.info("drained: every shard released")
+
+    def _hand_back_all(self, grace_s: float) -> list[asyncio.Task[None]]:
+        """Draining: hand back every shard not yet on its way; every hand-back still running."""
+        for shard in self.plan.hand_back_all():
+            self._hand_back(shard, "drain", "the runner is shutting down", grace_s)
+        return list(self._handbacks.values())
 
     # --- leases ----------------------------------------------------------------------------------
 

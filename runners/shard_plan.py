@@ -99,7 +99,10 @@ class ShardPlan:
 
     def released(self, shard: int, lease: Lease) -> None:
         """A hand-back finished (released, or left to expire)."""
-        if self.leases.get(shard) is lease:
+        held = self.leases.get(shard)
+        # Same fence, not the same object: a renewal that ran alongside the release replaced the
+        # Lease object (same token, later deadline) and the released lease must still go.
+        if held is not None and held.fence == lease.fence:
             del self.leases[shard]
         self.releasing.discard(shard)
         self.last_progress.pop(shard, None)
@@ -161,7 +164,10 @@ class ShardPlan:
         next_wake: float | None = None
         for shard, state in progress.items():
             if state.next_wake_in_s is not None:
-                next_wake = min(next_wake or math.inf, state.next_wake_in_s)
+                next_wake = (
+                    state.next_wake_in_s if next_wake is None
+                    else min(next_wake, state.next_wake_in_s)
+                )
             if state.oldest_due_age_s is None:
                 self.last_progress[shard] = now
                 continue
