@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from agentlane.events import format_timestamp
+from agentlane.events import TERMINAL_STATUS, format_timestamp
 from agentlane.records import StoredEvent
 
 
@@ -36,8 +36,7 @@ class EventFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-_TERMINAL_STATUS = {"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}
-_ENDED = frozenset(_TERMINAL_STATUS.values())
+_ENDED = frozenset(TERMINAL_STATUS.values())
 _RUNNING = frozenset({"RunStarted", "Resumed"})
 #: Work that shows a queued run is running even before its ``RunStarted`` is read.
 _FIRST_WORK = frozenset({"Token", "ToolCall", "StepCompleted"})
@@ -397,8 +396,4 @@ def fold_usage(events: Iterable[StoredEvent]) -> dict[UsageKey, UsageTotals]:
             key, delta = found
             totals[key] = totals.get(key, UsageTotals()).plus(delta)
     return totals
-
-
-def status_of_terminal(event_type: str) -> str | None:
-    return _TERMINAL_STATUS.get(event_type)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentlane.errors import StoreError
+from agentlane.errors import StoreConflict
 from agentlane.records import NewEvent
 from runners.api import Outcome
 from runners.engine import (
@@ -372,9 +372,9 @@ async def test_the_database_refuses_a_second_completion_of_a_step(harness: Harne
         event("Completed", {"answer": "again"}),
         event("RunStarted", {"workflow": "agent", "version": "1"}),
     ):
-        with pytest.raises(StoreError) as caught:
+        with pytest.raises(StoreConflict) as caught:
             await harness.store.append(duplicate)
-        assert getattr(caught.value.__cause__, "sqlstate", None) == "23505"
+        assert caught.value.sqlstate == "23505"
     # Another step of the same run, or the same step of another run, is fine.
     await harness.store.append(event("StepCompleted", {"step": 9, "name": "a", "result": 2}))
 
