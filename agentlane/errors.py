@@ -1,17 +1,16 @@
 """Errors of the shared core, each carrying the answer it deserves on the wire.
 
     AgentlaneError                 code              HTTP
-    ├── ConfigError                config_error      500  settings that cannot work
-    ├── MigrationError             migration_error   500  a migration failed, or was edited
-    ├── StoreError                 store_error       500  the database refused (see sqlstate)
+    ├── ConfigError                command_failed    500  settings that cannot work
+    ├── MigrationError             command_failed    500  a migration failed, or was edited
+    ├── StoreError                 command_failed    500  the database refused (see sqlstate)
     │   ├── StoreUnavailable       unavailable       503  retryable: unreachable, pool exhausted
     │   │   └── StoreReadOnly      unavailable       503  retryable: read-only (a failover)
-    │   ├── StoreConflict          conflict          409  a unique constraint refused the write
-    │   │   ├── DuplicateEvent     conflict          409  a batch's idempotency key is stored
-    │   │   └── CheckpointMoved    conflict          409  a checkpoint moved under a batch
-    │   ├── SchemaMissing          schema_missing    503  a table is missing: not migrated
-    │   ├── FencedOut              fenced_out        409  a fenced write's lease is stale
-    │   └── EventNotFound          not_found         404  no such event for the caller
+    │   ├── StoreConflict          command_failed    500  a unique constraint refused the write
+    │   │   ├── DuplicateEvent                            a batch's idempotency key is stored
+    │   │   └── CheckpointMoved                           a checkpoint moved under a batch
+    │   ├── SchemaMissing          command_failed    500  a table is missing: not migrated
+    │   └── FencedOut              command_failed    500  a fenced write's lease is stale
     ├── InvalidEvent               invalid_command   422  event data that does not match its type
     └── CommandError               invalid_command   422  a command that cannot be carried out
         ├── RunNotFound            run_not_found     404  no such run for this tenant
@@ -20,8 +19,11 @@
 
 Every error says once how it travels: ``code`` (the ``code`` of a WebSocket ``error`` frame),
 ``status`` and ``slug`` (an HTTP problem+json's status and type), ``detail`` (what a client may
-read: never a driver's message) and ``retry_after_s`` (when retrying can help). HTTP problems and
-WebSocket error frames are both built from these attributes, so the two doors cannot disagree.
+read: for a server error never its message, which may carry a driver's) and ``retry_after_s``
+(when retrying can help). HTTP problems and WebSocket error frames are both built from these
+attributes, so the two doors cannot disagree. The errors inside the machinery (a conflict, a
+missing table, a stale fence) are the caller's to handle; one that reaches a client is a fault of
+ours, so it answers as one.
 
 Driver errors are translated where they happen, by SQLSTATE (:func:`agentlane.db.translate_errors`);
 callers never see psycopg, and never inspect ``__cause__`` to learn what went wrong.
@@ -38,7 +40,6 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "DuplicateEvent",
-    "EventNotFound",
     "FencedOut",
     "InvalidEvent",
     "MigrationError",
@@ -60,7 +61,7 @@ class AgentlaneError(Exception):
     """Root of every error agentlane raises on purpose."""
 
     #: Wire code: the ``code`` of a WebSocket ``error`` frame.
-    code: ClassVar[str] = "internal_error"
+    code: ClassVar[str] = "command_failed"
     #: HTTP status of the problem+json answer.
     status: ClassVar[int] = 500
     #: Last part of the problem ``type`` URI.
@@ -70,8 +71,8 @@ class AgentlaneError(Exception):
 
     @property
     def detail(self) -> str:
-        """What a client may read. Errors whose message can carry internals override this."""
-        return str(self)
+        """What a client may read: the message of a client error, never of a server error."""
+        return str(self) if self.status < 500 else "internal error"
 
     def headers(self) -> dict[str, str]:
         """HTTP headers of the answer (``Retry-After`` when retrying can help)."""
@@ -80,30 +81,16 @@ class AgentlaneError(Exception):
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
-class _Internal(AgentlaneError):
-    """An error whose message is for operators: clients get a generic detail."""
-
-    @property
-    def detail(self) -> str:
-        return "internal error"
-
-
-class ConfigError(_Internal):
+class ConfigError(AgentlaneError):
     """Settings that cannot work."""
 
-    code = "config_error"
 
-
-class MigrationError(_Internal):
+class MigrationError(AgentlaneError):
     """A migration failed or the applied history does not match ``ddl/``."""
 
-    code = "migration_error"
 
-
-class StoreError(_Internal):
+class StoreError(AgentlaneError):
     """The event store (or another table's owner) could not do what was asked."""
-
-    code = "store_error"
 
     def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
         super().__init__(message)
@@ -129,21 +116,14 @@ class StoreReadOnly(StoreUnavailable):
 class StoreConflict(StoreError):
     """A unique constraint refused the write: another writer got there first."""
 
-    code, status, slug = "conflict", 409, "conflict"
-
 
 class SchemaMissing(StoreError):
     """A table, column or function is missing: the database is not migrated (or is being
     rebuilt)."""
 
-    code, status, slug = "schema_missing", 503, "unavailable"
-    retry_after_s = UNAVAILABLE_RETRY_AFTER_S
-
 
 class FencedOut(StoreError):
     """A fenced write presented a lease that is no longer current; nothing was written."""
-
-    code, status, slug = "fenced_out", 409, "fenced-out"
 
     def __init__(self, *, table: str, key: int | str, holder: str, token: int) -> None:
         super().__init__(
@@ -172,16 +152,6 @@ class CheckpointMoved(StoreConflict):
     def __init__(self, name: str) -> None:
         super().__init__(f"checkpoint {name!r} moved under this batch; reloading")
         self.name = name
-
-
-class EventNotFound(StoreError):
-    """An event id that names no event visible to the caller."""
-
-    code, status, slug = "not_found", 404, "not-found"
-
-    @property
-    def detail(self) -> str:
-        return str(self)
 
 
 class InvalidEvent(AgentlaneError):

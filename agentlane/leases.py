@@ -255,7 +255,7 @@ async def shard_rows(db: Database) -> list[ShardRow]:
 # --- the shard count ----------------------------------------------------------------------------
 
 
-def check_shard_count(recorded: int, configured: int) -> None:
+def _refuse_another_count(recorded: int, configured: int) -> None:
     if recorded != configured:
         raise ConfigError(
             f"AGENTLANE_SHARDS={configured} but this database was created with {recorded} shards; "
@@ -263,16 +263,19 @@ def check_shard_count(recorded: int, configured: int) -> None:
         )
 
 
-async def recorded_shard_count(db: Database) -> int | None:
-    """The shard count this database was created with; None while it is not migrated."""
+async def check_recorded_shard_count(db: Database, configured: int) -> None:
+    """For a process that routes by shard but holds no lease (commands, gateway): refuse
+    ``AGENTLANE_SHARDS`` other than the count this database was created with. A database not yet
+    migrated has no count to disagree with; its readiness says so elsewhere."""
     try:
         async with db.connection() as conn:
             row = await (
                 await conn.execute("SELECT value FROM cluster_config WHERE key = 'shards'")
             ).fetchone()
     except SchemaMissing:
-        return None
-    return None if row is None else int(row[0])
+        return
+    if row is not None:
+        _refuse_another_count(int(row[0]), configured)
 
 
 async def verify_shard_count(db: Database, configured: int) -> None:
@@ -288,7 +291,7 @@ async def verify_shard_count(db: Database, configured: int) -> None:
     assert row is not None
     if row[0] is None:
         raise ConfigError("the database has no shard count yet: run `agentlane migrate`")
-    check_shard_count(int(row[0]), configured)
+    _refuse_another_count(int(row[0]), configured)
     if int(row[1]) != configured:
         raise ConfigError(
             f"cluster_shards has {row[1]} rows but AGENTLANE_SHARDS={configured}: "
@@ -306,7 +309,7 @@ def ensure_shards(conn: psycopg.Connection[Any], shards: int) -> None:
         )
         row = conn.execute("SELECT value FROM cluster_config WHERE key = 'shards'").fetchone()
         assert row is not None
-        check_shard_count(int(row[0]), shards)
+        _refuse_another_count(int(row[0]), shards)
         conn.execute(
             "INSERT INTO cluster_shards (shard_id) SELECT generate_series(0, %s - 1) "
             "ON CONFLICT DO NOTHING",
@@ -324,9 +327,8 @@ __all__ = [
     "Leases",
     "ShardRow",
     "check_fence",
-    "check_shard_count",
+    "check_recorded_shard_count",
     "ensure_shards",
-    "recorded_shard_count",
     "shard_rows",
     "verify_shard_count",
 ]

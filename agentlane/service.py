@@ -84,10 +84,9 @@ def build_app(
     components: Sequence[Component],
     draining: asyncio.Event,
     *,
-    registry: CollectorRegistry | None = None,
+    registry: CollectorRegistry,
 ) -> Starlette:
     """The process's app: the components' routes, health, readiness and ``registry``'s metrics."""
-    served = registry if registry is not None else CollectorRegistry()
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -101,7 +100,7 @@ def build_app(
         )
 
     async def metrics(_: Request) -> Response:
-        return Response(generate_latest(served), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -119,8 +118,8 @@ async def run_service(
     *,
     host: str,
     port: int,
+    registry: CollectorRegistry,
     grace_s: float = 30.0,
-    registry: CollectorRegistry | None = None,
     uvicorn_options: dict[str, Any] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or a component fails), then drain and stop; ``/metrics``

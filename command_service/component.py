@@ -15,7 +15,7 @@ from agentlane.auth import Authenticator
 from agentlane.commands import Commands
 from agentlane.db import Database
 from agentlane.errors import AgentlaneError
-from agentlane.leases import check_shard_count, recorded_shard_count
+from agentlane.leases import check_recorded_shard_count
 from agentlane.migrate import pending
 from agentlane.readmodels import ReadModels
 from agentlane.run_index import RunIndex
@@ -115,9 +115,7 @@ class CommandService:
 
     async def _probe(self) -> None:
         try:
-            recorded = await recorded_shard_count(self._db)
-            if recorded is not None:
-                check_shard_count(recorded, self.store.shards)
+            await check_recorded_shard_count(self._db, self.store.shards)
             # Applied migrations stay applied: once current, only reachability is re-checked.
             if not self._migrated:
                 missing = await asyncio.to_thread(pending, self._db.conninfo)

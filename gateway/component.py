@@ -82,10 +82,10 @@ class Gateway:
         options: GatewayOptions | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        """Live events come from ``bus`` (the process's one subscription), or from ``source``
-        (something else that feeds the hub, e.g. a test's)."""
+        """Live events come from exactly one of ``bus`` (the process's one subscription) or
+        ``source`` (something else that feeds the hub, e.g. a test's)."""
         if (bus is None) == (source is None):
-            raise ValueError("give the gateway a bus or a live source, not both")
+            raise ValueError("give the gateway exactly one of a bus or a live source")
         self._store = store
         self._commands = commands
         self._auth = authenticator

@@ -182,8 +182,10 @@ class Projector:
             await asyncio.sleep(ttl / 3)
             lease = self._held()
             try:
-                renewed = await self._leases.renew([lease])
-            except StoreError as exc:
+                # Bounded, so a database that hangs meets the deadline check below.
+                async with asyncio.timeout(ttl / 3):
+                    renewed = await self._leases.renew([lease])
+            except (StoreError, TimeoutError) as exc:
                 # Without the database no batch can commit either; give up before expiry.
                 if time.monotonic() > lease.deadline - ttl / 3:
                     raise lease.fence.refused() from exc
@@ -194,11 +196,15 @@ class Projector:
             self.lease = renewed[LEASE_KEY]
 
     async def _release(self) -> None:
-        lease, self.lease = self.lease, None
-        if lease is not None:
-            with contextlib.suppress(StoreError):
-                await self._leases.release([lease])
-                logger.info("projector lease released (token %s)", lease.token)
+        lease = self.lease
+        if lease is None:
+            return
+        with contextlib.suppress(StoreError):
+            await self._leases.release([lease])
+            logger.info("projector lease released (token %s)", lease.token)
+        # Forgotten only once the release returned: a drain cut short mid-release leaves it for
+        # __aexit__ to release again, rather than for a standby to wait out.
+        self.lease = None
 
     def _held(self) -> Lease:
         assert self.lease is not None, "the followers run only while this process leads"

@@ -16,8 +16,6 @@ from agentlane.errors import AgentlaneError
 class ProjectorError(AgentlaneError):
     """The projector cannot go on with what it was doing."""
 
-    code = "projector_error"
-
 
 class PublishFailed(ProjectorError):
     """Retryable: the caller rewinds to its checkpoint and publishes again after a backoff."""

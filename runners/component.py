@@ -89,8 +89,8 @@ class Runner:
         self.options = options or RunnerOptions()
         self.identity = identity or RunnerIdentity.fresh(settings.runner_identity)
         self._executor_factory = executor_factory
-        self._registry = registry or CollectorRegistry()
-        self.metrics = RunnerMetrics(self._registry)
+        self._metrics_registry = registry or CollectorRegistry()
+        self.metrics = RunnerMetrics(self._metrics_registry)
         self._ttl_s = settings.lease_ttl_s
         self._tick_s = self._ttl_s / 3
         self._handback_grace_s = self.options.handback_grace_s or self._ttl_s
@@ -157,7 +157,7 @@ class Runner:
             self._membership = Membership(
                 lease_db, self.identity, ttl_s=self._ttl_s, address=self.options.address
             )
-            executor = self._executor_factory(db, settings, self._registry)
+            executor = self._executor_factory(db, settings, self._metrics_registry)
             if hasattr(executor, "__aenter__"):
                 executor = await self._stack.enter_async_context(executor)  # type: ignore[arg-type]
             self._dispatcher = Dispatcher(
@@ -250,9 +250,8 @@ class Runner:
             try:
                 async with asyncio.timeout(max(0.5, self._ttl_s / 2)):
                     await self._lease_tick()
-            except (StoreError, TimeoutError) as exc:
-                if isinstance(exc, StoreUnavailable | TimeoutError):
-                    self.metrics.database_errors.labels("lease").inc()
+            except (StoreUnavailable, TimeoutError) as exc:
+                self.metrics.database_errors.labels("lease").inc()
                 delay = backoff.next_delay()
                 if not failing:
                     logger.warning(
@@ -329,7 +328,7 @@ class Runner:
         if existing is not None:
             return existing
         assert self._group is not None
-        self.plan.releasing.add(shard)
+        self.plan.handing_back(shard)
         task = self._group.create_task(
             self._release_when_idle(shard, reason, why, grace_s), name=f"release:{shard}"
         )
@@ -337,6 +336,14 @@ class Runner:
         return task
 
     async def _release_when_idle(self, shard: int, reason: str, why: str, grace_s: float) -> None:
+        try:
+            await self._release_shard(shard, reason, why, grace_s)
+        finally:
+            # However it ended, this hand-back is over (a newer one for the shard stays).
+            if self._handbacks.get(shard) is asyncio.current_task():
+                del self._handbacks[shard]
+
+    async def _release_shard(self, shard: int, reason: str, why: str, grace_s: float) -> None:
         assert self._dispatcher is not None and self._leases is not None
         in_flight = self._dispatcher.stop_shard(shard)
         if in_flight:
@@ -359,7 +366,6 @@ class Runner:
         finally:
             self._releasing_now.discard(shard)
         self.plan.released(shard, lease)
-        self._handbacks.pop(shard, None)
         self.metrics.forget_shard(shard)
         self.metrics.shard_losses.labels(reason).inc()
         self.metrics.owned_shards.set(len(self.plan.leases))
@@ -412,9 +418,11 @@ class Runner:
                 if wake_at is not None and wake_at > time.monotonic():
                     timeout = min(poll_s, wake_at - time.monotonic() + 0.005)
                 backoff.reset()
-            except StoreError as exc:
-                if isinstance(exc, StoreUnavailable):
-                    self.metrics.database_errors.labels("discovery").inc()
+            except StoreUnavailable as exc:
+                # Unavailable or read-only (a failover): retry. Any other store error ends the
+                # runner, so its leases expire and a peer takes its shards, rather than holding
+                # shards it cannot work.
+                self.metrics.database_errors.labels("discovery").inc()
                 timeout = backoff.next_delay()
                 logger.warning("work discovery failed; retry in %.1fs: %s", timeout, exc)
             with contextlib.suppress(TimeoutError):

@@ -97,6 +97,11 @@ class ShardPlan:
         self.last_progress.pop(shard, None)
         return lease
 
+    def handing_back(self, shard: int) -> None:
+        """A hand-back of ``shard`` started (a stall, a lost fence): it no longer counts as
+        active, and no other hand-back is chosen for it."""
+        self.releasing.add(shard)
+
     def released(self, shard: int, lease: Lease) -> None:
         """A hand-back finished (released, or left to expire)."""
         held = self.leases.get(shard)

@@ -12,7 +12,7 @@ from agentlane.auth import Authenticator
 from agentlane.bus import bus_for
 from agentlane.commands import Commands
 from agentlane.db import Database, database_of
-from agentlane.leases import check_shard_count, recorded_shard_count
+from agentlane.leases import check_recorded_shard_count
 from agentlane.run_index import RunIndex
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
@@ -55,9 +55,7 @@ async def serve(
     registry = metrics_registry()
     async with database_of(settings, name="gateway") as db:
         # Commands over the socket route by shard: refuse to start with another shard count.
-        recorded = await recorded_shard_count(db)
-        if recorded is not None:
-            check_shard_count(recorded, settings.shards)
+        await check_recorded_shard_count(db, settings.shards)
         gateway = build_gateway(
             settings, db, authenticator=Authenticator.from_settings(settings), registry=registry
         )

@@ -70,7 +70,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     registry = metrics_registry()
-    async with database_of(settings, name="projector", at_least=4) as db:
+    # A batch's transaction and its gap reads, the other follower, renewals and metrics at once.
+    async with database_of(settings, name="projector", at_least=6) as db:
         projector = build_projector(
             settings, db, registry=registry, batch_size=args.batch_size,
             publish_timeout_s=args.publish_timeout,

@@ -247,7 +247,7 @@ def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
     from projector import RebuildResult, rebuild_read_models
 
     async def run() -> RebuildResult:
-        async with open_database(url, name="replay-rebuild", min_size=1, max_size=4) as db:
+        async with open_database(url, name="replay-rebuild", min_size=1, max_size=6) as db:
             return await rebuild_read_models(db)
 
     result = asyncio.run(run())

@@ -16,8 +16,6 @@ from agentlane.errors import AgentlaneError
 class ReplayError(AgentlaneError):
     """Root of every error the replay CLI raises on purpose."""
 
-    code = "replay_error"
-
 
 class NothingToReplay(ReplayError):
     """No events match what was asked for (another tenant's events included)."""

@@ -31,7 +31,8 @@ from agentlane.store.audit import EventFilter, Snapshot, heads, orphan_heads, ve
 #: Streams per batched lookup of heads and read-model rows (one round trip per batch).
 BATCH = 1000
 
-#: Completing a workflow step: at most one of these per (execution, step) (invariant 5).
+#: Completing a workflow step: at most one of these per (execution, step) (invariant 5). The same
+#: set as the unique index of ddl/0015: verify re-checks what that index enforces on writes.
 _STEP_COMPLETIONS = frozenset({"StepCompleted", "ToolResult", "TimerFired"})
 
 #: Commands may race a run's end (a cancel just after it completed); workflow events may not.

@@ -86,14 +86,14 @@ def snapshot(database_url: str, *, join: str | None = None) -> Iterator[Snapshot
         with translate_errors():
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-        with conn.transaction():
-            with translate_errors():
-                if join is not None:
-                    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(join)))
-                # A read-only snapshot takes no transaction id, so it does not hold back the
-                # gap-safe tail's horizon; the database-wide idle limit (ddl/0021) is for writers.
-                # Waiting on worker processes (parallel verify) leaves this one idle for minutes.
-                conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        # Every statement run on the snapshot, here and by the caller, fails as a store error.
+        with translate_errors(), conn.transaction():
+            if join is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(join)))
+            # A read-only snapshot takes no transaction id, so it does not hold back the gap-safe
+            # tail's horizon; the database-wide idle limit (ddl/0021) is for writers. Waiting on
+            # worker processes (parallel verify) leaves this one idle for minutes.
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             yield conn
 
 

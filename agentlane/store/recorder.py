@@ -2,7 +2,8 @@
 
 Append takes the stream head's row lock (so ``seq`` has no gaps and ``event_id`` grows with it),
 extends the hash chain and inserts, all in one transaction; an optional fence re-checks the
-writer's shard lease in that same transaction. Reads filter by tenant, always.
+writer's shard lease in that same transaction. Reads for a caller filter by tenant, always;
+the runner's batched command lookup names runs by execution id, which is unique across tenants.
 """
 
 from __future__ import annotations

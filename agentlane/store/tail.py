@@ -284,4 +284,6 @@ class Follower:
     def _failed(self, exc: BaseException) -> None:
         if self._on_failure is not None:
             self._on_failure(exc)
-        logger.warning("%s: batch failed; backing off and resuming: %s", self.name, exc)
+        logger.warning(
+            "%s: reading or handling a batch failed; backing off and resuming: %s", self.name, exc
+        )

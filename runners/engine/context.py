@@ -92,7 +92,7 @@ class StepInfo:
 
     def attach(self, event_type: str, data: dict[str, Any]) -> None:
         """Write an event together with this step's completion (dropped if the attempt fails)."""
-        if event_type in ENGINE_TYPES:
+        if event_type in ENGINE_TYPES or event_type in self._active.journal.completions:
             raise EngineError(f"{event_type} is written by the engine only")
         self._attached.append((event_type, data))
 

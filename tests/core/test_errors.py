@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from agentlane.bus import BusUnavailable
 from agentlane.db import Database, create_pool
 from agentlane.errors import (
     AgentlaneError,
@@ -39,7 +40,8 @@ async def test_a_missing_table_says_migrate(db: Database) -> None:
         async with db.connection() as conn:
             await conn.execute("SELECT * FROM no_such_table")
     assert caught.value.sqlstate == "42P01"
-    assert caught.value.status == 503 and caught.value.retry_after_s
+    # Reaching a client, it is a fault of ours: a 500 that says nothing of the schema.
+    assert (caught.value.status, caught.value.detail) == (500, "internal error")
 
 
 async def test_a_read_only_server_is_retryable(db: Database) -> None:
@@ -69,6 +71,7 @@ async def test_an_unknown_server_error_keeps_its_sqlstate_and_hides_its_message(
             await conn.execute("SELECT 1 / 0")
     assert type(caught.value) is StoreError and caught.value.sqlstate == "22012"
     assert caught.value.detail == "internal error", "a driver's message never reaches a client"
+    assert caught.value.code == "command_failed"
 
 
 @pytest.mark.parametrize(
@@ -80,6 +83,10 @@ async def test_an_unknown_server_error_keeps_its_sqlstate_and_hides_its_message(
         (InvalidEvent("data.text: Field required"), 422, "invalid-command", "invalid_command"),
         (StoreUnavailable("connection refused: password=hunter2"), 503, "unavailable",
          "unavailable"),
+        (StoreConflict("duplicate key value violates unique constraint"), 500, "internal-error",
+         "command_failed"),
+        (BusUnavailable("Pub/Sub unavailable: password=hunter2"), 500, "internal-error",
+         "command_failed"),
     ],
 )
 def test_one_error_one_answer_on_both_doors(
@@ -90,6 +97,6 @@ def test_one_error_one_answer_on_both_doors(
     frame = json.loads(error_frame(error.code, error.detail))
     assert (answer.status_code, problem["type"].rsplit("/", 1)[1]) == (status, slug)
     assert (frame["code"], frame["message"]) == (code, problem["detail"])
-    assert "hunter2" not in problem["detail"]
+    assert "hunter2" not in problem["detail"] and "unique" not in problem["detail"]
     if error.retry_after_s is not None:
         assert int(answer.headers["retry-after"]) >= 1

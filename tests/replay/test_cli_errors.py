@@ -31,3 +31,21 @@ def test_unknown_session_exits_1_and_bad_ids_exit_2(
             database_url, *args, capsys=capsys, monkeypatch=monkeypatch
         )
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (args, err)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("export",), ("session", "s1", "--tenant", "t"), ("verify",), ("run", "e1")],
+)
+def test_an_unmigrated_database_gets_one_line_not_a_traceback(
+    empty_database_url: str, args: tuple[str, ...], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reads on the snapshot fail inside the caller's code, after the snapshot was opened: the
+    # translation must cover them too, or psycopg's UndefinedTable escapes as a traceback.
+    code, out, err = replay_in_process(
+        empty_database_url, *args, capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert (code, out) == (1, ""), err
+    assert err.startswith("agentlane replay: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
