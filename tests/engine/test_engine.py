@@ -14,6 +14,8 @@ from agentlane.records import NewEvent
 from runners.api import Outcome
 from runners.engine import (
     ActivityError,
+    Completion,
+    EngineError,
     Executor,
     NonRetryable,
     RetryPolicy,
@@ -377,6 +379,38 @@ async def test_the_database_refuses_a_second_completion_of_a_step(harness: Harne
         assert caught.value.sqlstate == "23505"
     # Another step of the same run, or the same step of another run, is fine.
     await harness.store.append(event("StepCompleted", {"step": 9, "name": "a", "result": 2}))
+
+
+async def test_a_step_cannot_attach_what_only_the_engine_writes(harness: Harness) -> None:
+    # A step's attached events ride with its completion; letting it attach a completion (the
+    # engine's own or a registered one) would complete a step twice or one that never ran.
+    refused: list[str] = []
+
+    async def attaching(step: StepInfo) -> str:
+        for kind in ("StepCompleted", "TimerFired", "Completed", "Reply"):
+            try:
+                step.attach(kind, {"step": step.step})
+            except EngineError as exc:
+                refused.append(str(exc))
+        step.attach("Usage", {"model": "m", "step": step.step, "inputTokens": 1,
+                              "outputTokens": 1})
+        return "ok"
+
+    async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        return str(await ctx.activity("a", attaching))
+
+    registry = WorkflowRegistry()
+    registry.register("agent", "1", wf)
+    registry.register_completion(Completion("Reply", activity_name=lambda data: "a"))
+    run = await harness.start("r1", "go")
+    assert await harness.advance(harness.executor(registry), run) is Outcome.COMPLETED
+    assert refused == [
+        f"{kind} is written by the engine only"
+        for kind in ("StepCompleted", "TimerFired", "Completed", "Reply")
+    ]
+    types = [e.type for e in await harness.events(run)]
+    assert types.count("Usage") == 1
+    assert not {"TimerFired", "Reply"} & set(types) and types.count("StepCompleted") == 1
 
 
 async def test_a_signal_racing_the_suspension_is_not_lost(harness: Harness) -> None:

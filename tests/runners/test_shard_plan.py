@@ -184,7 +184,7 @@ def test_a_draining_plan_never_has_its_share() -> None:
     while it still holds every shard."""
     plan = ShardPlan(4, stall_s=5.0)
     plan.claimed([make_lease(shard, 1, 10.0) for shard in range(4)], now=0.0)
-    plan.releasing.add(2)  # given up as stalled before the drain
+    plan.handing_back(2)  # given up as stalled before the drain
     decision = plan.rebalance(live_runners=0, draining=True, in_flight={0: 2}, now=1.0)
     plan.settle(live_runners=0, draining=True)
     assert (decision.target, decision.claim) == (0, 0)
@@ -274,7 +274,7 @@ def test_released_deletes_the_held_lease_but_not_a_newer_one() -> None:
     plan = ShardPlan(8, stall_s=5.0)
     old = make_lease(2, 7, 10.0)
     plan.claimed([old, make_lease(5, 1, 10.0)], now=0.0)
-    plan.releasing.add(2)
+    plan.handing_back(2)
     plan.released(2, old)
     assert sorted(plan.leases) == [5] and 2 not in plan.releasing and 2 not in plan.last_progress
 
@@ -292,7 +292,7 @@ def test_a_lease_renewed_while_its_release_runs_is_forgotten_when_the_release_re
     plan = ShardPlan(4, stall_s=5.0)
     old = make_lease(3, 7, 10.0)
     plan.claimed([old], now=0.0)
-    plan.releasing.add(3)  # Runner._hand_back
+    plan.handing_back(3)  # Runner._hand_back
     fresh = make_lease(3, 7, 13.0)
 
     assert plan.renewed({3: fresh}, releasing_now={3}) == []
@@ -546,7 +546,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def _hand_back(self, runner: SimRunner, shard: int) -> None:
         """Runner._hand_back."""
         if shard not in runner.handbacks:
-            runner.plan.releasing.add(shard)
+            runner.plan.handing_back(shard)
             runner.handbacks.add(shard)
 
     def _end_hand_back(self, runner: SimRunner, shard: int, lease: Lease | None) -> None:
