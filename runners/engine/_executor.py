@@ -123,7 +123,7 @@ async def _drive(
             result = await workflow
         except _Unload as unload:
             await _stop(active, flusher, watcher)
-            flushed = await active.flush(change=unload.change)
+            flushed = await active.flush(change=unload.change, seen_seq=unload.seen_seq)
             if flushed.commands_waiting and unload.outcome in (
                 Outcome.SUSPENDED,
                 Outcome.SLEEPING,
