@@ -60,16 +60,17 @@ class OpenAIModel:
         self._max_attempts = max_attempts
         self._timeout = options.timeout.total_seconds()
 
-    def model_for(self, attempt: int) -> str:
-        """The fallback model (when set) takes the last attempt."""
-        if self.options.fallback_model and attempt >= self._max_attempts > 1:
+    def model_for(self, failures: int) -> str:
+        """The fallback model (when set) takes the last try the retry budget allows, counted in
+        recorded failures (a crashed runner's try is not one)."""
+        if self.options.fallback_model and failures + 1 >= self._max_attempts > 1:
             return self.options.fallback_model
         return self.options.model
 
     async def complete(
         self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        model = self.model_for(step.attempt)
+        model = self.model_for(step.failures)
         batcher = TokenBatcher(step)
         try:
             return await self._stream(step, model, messages, tools, batcher)

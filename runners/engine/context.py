@@ -73,14 +73,19 @@ class RunInfo:
 class StepInfo:
     """Handed to an activity as its first argument: who it runs for, and its stable step key."""
 
-    __slots__ = ("_active", "_attached", "attempt", "execution_id", "key", "step")
+    __slots__ = ("_active", "_attached", "attempt", "execution_id", "failures", "key", "step")
 
-    def __init__(self, active: ActiveRun, step: int, attempt: int) -> None:
+    def __init__(self, active: ActiveRun, step: int, attempt: int, failures: int) -> None:
         self._active = active
         self._attached: list[tuple[str, dict[str, Any]]] = []
         self.execution_id = active.run.execution_id
         self.step = step
+        #: Tags what this attempt streams: it grows with every try, a crashed one included, so
+        #: the tokens of two tries never mix.
         self.attempt = attempt
+        #: Tries of this step the engine recorded as failed (``StepFailed``); the retry budget
+        #: counts these, never crashes of the process running it.
+        self.failures = failures
         self.key = f"{self.execution_id}:{step}"
 
     def stream(
@@ -140,6 +145,7 @@ class WorkflowContext:
         step = self._next()
         record_ = self._replayed(step, name)
         attempt = 1
+        failures = 0
         if record_ is not None:
             if record_.completion is not None:
                 recorded = record_.completion
@@ -147,9 +153,10 @@ class WorkflowContext:
                     return recorded.data.get("result")
                 return Completion.result(recorded.data)
             if record_.failures:
+                failures = len(record_.failures)
                 last = record_.failures[-1]
                 if not last["retryable"]:
-                    raise ActivityError(name, step, last["attempt"], last["error"])
+                    raise ActivityError(name, step, failures, last["error"])
                 attempt = last["attempt"] + 1
                 retry_at = last.get("retryAt")
                 if retry_at is not None:
@@ -158,7 +165,7 @@ class WorkflowContext:
         self._check_live()
         with log_context(step=step):
             while True:
-                info = StepInfo(self._active, step, attempt)
+                info = StepInfo(self._active, step, attempt, failures)
                 task = asyncio.ensure_future(fn(info, *args))
                 try:
                     with self._active.running(task):
@@ -169,7 +176,8 @@ class WorkflowContext:
                     raise
                 except Exception as exc:
                     self._active.metrics.step_attempts.labels("failed").inc()
-                    retryable = policy.is_retryable(exc) and attempt < policy.max_attempts
+                    failures += 1
+                    retryable = policy.is_retryable(exc) and failures < policy.max_attempts
                     error = f"{type(exc).__name__}: {exc}"[:2000]
                     failure: dict[str, Any] = {
                         "step": step,
@@ -180,8 +188,8 @@ class WorkflowContext:
                     }
                     if not retryable:
                         self._active.add("StepFailed", failure)
-                        raise ActivityError(name, step, attempt, error) from exc
-                    delay = policy.delay(attempt, exc)
+                        raise ActivityError(name, step, failures, error) from exc
+                    delay = policy.delay(failures, exc)
                     retry_at = await self._active.store.now() + delay
                     failure["retryAt"] = retry_at.isoformat()
                     self._active.add("StepFailed", failure)

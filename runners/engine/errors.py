@@ -43,7 +43,8 @@ class UnknownWorkflow(EngineError):
 
 
 class ActivityError(EngineError):
-    """An activity failed for good; the workflow may catch it, else the run fails."""
+    """An activity failed for good; the workflow may catch it, else the run fails. ``attempts``
+    counts its recorded failures (tries cut short by a crash are not among them)."""
 
     def __init__(self, name: str, step: int, attempts: int, error: str) -> None:
         super().__init__(

@@ -182,7 +182,7 @@ async def test_build_executor_takes_model_and_fallback_from_settings(
     })
     executor = build_executor(harness.db, settings, CollectorRegistry())
     model = executor.registry.get("agent", "1").__self__.model  # type: ignore[attr-defined]
-    assert (model.model_for(1), model.model_for(4)) == ("m-main", "m-spare")
+    assert (model.model_for(0), model.model_for(3)) == ("m-main", "m-spare")
     run = await harness.start("r1", "hello")
     assert await harness.advance(executor, run) is Outcome.COMPLETED
     assert [r.body["model"] for r in openai_server.requests] == ["m-main"]
@@ -214,3 +214,41 @@ async def test_a_crash_mid_stream_reruns_the_call_with_the_same_step_key(
     completed = [e.data for e in events if e.type == "StepCompleted"]
     assert len(completed) == 1 and completed[0]["attempts"] == 2
     assert events[-1].data["answer"] == "second try"
+
+
+async def test_crashes_mid_stream_do_not_spend_the_retry_budget(
+    harness: Harness, openai_server: OpenAIServer
+) -> None:
+    # Three runner crashes mid-stream, then a 429: the budget (3 attempts) counts only the one
+    # failure the engine recorded, so the next try runs, on the main model, and completes.
+    slow = " ".join(f"w{i}" for i in range(200))
+    options = fast_options(
+        fallback_model="m-fallback",
+        request_timeout=timedelta(seconds=30),
+        model_retry=RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10)),
+    )
+    run = await harness.start("r1", "hello")
+    for crash in range(1, 4):
+        openai_server.push(Reply.answer(slow, chunk_delay_s=0.05))
+        advancing = asyncio.create_task(harness.advance(
+            loopback_executor(harness, openai_server, options), run,
+            await harness.fence(f"runner-{crash}"),
+        ))
+        await harness.wait_for(run, lambda events, n=crash: any(
+            e.type == "Token" and e.data["attempt"] == n for e in events
+        ))
+        advancing.cancel()  # the runner process dies mid-stream
+        with pytest.raises(asyncio.CancelledError):
+            await advancing
+    openai_server.push(Reply.error(429), Reply.answer("made it"))
+    survivor = loopback_executor(harness, openai_server, options)
+    assert await harness.advance(survivor, run, await harness.fence("runner-4")) is (
+        Outcome.COMPLETED
+    )
+    events = await harness.events(run)
+    assert events[-1].data["answer"] == "made it"
+    failures = [e.data for e in events if e.type == "StepFailed"]
+    assert [(f["attempt"], f["retryable"]) for f in failures] == [(4, True)]
+    # Tokens keep their attempt tags (1-3 cut by crashes, 5 the answer); no fallback was needed.
+    assert {e.data["attempt"] for e in events if e.type == "Token"} == {1, 2, 3, 5}
+    assert [r.body["model"] for r in openai_server.requests] == ["m-1"] * 5
