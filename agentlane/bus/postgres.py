@@ -17,7 +17,7 @@ from agentlane.bus.base import Subscription
 from agentlane.errors import StoreUnavailable
 from agentlane.records import Checkpoint, TailedEvent
 from agentlane.store import EventStore, Follower, Tail, in_memory
-from agentlane.store.ordering import SessionKey, in_seq_order
+from agentlane.store.ordering import SessionKey, in_seq_order, session_key
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,17 @@ class PostgresBus:
         """Events committed after this call (or after ``after``), until the context exits."""
         subscription = Subscription(capacity=self.queue_size)
         start = after if after is not None else await self._tail.live_position()
-        # Last seq delivered per session (bounded: a forgotten session restarts at its next event).
+        # Last seq delivered per session. Bounded: a session not tracked (new since the start, or
+        # forgotten) resumes after its highest seq at or before the batch's position, which
+        # everything up to that position has already delivered or predates the subscription.
         heads: OrderedDict[SessionKey, int] = OrderedDict()
 
-        async def deliver(batch: list[TailedEvent], _after: Checkpoint) -> None:
-            ordered = await in_seq_order(
-                self._store, [t.event for t in batch], heads, unknown_head=None
-            )
+        async def deliver(batch: list[TailedEvent], after: Checkpoint) -> None:
+            events = [t.event for t in batch]
+            untracked = {session_key(event) for event in events} - heads.keys()
+            if untracked:
+                heads.update(await self._store.heads_at(untracked, after))
+            ordered = await in_seq_order(self._store, events, heads)
             for key, events in ordered.items():
                 for event in events:
                     await subscription.offer(event)

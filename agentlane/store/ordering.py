@@ -26,23 +26,21 @@ async def in_seq_order(
     store: EventStore,
     events: Sequence[StoredEvent],
     heads: Mapping[SessionKey, int],
-    *,
-    unknown_head: int | None = 0,
 ) -> dict[SessionKey, list[StoredEvent]]:
-    """Per session, the events after its head (last handled ``seq``) in ``seq`` order, no gaps.
+    """Per session, the events after its head (last handled ``seq``; 0 when missing from
+    ``heads``) in ``seq`` order, no gaps. Events at or below the head are dropped (already
+    handled).
 
-    Events at or below the head are dropped (already handled). A session missing from ``heads``
-    starts at ``unknown_head``; ``None`` means "at the first event delivered" (a live reader that
-    joined mid-stream).
+    A reader that joined mid-log must not guess a session's head from the events in hand (the
+    first one delivered may not be the lowest still to come): it asks
+    :meth:`EventStore.heads_at` for the head as of its position.
     """
     grouped: dict[SessionKey, dict[int, StoredEvent]] = {}
     for event in events:
         grouped.setdefault(session_key(event), {})[event.seq] = event
     ordered: dict[SessionKey, list[StoredEvent]] = {}
     for key, by_seq in grouped.items():
-        head = heads.get(key, unknown_head)
-        if head is None:
-            head = min(by_seq) - 1
+        head = heads.get(key, 0)
         last = max(by_seq)
         if last <= head:
             continue

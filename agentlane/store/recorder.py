@@ -22,7 +22,7 @@ from agentlane.errors import DuplicateEvent, InvalidEvent
 from agentlane.events import COMMAND_TYPES, format_timestamp, validate_data
 from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
 from agentlane.leases import SHARD_LEASES, Fence
-from agentlane.records import NewEvent, StoredEvent
+from agentlane.records import Checkpoint, NewEvent, StoredEvent
 from agentlane.sharding import shard_for
 
 logger = logging.getLogger(__name__)
@@ -381,6 +381,30 @@ class EventStore:
                 )
             ).fetchone()
         return row is not None
+
+    async def heads_at(
+        self, streams: Collection[tuple[str, str]], at: Checkpoint
+    ) -> dict[tuple[str, str], int]:
+        """Per ``(tenant, session)``: its highest ``seq`` among events at or before the tail
+        position ``at`` (0 when none). A tail reader that has handled everything up to ``at``
+        continues such a stream right after it, whatever order the tail hands out next."""
+        if not streams:
+            return {}
+        tenants, sessions = zip(*streams, strict=True)
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    # Newest first: the latest seq is almost always already behind ``at``.
+                    "SELECT k.tenant_id, k.session_id, coalesce(("
+                    "  SELECT e.seq FROM agent_events e"
+                    "  WHERE e.tenant_id = k.tenant_id AND e.session_id = k.session_id"
+                    "    AND (e.tx_id, e.event_id) <= (%s::text::xid8, %s)"
+                    "  ORDER BY e.seq DESC LIMIT 1), 0) "
+                    "FROM unnest(%s::text[], %s::text[]) AS k(tenant_id, session_id)",
+                    (str(at.tx_id), at.event_id, list(tenants), list(sessions)),
+                )
+            ).fetchall()
+        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
 
     async def latest_commands(self, execution_ids: Sequence[str]) -> dict[str, int]:
         """Per run of ``execution_ids`` that has any: the ``eventId`` of its latest command
