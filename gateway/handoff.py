@@ -169,6 +169,8 @@ class SessionFeed:
                     await self._catch_up()
                 buffer = self._buffer
                 if not buffer:
+                    if self._behind or self._control is not None:
+                        continue  # set during the awaits above: an overflow, a ping
                     self._buffer = None
                     break
                 event = buffer.popleft()
