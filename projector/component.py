@@ -29,7 +29,7 @@ from agentlane.events import TERMINAL_TYPES
 from agentlane.leases import PROJECTOR_LEASE, Fence, Lease, Leases, check_fence
 from agentlane.readmodels import READ_MODELS_CHECKPOINT, apply_events
 from agentlane.records import Checkpoint, TailedEvent
-from agentlane.store import Checkpoints, EventStore, Follower, Tail
+from agentlane.store import Checkpoints, EventStore, Follower, HorizonWatch, Tail
 from projector.errors import PublishFailed
 from projector.metrics import ProjectorMetrics
 from projector.publish_heads import PublishHeads
@@ -74,6 +74,7 @@ class Projector:
         self.metrics = ProjectorMetrics(registry or CollectorRegistry())
         self._store = EventStore(db, shards=1)  # reads only; the count matters to fenced appends
         self._tail = Tail(db)
+        self._horizon = HorizonWatch(db)
         self._checkpoints = Checkpoints(db)
         self._heads = PublishHeads(db, self._store)
         self._leases = Leases(db, PROJECTOR_LEASE, holder=holder, ttl_s=self.options.lease_ttl_s)
@@ -286,7 +287,7 @@ class Projector:
                     position = await self._checkpoints.position(name, lag_cap=100_000)
                     self.metrics.lag_events.labels(name).set(position.lag_events)
                     self.metrics.lag_seconds.labels(name).set(position.lag_s)
-                horizon = await self._tail.horizon_age_s()
+                horizon = await self._horizon.age_s()
                 self.metrics.horizon_age.set(horizon)
                 if horizon > self.options.horizon_warning_s and time.monotonic() - warned_at > 30:
                     warned_at = time.monotonic()

@@ -1,7 +1,8 @@
 """The gap-safe global log (DESIGN.md, "Gap-safe global tail") and the one loop that follows it.
 
-    Tail          read every stream's events after a position; "now" as a position; the age of
-                  the transaction horizon every reader waits behind; wake-ups on append
+    Tail          read every stream's events after a position; "now" as a position; wake-ups
+                  on append
+    HorizonWatch  the age of the transaction horizon every reader waits behind
     Checkpoints   the named positions of durable followers (``projector_checkpoints``)
     Follower      read → handle → checkpoint → back off → wait: the projector's read models and
                   its publishing, the read-model rebuild, and the postgres bus all run this loop
@@ -15,6 +16,7 @@ that need session order use :mod:`agentlane.store.ordering`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,20 +93,52 @@ class Tail:
         assert row is not None
         return Checkpoint(int(row[0]), 2**63 - 1)
 
-    async def horizon_age_s(self) -> float:
-        """Seconds since the oldest running transaction began: how far gap-safe readers lag."""
-        async with self._db.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0) "
-                    "FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
-                )
-            ).fetchone()
-        return float(row[0]) if row else 0.0
-
     def wakeups(self) -> Wakeups:
         """A LISTEN on the append channel (``async with``): wakes a reader when events commit."""
         return Wakeups(self._db.conninfo, WAKEUP_CHANNEL)
+
+
+class HorizonWatch:
+    """How long the gap-safe horizon has been held back: the age of the oldest transaction every
+    tail reader waits behind.
+
+    ``pg_stat_activity`` shows other roles' transaction ids only to superusers and members of
+    ``pg_read_all_stats``, so a least-privilege role asking it would read 0 forever. The watch
+    looks at the horizon itself instead, as any role can: while the transaction at ``xmin`` is
+    still running (it holds the lock on its own id, and ``pg_locks`` is readable by all) the age
+    is the time since the watch first saw that ``xmin``: a lower bound, exact to one sampling
+    interval. Where ``pg_stat_activity`` does show it, its start time is used (exact at once).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._xmin: int | None = None
+        self._since = 0.0
+
+    async def age_s(self) -> float:
+        async with self._db.connection() as conn:
+            row = await (await conn.execute(_HORIZON)).fetchone()
+        assert row is not None
+        xmin, held, visible_age = int(row[0]), bool(row[1]), float(row[2])
+        now = time.monotonic()
+        if not held:
+            self._xmin = None
+            return 0.0
+        if xmin != self._xmin:
+            self._xmin, self._since = xmin, now
+        return max(visible_age, now - self._since)
+
+
+# pg_locks names a transaction by its 32-bit id: the low half of the xid8 horizon.
+_HORIZON = """
+SELECT h.xmin,
+       EXISTS (SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'transactionid'
+                 AND l.transactionid::text::bigint = h.xmin % 4294967296),
+       coalesce((SELECT extract(epoch FROM now() - min(xact_start))
+                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL), 0)
+FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) h
+"""
 
 
 @dataclass(frozen=True, slots=True)
