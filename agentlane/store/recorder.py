@@ -34,20 +34,26 @@ EVENT_COLUMNS = (
     "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
 )
 
+# The events' createdAt is the head's ``updated_at``: read on the clock once the head's row lock
+# is held (SET runs after ON CONFLICT locked the row), not at the transaction's start, which may
+# precede a wait behind writers that commit later times; and never below the stream's previous
+# createdAt (clocks step back). So createdAt never decreases inside a stream, and exports by time
+# skip nothing.
 _HEAD_UPSERT = """
-INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash)
+INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash, updated_at)
 {source}
 ON CONFLICT (tenant_id, session_id)
-    DO UPDATE SET last_seq = h.last_seq + %(count)s, updated_at = now()
-RETURNING h.last_seq - %(count)s + 1, h.last_hash, now()
+    DO UPDATE SET last_seq = h.last_seq + %(count)s,
+                  updated_at = greatest(clock_timestamp(), h.updated_at)
+RETURNING h.last_seq - %(count)s + 1, h.last_hash, h.updated_at
 """
 _LOCK_HEAD = _HEAD_UPSERT.format(
-    source="VALUES (%(tenant)s, %(session)s, %(count)s, %(genesis)s)"
+    source="VALUES (%(tenant)s, %(session)s, %(count)s, %(genesis)s, clock_timestamp())"
 )
 # The lease row is read FOR SHARE: a takeover (an UPDATE of that row) waits until this append has
 # committed or rolled back, so no write can slip in after the lease moved.
 _LOCK_HEAD_FENCED = f"WITH fence AS ({SHARD_LEASES.fence_sql()})" + _HEAD_UPSERT.format(
-    source="SELECT %(tenant)s, %(session)s, %(count)s, %(genesis)s FROM fence"
+    source="SELECT %(tenant)s, %(session)s, %(count)s, %(genesis)s, clock_timestamp() FROM fence"
 )
 
 _INSERT = """
