@@ -64,6 +64,34 @@ async def test_interrupt_cancels_the_active_run_in_the_same_transaction(
     ]
 
 
+async def test_interrupt_cancels_only_the_sessions_unfinished_runs_and_only_once(
+    commands: Commands, store: EventStore, database_url: str
+) -> None:
+    async def start(tenant: str, session: str, run: str) -> str:
+        accepted = await commands.start_run(
+            tenant_id=tenant, session_id=session, run_id=run, message="m"
+        )
+        return accepted.execution_id
+
+    older = [await start("t1", "s", "a"), await start("t1", "s", "b")]  # both unfinished
+    untouched = [
+        await start("t2", "s", "c"),  # another tenant's session of the same name
+        await start("t1", "other", "d"),  # another session of the tenant
+    ]
+    for _ in range(2):  # the second is a retry of the first: same runId, nothing more written
+        await commands.start_run(
+            tenant_id="t1", session_id="s", run_id="e", message="m", on_conflict="interrupt"
+        )
+    cancels = [
+        e.execution_id
+        for tenant, session in (("t1", "s"), ("t2", "s"), ("t1", "other"))
+        for e in await store.read_session(tenant, session)
+        if e.type == "CancelRequested"
+    ]
+    assert sorted(cancels) == sorted(older)
+    assert not set(untouched) & set(cancels)
+
+
 async def test_cancel_and_signal_go_to_the_run_and_wake_it(
     commands: Commands, store: EventStore
 ) -> None:

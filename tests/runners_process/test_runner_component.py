@@ -292,3 +292,40 @@ async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_bac
     assert written < 40
     assert any(f"dropped shard {shard}" in r.message and "fenced" in r.message
                for r in caplog.records)
+
+
+def _failover(database_url: str, *, read_only: bool) -> None:
+    """What a Cloud SQL failover looks like from the runner: its connections drop, and the server
+    it reconnects to refuses writes (until promotion finishes)."""
+    dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    # From another database: this one refuses even ALTER DATABASE once read-only.
+    admin_url = psycopg.conninfo.make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
+                psycopg.sql.Identifier(str(dbname)), psycopg.sql.Literal(read_only)
+            )
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE 'agentlane-runner%%'",
+            (dbname,),
+        )
+
+
+async def test_a_read_only_failover_is_waited_out_not_fatal(
+    commands: Commands, db: Database, database_url: str
+) -> None:
+    executor = RecordingExecutor(database_url)
+    async with running(database_url, executor) as runner:
+        await _until(runner.is_ready, 10, "readiness")
+        _failover(database_url, read_only=True)
+        # Longer than the lease TTL (1.5 s): renewals and claims are refused all along, so the
+        # leases lapse; the loops keep retrying rather than ending the runner.
+        await asyncio.sleep(4)
+        assert runner.owned_shards() == [] and not runner.is_ready()
+        _failover(database_url, read_only=False)
+        await _until(runner.is_ready, 20, "readiness after the failover")
+        await commands.start_run(tenant_id="t", session_id="s", run_id="after", message="hi")
+        await _wait_index_empty(db, 20)
+    assert executor.spans, "the run accepted after the failover ran"
