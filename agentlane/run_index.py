@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from agentlane.db import Connection, Database
 from agentlane.leases import Fence, check_fence
-from agentlane.store import fragments, lock_stream
+from agentlane.sharding import shard_for
+from agentlane.store import EventStore, UnfinishedRun, fragments, lock_stream
 
 #: NOTIFY channel of work: the payload is the shard that has a new or woken run.
 WORK_CHANNEL = "agentlane_work"
@@ -83,6 +84,38 @@ GROUP BY r.shard_id
 """
 
 
+@dataclass(frozen=True, slots=True)
+class IndexRepairs:
+    """What a rebuild of the work index changed: rows added (a run without one), fixed (wrong
+    identity columns) and removed (a run that ended, or none at all)."""
+
+    added: int
+    fixed: int
+    removed: int
+
+
+_REPAIR = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(executions)s::text[], %(tenants)s::text[], %(sessions)s::text[],
+                         %(runs)s::text[], %(shards)s::int[], %(seqs)s::bigint[],
+                         %(statuses)s::text[])
+        AS w(execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status)
+)
+INSERT INTO run_index AS r (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq,
+                            status, wake_at)
+SELECT execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status, now()
+FROM wanted
+ON CONFLICT (execution_id) DO UPDATE
+    SET tenant_id = excluded.tenant_id, session_id = excluded.session_id,
+        run_id = excluded.run_id, shard_id = excluded.shard_id,
+        accepted_seq = excluded.accepted_seq, wake_at = now(), updated_at = now()
+    WHERE (r.tenant_id, r.session_id, r.run_id, r.shard_id, r.accepted_seq)
+          IS DISTINCT FROM (excluded.tenant_id, excluded.session_id, excluded.run_id,
+                            excluded.shard_id, excluded.accepted_seq)
+RETURNING r.shard_id, (xmax = 0) AS added
+"""
+
+
 class RunIndex:
     """Reads and writes of ``run_index``, borrowing connections from ``db`` (or running inside a
     caller's transaction, for the methods that take one)."""
@@ -136,6 +169,29 @@ class RunIndex:
             (tenant_id, session_id),
         )
         return [row[0] for row in await cursor.fetchall()]
+
+    # --- repair -------------------------------------------------------------------------------
+
+    async def rebuild(self, shards: int) -> IndexRepairs:
+        """Make the index say what the events say: a row for every run accepted and not ended,
+        none for any other. Rows that are right keep their status and wake time (the engine's
+        own); a row added or fixed is due now, and the engine re-derives the rest from the run's
+        journal on its next advance. Commands and the engine wait meanwhile (the table is
+        locked before the events are read), so none of their writes can slip between the two.
+        ``shards`` must be the database's shard count (checked by the caller)."""
+        async with self._db.transaction() as conn:
+            await conn.execute("LOCK TABLE run_index IN EXCLUSIVE MODE")
+            runs = await EventStore.unfinished_runs(conn)
+            removed = await conn.execute(
+                "DELETE FROM run_index WHERE execution_id <> ALL(%s::text[])",
+                ([run.execution_id for run in runs],),
+            )
+            cursor = await conn.execute(_REPAIR, _repair_params(runs, shards))
+            changed = await cursor.fetchall()
+            for shard in sorted({int(row[0]) for row in changed}):
+                await RunIndex.notify(conn, shard)
+        added = sum(1 for row in changed if row[1])
+        return IndexRepairs(added=added, fixed=len(changed) - added, removed=removed.rowcount)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -276,3 +332,15 @@ __all__ = [
     "Status",
     "Wake",
 ]
+
+
+def _repair_params(runs: Sequence[UnfinishedRun], shards: int) -> dict[str, list[Any]]:
+    return {
+        "executions": [r.execution_id for r in runs],
+        "tenants": [r.tenant_id for r in runs],
+        "sessions": [r.session_id for r in runs],
+        "runs": [r.run_id for r in runs],
+        "shards": [shard_for(r.tenant_id, r.session_id, shards) for r in runs],
+        "seqs": [r.accepted_seq for r in runs],
+        "statuses": ["running" if r.started else "queued" for r in runs],
+    }

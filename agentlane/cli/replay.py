@@ -20,13 +20,16 @@ from rich.console import Console
 
 from agentlane.db import open_database
 from agentlane.errors import StoreError
+from agentlane.leases import verify_shard_count
 from agentlane.replay import export as export_mod
 from agentlane.replay import timeline
 from agentlane.replay.errors import NothingToReplay, ReplayError
 from agentlane.replay.parallel import run_verify
 from agentlane.replay.progress import progress, wanted
 from agentlane.replay.verify import Mismatch
+from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
+from agentlane.store import EventStore
 from agentlane.store.audit import EventFilter, count_events, events, snapshot
 
 
@@ -98,7 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes (default: one per core on large stores, else 1)",
     )
 
-    commands.add_parser("rebuild", help="recreate the read models from events and swap them in")
+    commands.add_parser(
+        "rebuild",
+        help="recreate everything but the events from them: stream heads, run index, read models",
+    )
 
     dump = commands.add_parser("export", help="NDJSON of the Event JSON, one event a line")
     dump.add_argument("--tenant", help="only this tenant")
@@ -242,16 +248,25 @@ def _fields(mismatch: Mismatch) -> dict[str, Any]:
 
 
 def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
-    """The projector recreates its read models from events (its function, not a copy of it)."""
+    """Everything but the events, recreated from them (DESIGN invariant 1): the stream heads, the
+    work index and the read models, each by its owner, each safe while the system runs."""
     # Imported here: the projector brings the Pub/Sub client, which no other audit needs.
-    from projector import RebuildResult, rebuild_read_models
+    from projector import rebuild_read_models
 
-    async def run() -> RebuildResult:
+    async def run() -> str:
         async with open_database(url, name="replay-rebuild", min_size=1, max_size=6) as db:
-            return await rebuild_read_models(db)
+            # A work index built for another shard count would route runs to the wrong owners.
+            await verify_shard_count(db, settings.shards)
+            heads = await EventStore(db, shards=settings.shards).rebuild_heads()
+            index = await RunIndex(db).rebuild(settings.shards)
+            models = await rebuild_read_models(db)
+        return (
+            f"rebuilt the read models from {models.events} events; "
+            f"stream heads: {heads.repaired} repaired, {heads.removed} removed; "
+            f"run index: {index.added} added, {index.fixed} fixed, {index.removed} removed\n"
+        )
 
-    result = asyncio.run(run())
-    sys.stdout.write(f"rebuilt the read models from {result.events} events\n")
+    sys.stdout.write(asyncio.run(run()))
     return 0
 
 

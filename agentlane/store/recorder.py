@@ -19,7 +19,7 @@ from psycopg.rows import tuple_row
 
 from agentlane.db import Connection, Database
 from agentlane.errors import DuplicateEvent, InvalidEvent
-from agentlane.events import COMMAND_TYPES, format_timestamp, validate_data
+from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES, format_timestamp, validate_data
 from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
 from agentlane.leases import SHARD_LEASES, Fence
 from agentlane.records import Checkpoint, NewEvent, StoredEvent
@@ -75,6 +75,17 @@ WITH ins AS (
 SELECT event_id, seq FROM ins ORDER BY seq
 """
 
+_REBUILD_HEADS = """
+INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash, updated_at)
+SELECT DISTINCT ON (tenant_id, session_id) tenant_id, session_id, seq, hash, created_at
+FROM agent_events ORDER BY tenant_id, session_id, seq DESC
+ON CONFLICT (tenant_id, session_id) DO UPDATE
+    SET last_seq = excluded.last_seq, last_hash = excluded.last_hash,
+        updated_at = excluded.updated_at
+    WHERE (h.last_seq, h.last_hash, h.updated_at)
+          IS DISTINCT FROM (excluded.last_seq, excluded.last_hash, excluded.updated_at)
+"""
+
 _HISTORY = """
 SELECT a.payload ->> 'message', c.payload ->> 'answer'
 FROM agent_events a
@@ -92,6 +103,26 @@ class AppendResult:
 
     event: StoredEvent
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRun:
+    """A run accepted and not ended, as its events say (what a work-index rebuild indexes)."""
+
+    tenant_id: str
+    session_id: str
+    execution_id: str
+    run_id: str
+    accepted_seq: int
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeadRepairs:
+    """What a rebuild of the stream heads changed: heads written (missing or wrong), removed."""
+
+    repaired: int
+    removed: int
 
 
 class _KeyTaken(Exception):
@@ -438,6 +469,37 @@ class EventStore:
                 await conn.execute(_HISTORY, (tenant_id, session_id, before_seq, limit))
             ).fetchall()
         return [(str(message), str(answer)) for message, answer in reversed(rows)]
+
+    @staticmethod
+    async def unfinished_runs(conn: Connection) -> list[UnfinishedRun]:
+        """Every run accepted and not ended (no terminal event), read on ``conn`` (a rebuild of
+        the work index reads them under its lock)."""
+        cursor = await conn.execute(
+            "SELECT a.tenant_id, a.session_id, a.execution_id, a.payload ->> 'runId', a.seq, "
+            "  EXISTS (SELECT 1 FROM agent_events s WHERE s.execution_id = a.execution_id "
+            "          AND s.event_type = 'RunStarted') "
+            "FROM agent_events a WHERE a.event_type = 'RunAccepted' "
+            "AND NOT EXISTS (SELECT 1 FROM agent_events t WHERE t.execution_id = a.execution_id "
+            "                AND t.event_type = ANY(%s::text[]))",
+            (sorted(TERMINAL_TYPES),),
+        )
+        return [
+            UnfinishedRun(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), bool(r[5]))
+            for r in await cursor.fetchall()
+        ]
+
+    async def rebuild_heads(self) -> HeadRepairs:
+        """Recreate ``agent_stream_heads`` from the events: each stream's last seq, hash and
+        createdAt; heads of streams without events go. Appends wait meanwhile (the table is
+        locked), so no append can slip between the read and the repair."""
+        async with self._db.transaction() as conn:
+            await conn.execute("LOCK TABLE agent_stream_heads IN EXCLUSIVE MODE")
+            repaired = await conn.execute(_REBUILD_HEADS)
+            removed = await conn.execute(
+                "DELETE FROM agent_stream_heads h WHERE NOT EXISTS (SELECT 1 FROM agent_events e "
+                "WHERE e.tenant_id = h.tenant_id AND e.session_id = h.session_id)"
+            )
+        return HeadRepairs(repaired=repaired.rowcount, removed=removed.rowcount)
 
     async def check_chain(self, tenant_id: str, session_id: str) -> list[ChainBreak]:
         """Re-check one stream's hash chain, seq contiguity and head: every place it breaks."""

@@ -15,10 +15,11 @@ from agentlane.folds import fold_run, fold_session
 from agentlane.readmodels import ReadModels
 from agentlane.records import NewEvent
 from agentlane.replay.parallel import run_verify
+from agentlane.sharding import shard_for
 from agentlane.store import Checkpoints, EventStore
 from agentlane.store.audit import EventFilter
 from tests.conftest import TEST_SHARDS
-from tests.replay.conftest import Seeded, write_run
+from tests.replay.conftest import Seeded, replay, write_run
 
 
 async def test_rebuild_while_writes_continue(
@@ -81,3 +82,67 @@ async def test_rebuild_while_writes_continue(
         advance=lambda n: None,
     )
     assert found == [] and outcome.summary.mismatches == 0
+
+
+async def test_rebuild_recreates_the_stream_heads_and_the_run_index_from_events(
+    commands: Commands, db: Database, seeded: Seeded, database_url: str
+) -> None:
+    unfinished = [
+        seeded.runs[("default", "s2")][1],
+        await write_run(commands, "default", "s3", "r5", end=None),
+        await write_run(commands, "acme", "s9", "r6", end=None),
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        expected_heads = conn.execute(_HEADS).fetchall()
+        # The engine's own state of a run waiting for a signal: kept as it is.
+        conn.execute(
+            "UPDATE run_index SET status = 'suspended', wake_at = NULL WHERE execution_id = %s",
+            (unfinished[0],),
+        )
+        conn.execute("DELETE FROM run_index WHERE execution_id = %s", (unfinished[1],))
+        conn.execute(
+            "UPDATE run_index SET shard_id = (shard_id + 1) %% %s WHERE execution_id = %s",
+            (TEST_SHARDS, unfinished[2]),
+        )
+        conn.execute(
+            "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
+            "accepted_seq, status, wake_at) VALUES ('ex_ghost', 'default', 's1', 'g', 0, 99, "
+            "'queued', now())"
+        )
+        conn.execute("DELETE FROM agent_stream_heads WHERE session_id = 's1'")  # both tenants'
+        conn.execute("UPDATE agent_stream_heads SET last_seq = 1 WHERE session_id = 's2'")
+        conn.execute(
+            "INSERT INTO agent_stream_heads (tenant_id, session_id, last_seq, last_hash) "
+            "VALUES ('default', 'no-events', 3, '\\x00')"
+        )
+    result = await asyncio.to_thread(replay, database_url, "rebuild")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.strip().endswith(
+        "stream heads: 3 repaired, 1 removed; run index: 1 added, 1 fixed, 5 removed"
+    ), out
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(_HEADS).fetchall() == expected_heads
+        rows = conn.execute(
+            "SELECT execution_id, shard_id, status, wake_at IS NULL FROM run_index"
+        ).fetchall()
+    shards = {
+        ex: shard_for(tenant, session, TEST_SHARDS)
+        for (tenant, session), runs in {
+            **seeded.runs, ("default", "s3"): [unfinished[1]], ("acme", "s9"): [unfinished[2]],
+        }.items()
+        for ex in runs
+    }
+    assert sorted(rows) == sorted([
+        (unfinished[0], shards[unfinished[0]], "suspended", True),  # kept as the engine left it
+        (unfinished[1], shards[unfinished[1]], "running", False),  # added: due now
+        (unfinished[2], shards[unfinished[2]], "queued", False),  # fixed: due now
+    ])
+    verified = await asyncio.to_thread(replay, database_url, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+_HEADS = (
+    "SELECT tenant_id, session_id, last_seq, last_hash FROM agent_stream_heads "
+    "ORDER BY tenant_id, session_id"
+)
