@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,11 +16,12 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from agentlane.auth import Authenticator
-from agentlane.bus import PostgresBus
+from agentlane.bus import EventBus, PostgresBus
+from agentlane.bus.base import Subscription
 from agentlane.cli.embedded_pg import free_port
 from agentlane.commands import Commands
 from agentlane.db import open_database
-from agentlane.records import NewEvent, StoredEvent
+from agentlane.records import Checkpoint, NewEvent, StoredEvent
 from agentlane.run_index import RunIndex
 from agentlane.service import build_app
 from agentlane.store import EventStore, Tail
@@ -44,6 +45,22 @@ class ManualSource:
         self.hub = hub
         self.ready.set()
         await asyncio.Event().wait()
+
+
+class GatedBus:
+    """The postgres bus, whose subscriptions start only once ``gate`` is set: a gateway whose bus
+    is slow to subscribe (a restart, a Pub/Sub outage) while sockets are already accepted."""
+
+    def __init__(self, bus: EventBus, gate: threading.Event) -> None:
+        self._bus = bus
+        self._gate = gate
+        self.name = bus.name
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *, after: Checkpoint | None = None) -> AsyncIterator[Subscription]:
+        await asyncio.to_thread(self._gate.wait)
+        async with self._bus.subscribe(after=after) as subscription:
+            yield subscription
 
 
 class _Server(uvicorn.Server):
@@ -99,8 +116,10 @@ def gateway_thread(
     manual: bool = False,
     options: GatewayOptions | None = None,
     authenticator: Authenticator | None = None,
+    subscribe_gate: threading.Event | None = None,
 ) -> Iterator[GatewayThread]:
-    """Serve a Gateway (the postgres bus, or a ManualSource) until the block ends."""
+    """Serve a Gateway (the postgres bus, or a ManualSource) until the block ends. With
+    ``subscribe_gate`` the bus subscribes only once it is set, and the block starts at once."""
     loop = asyncio.new_event_loop()
     started: Future[GatewayThread] = Future()
     stop = threading.Event()
@@ -109,11 +128,14 @@ def gateway_thread(
         async with open_database(database_url, name="gw-test", min_size=1, max_size=10) as db:
             store = EventStore(db, shards=TEST_SHARDS)
             registry = CollectorRegistry()
+            bus: EventBus = PostgresBus(store, Tail(db), poll_s=0.5)
+            if subscribe_gate is not None:
+                bus = GatedBus(bus, subscribe_gate)
             gateway = Gateway(
                 store=store,
                 commands=Commands(store, RunIndex(db)),
                 authenticator=authenticator or Authenticator(mode="none"),
-                bus=None if manual else PostgresBus(store, Tail(db), poll_s=0.5),
+                bus=None if manual else bus,
                 source=ManualSource() if manual else None,
                 options=options,
                 registry=registry,
@@ -133,7 +155,8 @@ def gateway_thread(
                 serving = asyncio.create_task(server.serve())
                 while not server.started:  # noqa: ASYNC110 - uvicorn offers only this flag
                     await asyncio.sleep(0.01)
-                await gateway.source.ready.wait()
+                if subscribe_gate is None:
+                    await gateway.source.ready.wait()
                 started.set_result(GatewayThread(loop, gateway, store, port))
                 await asyncio.to_thread(stop.wait)
                 await asyncio.wait_for(gateway.drain(), 10)

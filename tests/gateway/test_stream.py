@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -162,3 +163,19 @@ def test_ping_pong_keeps_a_socket_and_silence_closes_it(database_url: str) -> No
         assert closed.value.rcvd.reason == "pong timeout"
         events = gw.append("default", "s", ["still here"])
         assert event_ids(frames_until(answering, lambda f: len(f) == 1)) == [events[0].event_id]
+
+
+def test_a_socket_accepted_before_the_bus_subscribes_misses_nothing(database_url: str) -> None:
+    # Committed after the socket's history read and before the subscription's start: the bus
+    # never delivers it, so the subscription must make every socket re-read the store, or the
+    # event waits for the session's next one.
+    gate = threading.Event()
+    with gateway_thread(database_url, subscribe_gate=gate) as gw:
+        with connect(f"{gw.ws_url}/ws/s1?lastEventId=0") as ws:
+            assert frames_until(ws, lambda f: bool(f)) == [{"type": "ready", "lastEventId": 0}]
+            before = gw.append("default", "s1", ["committed before the subscription"])
+            gate.set()
+            frames = frames_until(ws, lambda f: bool(f))
+            assert event_ids(frames) == [before[0].event_id]
+            live = gw.append("default", "s1", ["live"])
+            assert event_ids(frames_until(ws, lambda f: bool(f))) == [live[0].event_id]
