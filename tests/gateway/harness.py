@@ -21,7 +21,7 @@ from agentlane.bus.base import Subscription
 from agentlane.cli.embedded_pg import free_port
 from agentlane.commands import Commands
 from agentlane.db import open_database
-from agentlane.records import Checkpoint, NewEvent, StoredEvent
+from agentlane.records import NewEvent, StoredEvent
 from agentlane.run_index import RunIndex
 from agentlane.service import build_app
 from agentlane.store import EventStore, Tail
@@ -57,9 +57,9 @@ class GatedBus:
         self.name = bus.name
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, *, after: Checkpoint | None = None) -> AsyncIterator[Subscription]:
+    async def subscribe(self) -> AsyncIterator[Subscription]:
         await asyncio.to_thread(self._gate.wait)
-        async with self._bus.subscribe(after=after) as subscription:
+        async with self._bus.subscribe() as subscription:
             yield subscription
 
 
