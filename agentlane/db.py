@@ -11,6 +11,7 @@ SQLSTATE (psycopg's error classes), most specific first, with the driver's error
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -82,6 +83,13 @@ def with_session_options(database_url: str, **settings: str | int) -> str:
     return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
+#: How long psycopg_pool retries one connection attempt (backoff 1 s, 2 s, …) before giving up on
+#: it: short, so a database back from a restart is not met by a retry sleeping for half a minute.
+RECONNECT_ATTEMPT_S = 5.0
+#: After an attempt gave up, how long until the pool tries again for the clients still waiting.
+REGROW_AFTER_S = 1.0
+
+
 def create_pool(
     database_url: str,
     *,
@@ -97,7 +105,26 @@ def create_pool(
     pool drops broken connections and refills with psycopg_pool's jittered exponential backoff
     rather than a connection storm. No check on every checkout: it would cost a round trip per
     operation.
+
+    psycopg_pool grows for a waiting client only when the client starts waiting: once the
+    attempts it started give up (the database was down), clients already waiting would wait
+    out their whole timeout although the database is back (measured: 30 s of stalled runners
+    after a restart). So an attempt gives up after :data:`RECONNECT_ATTEMPT_S`, and the pool is
+    told to grow again :data:`REGROW_AFTER_S` later (``check``, its public way to do so): one
+    attempt at a time, for as long as the outage lasts.
     """
+    regrowing: set[asyncio.Task[None]] = set()
+
+    def regrow(pool: AsyncConnectionPool) -> None:
+        async def later() -> None:
+            await asyncio.sleep(REGROW_AFTER_S)
+            with contextlib.suppress(Exception):  # closed meanwhile: nothing left to serve
+                await pool.check()
+
+        task = asyncio.get_running_loop().create_task(later(), name=f"pool-regrow:{name}")
+        regrowing.add(task)
+        task.add_done_callback(regrowing.discard)
+
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -106,7 +133,8 @@ def create_pool(
         timeout=timeout_s,
         open=False,
         kwargs={"autocommit": True, "application_name": f"agentlane-{name}"},
-        reconnect_timeout=0,  # never give up reconnecting: a service outlives a database restart
+        reconnect_timeout=RECONNECT_ATTEMPT_S,
+        reconnect_failed=regrow,
     )
 
 
