@@ -113,8 +113,10 @@ def test_sigkill_mid_run_loses_and_doubles_nothing(
     wait_for(lambda: _all_owned(database_url), 20, "every shard owned", procs)
     # The offline model: a model call, the calculator tool, a model call = 3 steps per run.
     # Runs are submitted (50 sessions side by side) while the runners work.
+    # Enough runs that the burst outlasts the victim's pace even on a busy machine.
+    runs = 300
     submitter = threading.Thread(
-        target=asyncio.run, args=(_start_runs(database_url, 200, 50, "calculate 6*7"),)
+        target=asyncio.run, args=(_start_runs(database_url, runs, 50, "calculate 6*7"),)
     )
     submitter.start()
     victim = procs[0]
@@ -140,7 +142,7 @@ def test_sigkill_mid_run_loses_and_doubles_nothing(
 
     wait_for(lambda: scalar(database_url, "SELECT count(*) FROM run_index") == 0, 120,
              "every run to finish", procs)
-    check_journal(database_url, 200)
+    check_journal(database_url, runs)
 
     sessions = {f"s{i}" for i in range(50)}
     on_victim = [s for s in sessions if _shard("t", s) in held]
