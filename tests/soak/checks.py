@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -60,20 +61,10 @@ async def settle(
 
 def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) -> None:
     with psycopg.connect(stack.database_url) as conn:
-        ends: dict[str, int] = dict(
-            conn.execute(
-                "SELECT execution_id, count(*) FROM agent_events "
-                "WHERE event_type = ANY(%s) GROUP BY execution_id",
-                (sorted(TERMINAL_TYPES),),
-            ).fetchall()
-        )
-        outcomes: dict[str, int] = dict(
-            conn.execute(
-                "SELECT event_type, count(*) FROM agent_events WHERE event_type = ANY(%s) "
-                "GROUP BY event_type",
-                (sorted(TERMINAL_TYPES),),
-            ).fetchall()
-        )
+        terminal = conn.execute(
+            "SELECT execution_id, event_type FROM agent_events WHERE event_type = ANY(%s)",
+            (sorted(TERMINAL_TYPES),),
+        ).fetchall()
         twice = conn.execute(
             "SELECT execution_id, payload ->> 'step', count(*) FROM agent_events "
             "WHERE event_type = ANY(%s) GROUP BY 1, 2 HAVING count(*) > 1",
@@ -87,6 +78,8 @@ def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) 
             "SELECT count(*), count(*) FILTER (WHERE event_type = 'Token'), "
             "count(DISTINCT (tenant_id, session_id)) FROM agent_events"
         ).fetchone()
+    ends = Counter(str(execution) for execution, _ in terminal)
+    outcomes = Counter(str(kind) for _, kind in terminal)
     verdict.record(
         "every accepted run ended exactly once",
         [f"{run.execution_id} ({run.run_id}) ended {ends.get(run.execution_id, 0)} times"
