@@ -1,7 +1,8 @@
 """The commands: start a run, cancel it, signal it. One code path for HTTP, WebSocket and tests.
 
 Each command appends its events and updates the runners' work index (:mod:`agentlane.run_index`)
-in one transaction, then wakes the owning shard with NOTIFY (a hint; owners also poll).
+in one transaction; once it has committed, wakes the owning shard with NOTIFY (a hint; owners also
+poll).
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ class Commands:
         )
         event = result.event
         status = "queued"
-        if not result.created:
+        if result.created:
+            self.runs.wake_shard(shard)
+        else:
             status = await self.run_status(tenant_id, event.execution_id or "")
         return RunAccepted(
             execution_id=event.execution_id or "",
@@ -200,7 +203,6 @@ class Commands:
             if await RunIndex.wake(conn, tenant_id, [execution_id]) == 0:
                 # The run ended between our read and this transaction: write nothing.
                 raise _RunEndedMeanwhile()
-            await RunIndex.notify(conn, shard)
 
         try:
             result = await self.store.append(
@@ -213,4 +215,5 @@ class Commands:
             raise RunFinished(
                 execution_id, await self.run_status(tenant_id, execution_id)
             ) from None
+        self.runs.wake_shard(shard)
         return result.event

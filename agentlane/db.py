@@ -29,6 +29,7 @@ from agentlane.errors import (
     StoreUnavailable,
 )
 from agentlane.logs import redact
+from agentlane.notifications import Notifier
 from agentlane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,16 @@ class Database:
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
+        self._notifier = Notifier(self.connection)
+
+    def notify_after_commit(self, channel: str, payload: str = "") -> None:
+        """Wake ``channel``'s listeners, once the caller's transaction has committed: the
+        NOTIFY goes out in a transaction of its own (see :class:`Notifier`)."""
+        self._notifier.notify(channel, payload)
+
+    async def settle_notifications(self) -> None:
+        """Wait until the wake-ups asked for have been sent."""
+        await self._notifier.settle()
 
     @property
     def conninfo(self) -> str:
@@ -190,7 +201,11 @@ async def open_database(
     async with open_pool(
         database_url, name=name, min_size=min_size, max_size=max_size, wait_s=wait_s
     ) as pool:
-        yield Database(pool)
+        database = Database(pool)
+        try:
+            yield database
+        finally:
+            await database.settle_notifications()
 
 
 def database_of(

@@ -56,6 +56,18 @@ class LeaseTable:
             f"AND {self.expires} > now() FOR SHARE"
         )
 
+    def held_sql(self) -> str:
+        """:meth:`fence_sql` for many fences in one statement: the keys (as text) of those of the
+        fences that are current, each row held FOR SHARE. Parameters ``fence_keys``,
+        ``fence_holders`` and ``fence_tokens`` (:func:`fences_params`)."""
+        return (
+            f"SELECT l.{self.key}::text AS key FROM {self.name} l "
+            "JOIN unnest(%(fence_keys)s::text[], %(fence_holders)s::text[], "
+            "%(fence_tokens)s::bigint[]) AS f(key, holder, token) "
+            f"ON l.{self.key}::text = f.key AND l.{self.holder} = f.holder "
+            f"AND l.{self.token} = f.token WHERE l.{self.expires} > now() FOR SHARE OF l"
+        )
+
 
 SHARD_LEASES = LeaseTable(
     "cluster_shards", key="shard_id", holder="runner_id", token="lease_token",
@@ -112,6 +124,16 @@ class Lease:
     @property
     def token(self) -> int:
         return self.fence.token
+
+
+def fences_params(fences: Iterable[Fence]) -> dict[str, Any]:
+    """The parameters of :meth:`LeaseTable.held_sql` for ``fences`` (of one table)."""
+    listed = list(fences)
+    return {
+        "fence_keys": [str(f.key) for f in listed],
+        "fence_holders": [f.holder for f in listed],
+        "fence_tokens": [f.token for f in listed],
+    }
 
 
 async def check_fence(conn: Connection, fence: Fence) -> None:
@@ -327,6 +349,7 @@ __all__ = [
     "Leases",
     "ShardRow",
     "check_fence",
+    "fences_params",
     "check_recorded_shard_count",
     "ensure_shards",
     "shard_rows",

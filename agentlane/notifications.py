@@ -6,11 +6,14 @@ reported, because anything may have happened while nobody was listening.
 
     Listener   each notification to a callback, forever (cancel it to stop)
     Wakeups    one channel as something a loop can wait on: ``await wakeups.wait(timeout_s)``
+    Notifier   the sending side: NOTIFY after a commit, coalesced, never inside a writer's
+               transaction
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from agentlane.backoff import Backoff
+from agentlane.errors import StoreError
 from agentlane.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -111,3 +115,51 @@ class Wakeups:
             return False
         self._arrived.clear()
         return True
+
+
+#: One transaction of notifications: asynchronous commit, because a wake-up needs no durability
+#: and Postgres holds its notification lock until the commit returns.
+_NOTIFY = (
+    "SELECT set_config('synchronous_commit', 'off', true), pg_notify(n.channel, n.payload) "
+    "FROM unnest(%s::text[], %s::text[]) AS n(channel, payload)"
+)
+
+Connect = Callable[[], contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
+
+
+class Notifier:
+    """Sends wake-ups after the writes they announce have committed.
+
+    A NOTIFY inside a writer's transaction takes Postgres's notification lock at commit and holds
+    it through the commit's fsync, so every writing transaction queues behind the one before and
+    Postgres can never group their fsyncs. Here writers only call :meth:`notify` once committed;
+    one task sends what accumulated in one short asynchronous-commit transaction, and what
+    arrives meanwhile goes in the next: at most one NOTIFY transaction in flight per process,
+    whatever the write rate. A failure is logged and dropped (listeners also poll).
+    """
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._pending: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake ``channel``'s listeners soon; call only after the commit it announces."""
+        self._pending.add((channel, payload))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send(), name="notifier")
+
+    async def settle(self) -> None:
+        """Wait until what was asked for has been sent (or dropped)."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
+    async def _send(self) -> None:
+        while self._pending:
+            batch, self._pending = sorted(self._pending), set()
+            channels, payloads = zip(*batch, strict=True)
+            try:
+                async with self._connect() as conn:
+                    await conn.execute(_NOTIFY, (list(channels), list(payloads)))
+            except (psycopg.Error, StoreError) as exc:  # a hint was lost; readers poll
+                logger.debug("wake-up not sent: %s", redact(str(exc)).strip())

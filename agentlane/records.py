@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentlane.events import format_timestamp
+from agentlane.events import format_timestamp, validate_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,27 @@ class NewEvent:
     data: dict[str, Any] = field(default_factory=dict)
     execution_id: str | None = None
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent(NewEvent):
+    """A :class:`NewEvent` whose ``data`` has been validated and normalized already (made only by
+    :meth:`of`): the store writes it without validating it a second time."""
+
+    @classmethod
+    def of(
+        cls,
+        tenant_id: str,
+        session_id: str,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        execution_id: str | None = None,
+    ) -> CheckedEvent:
+        """Validate ``data`` now (raises InvalidEvent), so the error meets the code that made it."""
+        return cls(
+            tenant_id, session_id, event_type, validate_data(event_type, data), execution_id
+        )
 
 
 @dataclass(frozen=True, slots=True)

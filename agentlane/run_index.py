@@ -1,9 +1,10 @@
 """The runners' work index, ``run_index``: one row per run that has not ended (ddl/0003).
 
-Commands add and wake rows in the transaction of the events they append (then NOTIFY the owning
-shard on ``WORK_CHANNEL``: a hint, owners also poll); the engine moves a row with the events that
-change its run and deletes it with the terminal event; runners read which runs are due. A row's
-``wake_at`` is when its shard's owner must look at the run next (NULL: only a signal wakes it).
+Commands add and wake rows in the transaction of the events they append (and once committed
+NOTIFY the owning shard on ``WORK_CHANNEL``: a hint, owners also poll); the engine moves a row
+with the events that change its run and deletes it with the terminal event; runners read which
+runs are due. A row's ``wake_at`` is when its shard's owner must look at the run next (NULL: only
+a signal wakes it).
 
 Setting ``wake_at`` must never hide a command: a signal or cancel that committed while the engine
 was deciding to wait makes the row due at once instead (:meth:`RunIndex.apply_change`).
@@ -136,13 +137,12 @@ class RunIndex:
         shard_id: int,
         accepted_seq: int,
     ) -> None:
-        """Index a run just accepted, due now, and wake its shard's owner."""
+        """Index a run just accepted, due now (then :meth:`wake_shard` once committed)."""
         await conn.execute(
             "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
             "accepted_seq, status, wake_at) VALUES (%s, %s, %s, %s, %s, %s, 'queued', now())",
             (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq),
         )
-        await RunIndex.notify(conn, shard_id)
 
     @staticmethod
     async def wake(conn: Connection, tenant_id: str, execution_ids: Sequence[str]) -> int:
@@ -155,10 +155,9 @@ class RunIndex:
         )
         return cursor.rowcount
 
-    @staticmethod
-    async def notify(conn: Connection, shard_id: int) -> None:
-        """Tell the shard's owner it has work (delivered when the transaction commits)."""
-        await conn.execute("SELECT pg_notify(%s, %s)", (WORK_CHANNEL, str(shard_id)))
+    def wake_shard(self, shard_id: int) -> None:
+        """Tell the shard's owner it has work: call after the commit that gave it the work."""
+        self._db.notify_after_commit(WORK_CHANNEL, str(shard_id))
 
     @staticmethod
     async def session_runs(conn: Connection, tenant_id: str, session_id: str) -> list[str]:
@@ -188,8 +187,8 @@ class RunIndex:
             )
             cursor = await conn.execute(_REPAIR, _repair_params(runs, shards))
             changed = await cursor.fetchall()
-            for shard in sorted({int(row[0]) for row in changed}):
-                await RunIndex.notify(conn, shard)
+        for shard in sorted({int(row[0]) for row in changed}):
+            self.wake_shard(shard)
         added = sum(1 for row in changed if row[1])
         return IndexRepairs(added=added, fixed=len(changed) - added, removed=removed.rowcount)
 

@@ -1,6 +1,7 @@
 """The event store: ``agent_events``, the only source of truth, and everything read from it.
 
     recorder    EventStore: fenced, idempotent, batched appends; reads of streams and runs
+    group_commit  concurrent appends sharing transactions, each answered after its commit
     tail        the gap-safe global log, follower checkpoints and the one loop that follows it
     ordering    per-session ``seq`` order over the tail, gaps read from the recorder
     audit       the audit's snapshot reads (synchronous, server-side cursors)
@@ -10,12 +11,13 @@ The package owns ``agent_events``, ``agent_stream_heads`` and ``projector_checkp
 about them is written anywhere else.
 """
 
+from agentlane.store.group_commit import GroupCommitter, TransactionHook
 from agentlane.store.recorder import (
     EVENT_COLUMNS,
+    WAKEUP_CHANNEL,
     AppendResult,
     EventStore,
     HeadRepairs,
-    TransactionHook,
     UnfinishedRun,
     event_hash_input,
     hash_body,
@@ -23,7 +25,6 @@ from agentlane.store.recorder import (
     row_to_event,
 )
 from agentlane.store.tail import (
-    WAKEUP_CHANNEL,
     BatchHandler,
     Checkpoints,
     Follower,
@@ -42,6 +43,7 @@ __all__ = [
     "HeadRepairs",
     "UnfinishedRun",
     "TransactionHook",
+    "GroupCommitter",
     "event_hash_input",
     "hash_body",
     "lock_stream",

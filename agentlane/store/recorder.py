@@ -10,69 +10,82 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import tuple_row
 
 from agentlane.db import Connection, Database
-from agentlane.errors import DuplicateEvent, InvalidEvent
+from agentlane.errors import DuplicateEvent, FencedOut, InvalidEvent
 from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES, format_timestamp, validate_data
 from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
-from agentlane.leases import SHARD_LEASES, Fence
-from agentlane.records import Checkpoint, NewEvent, StoredEvent
+from agentlane.leases import SHARD_LEASES, Fence, fences_params
+from agentlane.records import CheckedEvent, Checkpoint, NewEvent, StoredEvent
 from agentlane.sharding import shard_for
+from agentlane.store.group_commit import Batch, GroupCommitter, StreamItems, TransactionHook
 
 logger = logging.getLogger(__name__)
-
-#: Runs inside the append's transaction, after the insert, only when something was written.
-TransactionHook = Callable[[Connection, list[StoredEvent]], Awaitable[None]]
 
 EVENT_COLUMNS = (
     "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
 )
 
-# The events' createdAt is the head's ``updated_at``: read on the clock once the head's row lock
-# is held (SET runs after ON CONFLICT locked the row), not at the transaction's start, which may
-# precede a wait behind writers that commit later times; and never below the stream's previous
-# createdAt (clocks step back). So createdAt never decreases inside a stream, and exports by time
-# skip nothing.
-_HEAD_UPSERT = """
+#: NOTIFY channel of appends, sent after the commit (``Database.notify_after_commit``).
+WAKEUP_CHANNEL = "agentlane_events"
+
+# One statement locks the heads of every stream a group writes, in one global order (the
+# ordinality of the sorted streams), so two groups never wait on each other in a cycle; it returns
+# each head's new last_seq, its last hash and the events' createdAt. createdAt is the head's
+# ``updated_at``: read on the clock once the head's row lock is held (SET runs after ON CONFLICT
+# locked the row), not at the transaction's start, which may precede a wait behind writers that
+# commit later times; and never below the stream's previous createdAt (clocks step back). So
+# createdAt never decreases inside a stream, and exports by time skip nothing.
+_LOCK_HEADS = """
+{held}
 INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash, updated_at)
-{source}
+SELECT r.tenant_id, r.session_id, r.count, %(genesis)s, clock_timestamp()
+FROM unnest(%(tenants)s::text[], %(sessions)s::text[], %(counts)s::bigint[], %(fences)s::text[])
+     WITH ORDINALITY AS r(tenant_id, session_id, count, fence, ord)
+{where}
+ORDER BY r.ord
 ON CONFLICT (tenant_id, session_id)
-    DO UPDATE SET last_seq = h.last_seq + %(count)s,
+    DO UPDATE SET last_seq = h.last_seq + excluded.last_seq,
                   updated_at = greatest(clock_timestamp(), h.updated_at)
-RETURNING h.last_seq - %(count)s + 1, h.last_hash, h.updated_at
+RETURNING h.tenant_id, h.session_id, h.last_seq, h.last_hash, h.updated_at
 """
-_LOCK_HEAD = _HEAD_UPSERT.format(
-    source="VALUES (%(tenant)s, %(session)s, %(count)s, %(genesis)s, clock_timestamp())"
-)
-# The lease row is read FOR SHARE: a takeover (an UPDATE of that row) waits until this append has
-# committed or rolled back, so no write can slip in after the lease moved.
-_LOCK_HEAD_FENCED = f"WITH fence AS ({SHARD_LEASES.fence_sql()})" + _HEAD_UPSERT.format(
-    source="SELECT %(tenant)s, %(session)s, %(count)s, %(genesis)s, clock_timestamp() FROM fence"
+_LOCK_HEADS_UNFENCED = _LOCK_HEADS.format(held="", where="")
+# The lease rows of the fences are read FOR SHARE: a takeover (an UPDATE of such a row) waits
+# until this transaction has committed or rolled back, so no write can slip in after the lease
+# moved. A stream whose fence is not current is not locked and gets no row back.
+_LOCK_HEADS_FENCED = _LOCK_HEADS.format(
+    held=f"WITH held AS ({SHARD_LEASES.held_sql()})",
+    where="WHERE r.fence IS NULL OR r.fence IN (SELECT key FROM held)",
 )
 
 _INSERT = """
 WITH ins AS (
     INSERT INTO agent_events (tenant_id, session_id, seq, execution_id, event_type, payload,
                               created_at, idempotency_key, prev_hash, hash)
-    SELECT %(tenant)s, %(session)s, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
-           %(created_at)s, u.idempotency_key, u.prev_hash, u.hash
-    FROM unnest(%(seqs)b::bigint[], %(executions)b::text[], %(types)b::text[],
-                %(payloads)b::text[], %(keys)b::text[], %(prevs)b::bytea[], %(hashes)b::bytea[])
-         AS u(seq, execution_id, event_type, payload, idempotency_key, prev_hash, hash)
-    ORDER BY u.seq
+    SELECT u.tenant_id, u.session_id, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
+           u.created_at, u.idempotency_key, u.prev_hash, u.hash
+    FROM unnest(%(tenants)b::text[], %(sessions)b::text[], %(seqs)b::bigint[],
+                %(executions)b::text[], %(types)b::text[], %(payloads)b::text[],
+                %(created)b::timestamptz[], %(keys)b::text[], %(prevs)b::bytea[],
+                %(hashes)b::bytea[])
+         WITH ORDINALITY AS u(tenant_id, session_id, seq, execution_id, event_type, payload,
+                              created_at, idempotency_key, prev_hash, hash, ord)
+    ORDER BY u.ord
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING event_id, seq
+    RETURNING event_id, tenant_id, session_id, seq
 ), head AS (
-    UPDATE agent_stream_heads SET last_hash = %(last_hash)s
-    WHERE tenant_id = %(tenant)s AND session_id = %(session)s
+    UPDATE agent_stream_heads h SET last_hash = v.last_hash
+    FROM unnest(%(head_tenants)b::text[], %(head_sessions)b::text[], %(head_hashes)b::bytea[])
+         AS v(tenant_id, session_id, last_hash)
+    WHERE h.tenant_id = v.tenant_id AND h.session_id = v.session_id
 )
-SELECT event_id, seq FROM ins ORDER BY seq
+SELECT event_id, tenant_id, session_id, seq FROM ins
 """
 
 _REBUILD_HEADS = """
@@ -175,11 +188,21 @@ async def lock_stream(conn: Connection, tenant_id: str, session_id: str) -> None
 
 
 class EventStore:
-    """Appends to and reads of the event log, borrowing connections from ``db``."""
+    """Appends to and reads of the event log, borrowing connections from ``db``.
 
-    def __init__(self, db: Database, *, shards: int) -> None:
+    Appends go through a :class:`GroupCommitter`: concurrent appends share transactions
+    (``max_in_flight`` open at a time), each answered after its commit.
+    """
+
+    def __init__(self, db: Database, *, shards: int, max_in_flight: int = 2) -> None:
         self._db = db
         self.shards = shards
+        self.committer = GroupCommitter(
+            db,
+            self._write_group,
+            max_in_flight=max_in_flight,
+            on_commit=lambda: db.notify_after_commit(WAKEUP_CHANNEL),
+        )
 
     # --- append -------------------------------------------------------------------------------
 
@@ -228,14 +251,11 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Append to streams inside a caller's open transaction (a TransactionHook), e.g. a command
         that must write several events atomically. Idempotency keys conflict as DuplicateEvent."""
-        written: list[StoredEvent] = []
-        for (tenant, session), items in _by_stream(events):
-            try:
-                written.extend(await self._write_stream(conn, tenant, session, items, None))
-            except _KeyTaken as taken:
-                raise DuplicateEvent(
-                    tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]
-                ) from None
+        try:
+            (written,) = await self._write_group(conn, [Batch(_by_stream(events), None, None)])
+        except _KeyTaken as taken:
+            raise DuplicateEvent(tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]) from None
+        assert not isinstance(written, FencedOut)
         return written
 
     async def _write(
@@ -245,100 +265,82 @@ class EventStore:
         fence: Fence | None,
         in_transaction: TransactionHook | None,
     ) -> list[StoredEvent]:
-        grouped = _by_stream(events)
+        streams = _by_stream(events)
         if fence is not None:
             if fence.table is not SHARD_LEASES:
                 raise ValueError("appends are fenced by shard leases")
-            for tenant, session in (key for key, _ in grouped):
+            for tenant, session in (key for key, _ in streams):
                 if shard_for(tenant, session, self.shards) != fence.key:
                     raise fence.refused()
-        async with self._db.transaction() as conn:
-            written: list[StoredEvent] = []
-            for (tenant, session), items in grouped:
-                written.extend(await self._write_stream(conn, tenant, session, items, fence))
-            if in_transaction is not None:
-                await in_transaction(conn, written)
-        return written
+        return await self.committer.commit(Batch(streams, fence, in_transaction))
 
-    async def _write_stream(
-        self,
-        conn: Connection,
-        tenant: str,
-        session: str,
-        items: list[tuple[NewEvent, dict[str, Any]]],
-        fence: Fence | None,
-    ) -> list[StoredEvent]:
+    async def _write_group(
+        self, conn: Connection, batches: list[Batch]
+    ) -> list[list[StoredEvent] | FencedOut]:
+        """Write ``batches`` in ``conn``'s open transaction: two statements whatever their number
+        (lock the heads, then insert and move the heads' hashes). Per batch its stored events,
+        or FencedOut (nothing of it written) when its fence is not current."""
+        streams: dict[tuple[str, str], list[tuple[int, list[tuple[NewEvent, dict[str, Any]]]]]]
+        streams = {}
+        fence_of: dict[tuple[str, str], Fence | None] = {}
+        for index, batch in enumerate(batches):
+            for key, items in batch.streams:
+                streams.setdefault(key, []).append((index, items))
+                fence_of[key] = batch.fence
+        keys = sorted(streams)
+        counts = {key: sum(len(items) for _, items in streams[key]) for key in keys}
+        fences = {fence for fence in fence_of.values() if fence is not None}
         params: dict[str, Any] = {
-            "tenant": tenant,
-            "session": session,
-            "count": len(items),
+            "tenants": [tenant for tenant, _ in keys],
+            "sessions": [session for _, session in keys],
+            "counts": [counts[key] for key in keys],
+            "fences": [None if fence_of[k] is None else str(fence_of[k].key) for k in keys],  # type: ignore[union-attr]
             "genesis": GENESIS_HASH,
         }
-        if fence is not None:
-            params |= fence.params()
+        if fences:
+            params |= fences_params(fences)
         cursor = conn.cursor(row_factory=tuple_row)
-        await cursor.execute(_LOCK_HEAD_FENCED if fence is not None else _LOCK_HEAD, params)
-        head = await cursor.fetchone()
-        if head is None:
-            assert fence is not None
-            raise fence.refused()
-        first_seq, prev_hash, created_at = head
-        created_text = format_timestamp(created_at)
-        pending: list[StoredEvent] = []
-        prevs: list[bytes] = []
-        hashes: list[bytes] = []
-        for offset, (event, data) in enumerate(items):
-            stored = StoredEvent(
-                event_id=0,
-                seq=first_seq + offset,
-                tenant_id=tenant,
-                session_id=session,
-                execution_id=event.execution_id,
-                type=event.type,
-                data=data,
-                created_at=created_at,
-            )
-            digest = chain_hash(prev_hash, hash_body(stored, created_text))
-            prevs.append(prev_hash)
-            hashes.append(digest)
-            pending.append(stored)
-            prev_hash = digest
-        await cursor.execute(
-            _INSERT,
-            {
-                "tenant": tenant,
-                "session": session,
-                "created_at": created_at,
-                "seqs": [e.seq for e in pending],
-                "executions": [e.execution_id for e in pending],
-                "types": [e.type for e in pending],
-                "payloads": [json.dumps(e.data, ensure_ascii=False) for e in pending],
-                "keys": [event.idempotency_key for event, _ in items],
-                "prevs": prevs,
-                "hashes": hashes,
-                "last_hash": prev_hash,
-            },
-        )
-        ids = {seq: event_id for event_id, seq in await cursor.fetchall()}
-        if len(ids) != len(pending):
-            taken = [
-                event.idempotency_key
-                for (event, _), stored in zip(items, pending, strict=True)
-                if stored.seq not in ids and event.idempotency_key is not None
-            ]
-            raise _KeyTaken(tenant, taken)
+        await cursor.execute(_LOCK_HEADS_FENCED if fences else _LOCK_HEADS_UNFENCED, params)
+        heads = {(row[0], row[1]): row[2:] for row in await cursor.fetchall()}
+        refused = {index for key in keys if key not in heads for index, _ in streams[key]}
+
+        rows = _Rows()
+        pending: list[list[StoredEvent]] = [[] for _ in batches]
+        for key in keys:
+            if key not in heads:
+                continue
+            last_seq, prev_hash, created_at = heads[key]
+            created_text = format_timestamp(created_at)
+            seq = last_seq - counts[key] + 1
+            for index, items in streams[key]:
+                for event, data in items:
+                    stored = StoredEvent(
+                        event_id=0,
+                        seq=seq,
+                        tenant_id=key[0],
+                        session_id=key[1],
+                        execution_id=event.execution_id,
+                        type=event.type,
+                        data=data,
+                        created_at=created_at,
+                    )
+                    digest = chain_hash(prev_hash, hash_body(stored, created_text))
+                    rows.add(stored, event.idempotency_key, prev_hash, digest)
+                    pending[index].append(stored)
+                    prev_hash = digest
+                    seq += 1
+            rows.head(key, prev_hash)
+        ids: dict[tuple[str, str, int], int] = {}
+        if rows.count:
+            await cursor.execute(_INSERT, rows.params())
+            ids = {(t, s, seq): event_id for event_id, t, s, seq in await cursor.fetchall()}
+        if len(ids) != rows.count:
+            raise rows.taken(ids)
         return [
-            StoredEvent(
-                event_id=ids[e.seq],
-                seq=e.seq,
-                tenant_id=e.tenant_id,
-                session_id=e.session_id,
-                execution_id=e.execution_id,
-                type=e.type,
-                data=e.data,
-                created_at=e.created_at,
-            )
-            for e in pending
+            fence_of[batch.streams[0][0]].refused()  # type: ignore[union-attr]
+            if index in refused
+            else [replace(e, event_id=ids[(e.tenant_id, e.session_id, e.seq)]) for e in events]
+            for index, (batch, events) in enumerate(zip(batches, pending, strict=True))
         ]
 
     # --- reads --------------------------------------------------------------------------------
@@ -545,15 +547,65 @@ class EventStore:
             return [row_to_event(row) for row in await cursor.fetchall()]
 
 
-def _by_stream(
-    events: Sequence[NewEvent],
-) -> list[tuple[tuple[str, str], list[tuple[NewEvent, dict[str, Any]]]]]:
+class _Rows:
+    """The columns of one insert of events (and the heads' new last hashes)."""
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.keys: list[str | None] = []
+        self.prevs: list[bytes] = []
+        self.hashes: list[bytes] = []
+        self.heads: list[tuple[str, str, bytes]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+    def add(self, event: StoredEvent, key: str | None, prev_hash: bytes, digest: bytes) -> None:
+        self.events.append(event)
+        self.keys.append(key)
+        self.prevs.append(prev_hash)
+        self.hashes.append(digest)
+
+    def head(self, stream: tuple[str, str], last_hash: bytes) -> None:
+        self.heads.append((*stream, last_hash))
+
+    def params(self) -> dict[str, Any]:
+        events = self.events
+        return {
+            "tenants": [e.tenant_id for e in events],
+            "sessions": [e.session_id for e in events],
+            "seqs": [e.seq for e in events],
+            "executions": [e.execution_id for e in events],
+            "types": [e.type for e in events],
+            "payloads": [json.dumps(e.data, ensure_ascii=False) for e in events],
+            "created": [e.created_at for e in events],
+            "keys": self.keys,
+            "prevs": self.prevs,
+            "hashes": self.hashes,
+            "head_tenants": [tenant for tenant, _, _ in self.heads],
+            "head_sessions": [session for _, session, _ in self.heads],
+            "head_hashes": [digest for _, _, digest in self.heads],
+        }
+
+    def taken(self, ids: Collection[tuple[str, str, int]]) -> _KeyTaken:
+        """The error of an insert that skipped rows: their idempotency keys were stored."""
+        missing = [
+            (e.tenant_id, key)
+            for e, key in zip(self.events, self.keys, strict=True)
+            if (e.tenant_id, e.session_id, e.seq) not in ids and key is not None
+        ]
+        return _KeyTaken(missing[0][0], [key for _, key in missing])
+
+
+def _by_stream(events: Sequence[NewEvent]) -> list[StreamItems]:
     """Validated events grouped by stream, streams in one global order, so two batches never wait
     on each other's head locks in a cycle."""
     by_stream: dict[tuple[str, str], list[tuple[NewEvent, dict[str, Any]]]] = {}
     for event in events:
         _check_stream_names(event)
-        item = (event, validate_data(event.type, event.data))
+        data = event.data if type(event) is CheckedEvent else validate_data(event.type, event.data)
+        item = (event, data)
         by_stream.setdefault((event.tenant_id, event.session_id), []).append(item)
     return sorted(by_stream.items())
 

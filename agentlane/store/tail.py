@@ -29,12 +29,10 @@ from agentlane.db import Connection, Database
 from agentlane.errors import CheckpointMoved, FencedOut, StoreError
 from agentlane.notifications import Wakeups
 from agentlane.records import Checkpoint, TailedEvent
-from agentlane.store.recorder import EVENT_COLUMNS, row_to_event
+from agentlane.store.recorder import EVENT_COLUMNS, WAKEUP_CHANNEL, row_to_event
 
 logger = logging.getLogger(__name__)
 
-#: NOTIFY channel of appends (a statement trigger on ``agent_events``, ddl/0001): tailers wake up.
-WAKEUP_CHANNEL = "agentlane_events"
 
 #: What a follower does with a batch read after a position (``after``). A durable follower moves
 #: its checkpoint from ``after`` to ``batch[-1].position`` in the transaction of its effects.

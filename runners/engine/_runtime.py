@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from agentlane.db import Connection
 from agentlane.errors import FencedOut, StoreConflict, StoreError
-from agentlane.events import COMMAND_TYPES, validate_data
+from agentlane.events import COMMAND_TYPES
 from agentlane.leases import Fence
-from agentlane.records import NewEvent, StoredEvent
+from agentlane.records import CheckedEvent, NewEvent, StoredEvent
 from agentlane.run_index import DueRun, IndexChange, RunIndex
 from agentlane.store import TransactionHook
 from runners.engine._journal import Journal
@@ -119,7 +119,12 @@ class ActiveRun:
         Data is validated here, so a bad value (say, a tool's NaN) fails the workflow at the call
         that produced it instead of a later batch write.
         """
-        self.pending.append(self.event(event_type, validate_data(event_type, data)))
+        run = self.run
+        self.pending.append(
+            CheckedEvent.of(
+                run.tenant_id, run.session_id, event_type, data, execution_id=run.execution_id
+            )
+        )
         self._dirty.set()
         if urgent:
             self._urgent.set()
