@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,26 +64,29 @@ _LOCK_HEADS_FENCED = _LOCK_HEADS.format(
     where="WHERE r.fence IS NULL OR r.fence IN (SELECT key FROM held)",
 )
 
+# Columns that are the same for a whole stream travel once per stream (``s``), not once per row.
 _INSERT = """
-WITH ins AS (
+WITH s AS (
+    SELECT * FROM unnest(%(tenants)b::text[], %(sessions)b::text[], %(created)b::timestamptz[],
+                         %(last_hashes)b::bytea[])
+         WITH ORDINALITY AS s(tenant_id, session_id, created_at, last_hash, n)
+), ins AS (
     INSERT INTO agent_events (tenant_id, session_id, seq, execution_id, event_type, payload,
                               created_at, idempotency_key, prev_hash, hash)
-    SELECT u.tenant_id, u.session_id, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
-           u.created_at, u.idempotency_key, u.prev_hash, u.hash
-    FROM unnest(%(tenants)b::text[], %(sessions)b::text[], %(seqs)b::bigint[],
-                %(executions)b::text[], %(types)b::text[], %(payloads)b::text[],
-                %(created)b::timestamptz[], %(keys)b::text[], %(prevs)b::bytea[],
+    SELECT s.tenant_id, s.session_id, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
+           s.created_at, u.idempotency_key, u.prev_hash, u.hash
+    FROM unnest(%(streams)b::bigint[], %(seqs)b::bigint[], %(executions)b::text[],
+                %(types)b::text[], %(payloads)b::text[], %(keys)b::text[], %(prevs)b::bytea[],
                 %(hashes)b::bytea[])
-         WITH ORDINALITY AS u(tenant_id, session_id, seq, execution_id, event_type, payload,
-                              created_at, idempotency_key, prev_hash, hash, ord)
+         WITH ORDINALITY AS u(stream, seq, execution_id, event_type, payload, idempotency_key,
+                              prev_hash, hash, ord)
+    JOIN s ON s.n = u.stream
     ORDER BY u.ord
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING event_id, tenant_id, session_id, seq
 ), head AS (
-    UPDATE agent_stream_heads h SET last_hash = v.last_hash
-    FROM unnest(%(head_tenants)b::text[], %(head_sessions)b::text[], %(head_hashes)b::bytea[])
-         AS v(tenant_id, session_id, last_hash)
-    WHERE h.tenant_id = v.tenant_id AND h.session_id = v.session_id
+    UPDATE agent_stream_heads h SET last_hash = s.last_hash
+    FROM s WHERE h.tenant_id = s.tenant_id AND h.session_id = s.session_id
 )
 SELECT event_id, tenant_id, session_id, seq FROM ins
 """
@@ -153,13 +156,28 @@ def event_hash_input(event: StoredEvent) -> dict[str, Any]:
 
 
 def hash_body(event: StoredEvent, created_at: str) -> dict[str, Any]:
+    return _hash_body(
+        event.seq, event.tenant_id, event.session_id, event.execution_id, event.type, event.data,
+        created_at,
+    )
+
+
+def _hash_body(
+    seq: int,
+    tenant_id: str,
+    session_id: str,
+    execution_id: str | None,
+    event_type: str,
+    data: dict[str, Any],
+    created_at: str,
+) -> dict[str, Any]:
     return {
-        "seq": event.seq,
-        "tenantId": event.tenant_id,
-        "sessionId": event.session_id,
-        "executionId": event.execution_id,
-        "type": event.type,
-        "data": event.data,
+        "seq": seq,
+        "tenantId": tenant_id,
+        "sessionId": session_id,
+        "executionId": execution_id,
+        "type": event_type,
+        "data": data,
         "createdAt": created_at,
     }
 
@@ -305,43 +323,50 @@ class EventStore:
         refused = {index for key in keys if key not in heads for index, _ in streams[key]}
 
         rows = _Rows()
-        pending: list[list[StoredEvent]] = [[] for _ in batches]
+        pending: list[list[tuple[NewEvent, dict[str, Any], int]]] = [[] for _ in batches]
         for key in keys:
             if key not in heads:
                 continue
             last_seq, prev_hash, created_at = heads[key]
             created_text = format_timestamp(created_at)
             seq = last_seq - counts[key] + 1
+            stream = rows.stream(key, created_at)
             for index, items in streams[key]:
                 for event, data in items:
-                    stored = StoredEvent(
-                        event_id=0,
-                        seq=seq,
-                        tenant_id=key[0],
-                        session_id=key[1],
-                        execution_id=event.execution_id,
-                        type=event.type,
-                        data=data,
-                        created_at=created_at,
+                    body = _hash_body(
+                        seq, *key, event.execution_id, event.type, data, created_text
                     )
-                    digest = chain_hash(prev_hash, hash_body(stored, created_text))
-                    rows.add(stored, event.idempotency_key, prev_hash, digest)
-                    pending[index].append(stored)
+                    digest = chain_hash(prev_hash, body)
+                    rows.add(stream, seq, event, data, prev_hash, digest)
+                    pending[index].append((event, data, seq))
                     prev_hash = digest
                     seq += 1
-            rows.head(key, prev_hash)
+            rows.last_hashes.append(prev_hash)
         ids: dict[tuple[str, str, int], int] = {}
         if rows.count:
             await cursor.execute(_INSERT, rows.params())
             ids = {(t, s, seq): event_id for event_id, t, s, seq in await cursor.fetchall()}
         if len(ids) != rows.count:
             raise rows.taken(ids)
-        return [
-            fence_of[batch.streams[0][0]].refused()  # type: ignore[union-attr]
-            if index in refused
-            else [replace(e, event_id=ids[(e.tenant_id, e.session_id, e.seq)]) for e in events]
-            for index, (batch, events) in enumerate(zip(batches, pending, strict=True))
-        ]
+        outcomes: list[list[StoredEvent] | FencedOut] = []
+        for index, (batch, events) in enumerate(zip(batches, pending, strict=True)):
+            if index in refused:
+                outcomes.append(fence_of[batch.streams[0][0]].refused())  # type: ignore[union-attr]
+                continue
+            outcomes.append([
+                StoredEvent(
+                    event_id=ids[(event.tenant_id, event.session_id, seq)],
+                    seq=seq,
+                    tenant_id=event.tenant_id,
+                    session_id=event.session_id,
+                    execution_id=event.execution_id,
+                    type=event.type,
+                    data=data,
+                    created_at=heads[(event.tenant_id, event.session_id)][2],
+                )
+                for event, data, seq in events
+            ])
+        return outcomes
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -548,52 +573,74 @@ class EventStore:
 
 
 class _Rows:
-    """The columns of one insert of events (and the heads' new last hashes)."""
+    """The parameters of one insert of events: per stream its names, createdAt and new last hash
+    (``stream`` numbers them from 1), per event the rest."""
 
     def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
+        self.tenants: list[str] = []
+        self.sessions: list[str] = []
+        self.created: list[datetime] = []
+        self.last_hashes: list[bytes] = []
+        self.streams: list[int] = []
+        self.seqs: list[int] = []
+        self.executions: list[str | None] = []
+        self.types: list[str] = []
+        self.payloads: list[str] = []
         self.keys: list[str | None] = []
         self.prevs: list[bytes] = []
         self.hashes: list[bytes] = []
-        self.heads: list[tuple[str, str, bytes]] = []
 
     @property
     def count(self) -> int:
-        return len(self.events)
+        return len(self.seqs)
 
-    def add(self, event: StoredEvent, key: str | None, prev_hash: bytes, digest: bytes) -> None:
-        self.events.append(event)
-        self.keys.append(key)
+    def stream(self, key: tuple[str, str], created_at: datetime) -> int:
+        self.tenants.append(key[0])
+        self.sessions.append(key[1])
+        self.created.append(created_at)
+        return len(self.tenants)
+
+    def add(
+        self,
+        stream: int,
+        seq: int,
+        event: NewEvent,
+        data: dict[str, Any],
+        prev_hash: bytes,
+        digest: bytes,
+    ) -> None:
+        self.streams.append(stream)
+        self.seqs.append(seq)
+        self.executions.append(event.execution_id)
+        self.types.append(event.type)
+        self.payloads.append(json.dumps(data, ensure_ascii=False))
+        self.keys.append(event.idempotency_key)
         self.prevs.append(prev_hash)
         self.hashes.append(digest)
 
-    def head(self, stream: tuple[str, str], last_hash: bytes) -> None:
-        self.heads.append((*stream, last_hash))
-
     def params(self) -> dict[str, Any]:
-        events = self.events
         return {
-            "tenants": [e.tenant_id for e in events],
-            "sessions": [e.session_id for e in events],
-            "seqs": [e.seq for e in events],
-            "executions": [e.execution_id for e in events],
-            "types": [e.type for e in events],
-            "payloads": [json.dumps(e.data, ensure_ascii=False) for e in events],
-            "created": [e.created_at for e in events],
+            "tenants": self.tenants,
+            "sessions": self.sessions,
+            "created": self.created,
+            "last_hashes": self.last_hashes,
+            "streams": self.streams,
+            "seqs": self.seqs,
+            "executions": self.executions,
+            "types": self.types,
+            "payloads": self.payloads,
             "keys": self.keys,
             "prevs": self.prevs,
             "hashes": self.hashes,
-            "head_tenants": [tenant for tenant, _, _ in self.heads],
-            "head_sessions": [session for _, session, _ in self.heads],
-            "head_hashes": [digest for _, _, digest in self.heads],
         }
 
     def taken(self, ids: Collection[tuple[str, str, int]]) -> _KeyTaken:
         """The error of an insert that skipped rows: their idempotency keys were stored."""
         missing = [
-            (e.tenant_id, key)
-            for e, key in zip(self.events, self.keys, strict=True)
-            if (e.tenant_id, e.session_id, e.seq) not in ids and key is not None
+            (self.tenants[stream - 1], key)
+            for stream, seq, key in zip(self.streams, self.seqs, self.keys, strict=True)
+            if key is not None
+            and (self.tenants[stream - 1], self.sessions[stream - 1], seq) not in ids
         ]
         return _KeyTaken(missing[0][0], [key for _, key in missing])
 

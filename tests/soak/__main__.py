@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     print(f"soak: seed {seed}, {args.seconds:.0f}s, {args.runners} runners, {args.rate}/s",
           flush=True)
+    # SIGTERM unwinds like Ctrl-C, so the stack's context managers stop every child process.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     verdict, faults, root, slowest = asyncio.run(_soak(args, seed))
     _report(args, seed, verdict, faults, root, slowest)
     return 0 if verdict.ok else 1
