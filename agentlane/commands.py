@@ -86,7 +86,11 @@ class Commands:
             data["budget"] = budget
 
         async def index_run(conn: Connection, written: list[StoredEvent]) -> None:
-            active = await RunIndex.session_runs(conn, tenant_id, session_id)
+            # An enqueued run waits its turn whatever else is active: no need to look.
+            active = (
+                [] if on_conflict == "enqueue"
+                else await RunIndex.session_runs(conn, tenant_id, session_id)
+            )
             if active and on_conflict == "reject":
                 raise RunConflict(session_id, active[0])
             if active and on_conflict == "interrupt":

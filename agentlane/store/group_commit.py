@@ -11,6 +11,11 @@ other failure of a group (a taken idempotency key, a conflicting step, a transac
 refuses, a deadlock) rolls the group back and each batch is retried alone, in its own
 transaction, so every caller gets the answer it would have had without grouping.
 
+A batch marked ``deferrable`` (streamed tokens: a client sees them 50 ms late anyway) starts no
+transaction of its own: it waits for the next tick (``tick_s``) or for any other batch to start
+one. So however many runs stream on a runner, their token writes cost about one commit per tick
+instead of one per run per flush.
+
 A caller cancelled while its batch still waits withdraws it (nothing written); once its batch is
 in a transaction, the outcome is decided by that transaction, as it was for a caller cancelled
 during its own commit.
@@ -45,6 +50,7 @@ class Batch:
     streams: list[StreamItems]
     fence: Fence | None
     hook: TransactionHook | None
+    deferrable: bool = False
     future: asyncio.Future[list[StoredEvent]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,7 @@ class GroupCommitter:
         *,
         max_in_flight: int = 2,
         max_events: int = 2000,
+        tick_s: float = 0.025,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -80,6 +87,11 @@ class GroupCommitter:
         self._write = write
         self.max_in_flight = max_in_flight
         self.max_events = max_events
+        self.tick_s = tick_s
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_due = False
+        #: Waiting batches that are not deferrable.
+        self._urgent = 0
         self._on_commit = on_commit
         self._waiting: list[Batch] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -93,14 +105,29 @@ class GroupCommitter:
         """Write ``batch`` with whatever else is waiting; return its stored events once committed.
         Raises what writing it alone would raise."""
         self._waiting.append(batch)
-        self._start()
+        self._urgent += not batch.deferrable
+        self._wake()
         try:
             return await asyncio.shield(batch.future)
         except asyncio.CancelledError:
             if batch in self._waiting:
                 self._waiting.remove(batch)
+                self._urgent -= not batch.deferrable
                 batch.future.cancel()
             raise
+
+    def _wake(self) -> None:
+        """Start transactions for what waits, if a batch that may not wait is among it or the
+        tick has come; else make sure the tick comes."""
+        if self._urgent or self._tick_due:
+            self._start()
+        elif self._waiting and self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(self.tick_s, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        self._tick_due = True
+        self._start()
 
     def _start(self) -> None:
         while self._waiting and len(self._in_flight) < self.max_in_flight:
@@ -108,10 +135,15 @@ class GroupCommitter:
             task = asyncio.get_running_loop().create_task(self._run(group), name="group-commit")
             self._in_flight.add(task)
             task.add_done_callback(self._finished)
+        if not self._waiting:
+            self._tick_due = False
+            if self._tick is not None:
+                self._tick.cancel()
+                self._tick = None
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._start()
+        self._wake()
 
     def _take(self) -> list[Batch]:
         """The waiting batches for one transaction, oldest first, within ``max_events``. A batch
@@ -132,6 +164,7 @@ class GroupCommitter:
             group.append(batch)
             fences |= batch.fence_of()
             events += batch.size
+            self._urgent -= not batch.deferrable
         self._waiting = left
         return group
 

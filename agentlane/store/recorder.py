@@ -252,15 +252,19 @@ class EventStore:
         *,
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
+        deferrable: bool = False,
     ) -> list[StoredEvent]:
         """Append events (one or more sessions) atomically, in the order given per session.
+        ``deferrable``: the write may wait for the committer's next tick (streamed tokens).
 
         Raises DuplicateEvent, writing nothing, when an idempotency key is already stored.
         """
         if not events:
             return []
         try:
-            return await self._write(events, fence=fence, in_transaction=in_transaction)
+            return await self._write(
+                events, fence=fence, in_transaction=in_transaction, deferrable=deferrable
+            )
         except _KeyTaken as taken:
             raise DuplicateEvent(tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]) from None
 
@@ -282,6 +286,7 @@ class EventStore:
         *,
         fence: Fence | None,
         in_transaction: TransactionHook | None,
+        deferrable: bool = False,
     ) -> list[StoredEvent]:
         streams = _by_stream(events)
         if fence is not None:
@@ -290,7 +295,7 @@ class EventStore:
             for tenant, session in (key for key, _ in streams):
                 if shard_for(tenant, session, self.shards) != fence.key:
                     raise fence.refused()
-        return await self.committer.commit(Batch(streams, fence, in_transaction))
+        return await self.committer.commit(Batch(streams, fence, in_transaction, deferrable))
 
     async def _write_group(
         self, conn: Connection, batches: list[Batch]

@@ -66,6 +66,7 @@ class _RecordedLog:
         *,
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
+        deferrable: bool = False,
     ) -> list[StoredEvent]:
         raise EngineError("a replay writes nothing")
 

@@ -44,6 +44,7 @@ class RunLog(Protocol):
         *,
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
+        deferrable: bool = False,
     ) -> list[StoredEvent]: ...
 
     async def read_execution(
@@ -170,7 +171,11 @@ class ActiveRun:
 
             try:
                 written = await self.store.append_batch(
-                    events, fence=self.fence, in_transaction=hook
+                    events,
+                    fence=self.fence,
+                    in_transaction=hook,
+                    # Only streamed tokens: they may wait for the runner's next shared commit.
+                    deferrable=change is None and all(e.type == "Token" for e in events),
                 )
             except FencedOut:
                 self.fenced = True

@@ -296,3 +296,36 @@ async def _reset(db: Database) -> None:
 
 def _database(database_url: str) -> contextlib.AbstractAsyncContextManager[Database]:
     return open_database(database_url, name="test", min_size=1, max_size=10)
+
+
+async def test_streamed_tokens_of_many_runs_share_one_commit_per_tick(db: Database) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=2)
+    store.committer.tick_s = 0.05
+
+    async def run(i: int) -> None:
+        for flush in range(5):  # five token flushes per run, as a streaming model makes them
+            await store.append_batch([token(f"run{i}", flush)], deferrable=True)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(run(i) for i in range(40)))
+    elapsed = loop.time() - started
+
+    # 200 writes, one transaction per tick: commits do not grow with the number of runs.
+    assert store.committer.batches == 200
+    assert store.committer.groups <= 7, store.committer.groups
+    assert elapsed >= 5 * 0.05 * 0.9, "a deferrable write must wait for its tick"
+    for i in range(40):
+        events = await store.read_session("t1", f"run{i}")
+        assert [e.data["index"] for e in events] == list(range(5))
+
+
+async def test_a_write_that_may_not_wait_takes_waiting_tokens_along(db: Database) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=2)
+    store.committer.tick_s = 30.0  # the tick never comes within this test
+    tokens = asyncio.ensure_future(store.append_batch([token("s", 0)], deferrable=True))
+    await asyncio.sleep(0.1)
+    assert not tokens.done(), "a deferrable write waits for its tick"
+    await store.append(token("other", 1))
+    await asyncio.wait_for(tokens, 5)
+    assert store.committer.groups == 1 and store.committer.batches == 2
