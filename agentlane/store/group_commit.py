@@ -95,6 +95,8 @@ class GroupCommitter:
         self._on_commit = on_commit
         self._waiting: list[Batch] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        #: Transactions a lone caller runs in its own task (see :meth:`commit`).
+        self._direct = 0
         #: Groups and batches committed, and groups that failed and were split into their batches
         #: (for benchmarks and tests).
         self.groups = 0
@@ -104,6 +106,10 @@ class GroupCommitter:
     async def commit(self, batch: Batch) -> list[StoredEvent]:
         """Write ``batch`` with whatever else is waiting; return its stored events once committed.
         Raises what writing it alone would raise."""
+        if not batch.deferrable and not self._waiting and (
+            len(self._in_flight) + self._direct < self.max_in_flight
+        ):
+            return await self._commit_directly(batch)
         self._waiting.append(batch)
         self._urgent += not batch.deferrable
         self._wake()
@@ -115,6 +121,20 @@ class GroupCommitter:
                 self._urgent -= not batch.deferrable
                 batch.future.cancel()
             raise
+
+    async def _commit_directly(self, batch: Batch) -> list[StoredEvent]:
+        """Nothing waits and a transaction is free: the caller's own task runs it (a lone
+        writer pays for no task and no hand-over). Others arriving meanwhile group behind it."""
+        self._direct += 1
+        try:
+            (outcome,) = await self._transaction([batch])
+        finally:
+            self._direct -= 1
+            self._wake()
+        self._count([outcome])
+        if isinstance(outcome, FencedOut):
+            raise outcome
+        return outcome
 
     def _wake(self) -> None:
         """Start transactions for what waits, if a batch that may not wait is among it or the
@@ -130,7 +150,7 @@ class GroupCommitter:
         self._start()
 
     def _start(self) -> None:
-        while self._waiting and len(self._in_flight) < self.max_in_flight:
+        while self._waiting and len(self._in_flight) + self._direct < self.max_in_flight:
             group = self._take()
             task = asyncio.get_running_loop().create_task(self._run(group), name="group-commit")
             self._in_flight.add(task)
@@ -205,13 +225,17 @@ class GroupCommitter:
                     await batch.hook(conn, outcome)
         return outcomes
 
-    def _settle(self, group: list[Batch], outcomes: list[list[StoredEvent] | FencedOut]) -> None:
+    def _count(self, outcomes: list[list[StoredEvent] | FencedOut]) -> None:
+        """A transaction committed: count it, and announce it when it wrote anything."""
         self.groups += 1
-        self.batches += len(group)
+        self.batches += len(outcomes)
         if self._on_commit is not None and any(
             not isinstance(outcome, FencedOut) for outcome in outcomes
         ):
             self._on_commit()
+
+    def _settle(self, group: list[Batch], outcomes: list[list[StoredEvent] | FencedOut]) -> None:
+        self._count(outcomes)
         for batch, outcome in zip(group, outcomes, strict=True):
             if batch.future.done():
                 continue
