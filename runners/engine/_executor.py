@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agentlane.errors import StoreError
 from agentlane.events import TERMINAL_STATUS
 from agentlane.leases import Fence
 from agentlane.logs import log_context
@@ -150,6 +151,11 @@ async def _drive(
             raise
         except Fenced:
             return Outcome.FENCED
+        except StoreError:
+            # The database failed a read of the workflow's own (its history, the clock), not the
+            # workflow: nothing is decided, the advance fails and the run is advanced again later.
+            await _stop(active, flusher, watcher)
+            raise
         except Exception as exc:
             await _stop(active, flusher, watcher)
             logger.warning("workflow failed: %s: %s", type(exc).__name__, exc)

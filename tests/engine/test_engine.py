@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentlane.errors import StoreConflict
+from agentlane.errors import StoreConflict, StoreUnavailable
 from agentlane.records import NewEvent
 from runners.api import Outcome
 from runners.engine import (
@@ -474,3 +474,36 @@ async def test_a_run_cancelled_before_it_started_never_runs_its_code(harness: Ha
     )
     assert ran == []
     assert await harness.types(run) == ["RunAccepted", "CancelRequested", "RunStarted", "Cancelled"]
+
+
+async def test_a_database_failure_in_the_workflow_body_fails_the_advance_not_the_run(
+    harness: Harness,
+) -> None:
+    """Found by the chaos soak: a Postgres restart while the agent read its history (a read of
+    the workflow body, not an activity) ended the run ``Failed: StoreUnavailable``. Database
+    trouble decides nothing: the advance fails, the run stays due, and the next advance goes on."""
+    reads = 0
+
+    async def history() -> str:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            raise StoreUnavailable("database unavailable: server closed the connection")
+        return "earlier answers"
+
+    async def workflow(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        first = await ctx.activity("fetch", echo, 1)
+        context = await history()
+        await ctx.activity("answer", echo, context)
+        return str(first["value"])
+
+    run = await harness.start("r1", "go")
+    executor = executor_with(harness, ("agent", "1", workflow))
+    with pytest.raises(StoreUnavailable):
+        await harness.advance(executor, run)
+    assert "Failed" not in await harness.types(run)
+    assert await harness.index_row(run) is not None, "the run must stay in the work index"
+
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    types = await harness.types(run)
+    assert types.count("Completed") == 1 and "Failed" not in types
