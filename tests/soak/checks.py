@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ async def settle(
     verdict.record("sockets caught up", behind[:10])
 
 
+_STORE_ERROR = re.compile(r"Store(Error|Unavailable|ReadOnly|Conflict)|database unavailable")
+
+
 def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) -> None:
     with psycopg.connect(stack.database_url) as conn:
         terminal = conn.execute(
@@ -72,7 +76,7 @@ def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) 
         ).fetchall()
         failures = conn.execute(
             "SELECT payload ->> 'reason', count(*) FROM agent_events WHERE event_type = 'Failed' "
-            "GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
+            "GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
         totals = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE event_type = 'Token'), "
@@ -89,7 +93,13 @@ def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) 
     assert totals is not None
     verdict.figures["runs accepted"] = str(len(accepted))
     verdict.figures["runs ended"] = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
-    for reason, count in failures:
+    # Only the model's injected faults may fail a run: database trouble (a restart, a failover)
+    # must delay runs, never decide them.
+    verdict.record(
+        "no run failed because of the database",
+        [f"{count}x {reason}" for reason, count in failures if _STORE_ERROR.search(str(reason))],
+    )
+    for reason, count in failures[:5]:
         verdict.figures.setdefault("failed because", "")
         verdict.figures["failed because"] += f"{count}x {str(reason)[:150]}; "
     verdict.figures["events"] = f"{totals[0]} ({totals[1]} tokens, {totals[2]} sessions)"

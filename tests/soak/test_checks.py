@@ -65,3 +65,24 @@ async def test_a_run_that_did_not_end_or_ended_twice_fails(
     check_history(cast(Stack, _At(database_url)), runs, verdict)
     problems = verdict.results["every accepted run ended exactly once"]
     assert [p.split(" ")[1] for p in problems] == ["(never)", "(twice)"], problems
+
+
+async def test_a_run_failed_by_the_database_fails_the_soak(
+    commands: Commands, store: EventStore, database_url: str
+) -> None:
+    runs = []
+    for run_id, reason in (
+        ("model", "ActivityError: activity 'model' (step 0) failed after 4 attempt(s)"),
+        ("db", "StoreUnavailable: database unavailable: server closed the connection"),
+    ):
+        accepted = await commands.start_run(
+            tenant_id="t", session_id=run_id, run_id=run_id, message="m"
+        )
+        runs.append(Accepted("t", run_id, run_id, accepted.execution_id))
+        await store.append(
+            NewEvent("t", run_id, "Failed", {"reason": reason}, accepted.execution_id)
+        )
+    verdict = Verdict()
+    check_history(cast(Stack, _At(database_url)), runs, verdict)
+    problems = verdict.results["no run failed because of the database"]
+    assert len(problems) == 1 and "StoreUnavailable" in problems[0], problems
