@@ -16,9 +16,9 @@ from agentlane.db import Connection
 from agentlane.errors import CommandError, RunConflict, RunFinished, RunNotFound
 from agentlane.events import TERMINAL_STATUS
 from agentlane.records import NewEvent, StoredEvent
-from agentlane.run_index import RunIndex
+from agentlane.run_index import NewRun, RunIndex
 from agentlane.sharding import shard_for
-from agentlane.store import EventStore
+from agentlane.store import Collective, EventStore
 
 OnConflict = Literal["enqueue", "reject", "interrupt"]
 #: ``runId``, ``sessionId`` (and ids in paths): 1-128 characters of ``[A-Za-z0-9._:-]``; the one
@@ -86,11 +86,7 @@ class Commands:
             data["budget"] = budget
 
         async def index_run(conn: Connection, written: list[StoredEvent]) -> None:
-            # An enqueued run waits its turn whatever else is active: no need to look.
-            active = (
-                [] if on_conflict == "enqueue"
-                else await RunIndex.session_runs(conn, tenant_id, session_id)
-            )
+            active = await RunIndex.session_runs(conn, tenant_id, session_id)
             if active and on_conflict == "reject":
                 raise RunConflict(session_id, active[0])
             if active and on_conflict == "interrupt":
@@ -118,17 +114,23 @@ class Commands:
                 accepted_seq=written[0].seq,
             )
 
-        result = await self.store.append(
-            NewEvent(
-                tenant_id,
-                session_id,
-                "RunAccepted",
-                data,
-                execution_id=execution_id,
-                idempotency_key=run_idempotency_key(run_id),
-            ),
-            in_transaction=index_run,
+        accepted = NewEvent(
+            tenant_id,
+            session_id,
+            "RunAccepted",
+            data,
+            execution_id=execution_id,
+            idempotency_key=run_idempotency_key(run_id),
         )
+        if on_conflict == "enqueue":
+            # An enqueued run waits its turn whatever else is active, so nothing needs looking
+            # at: it is indexed with the other starts of its group commit, in one statement.
+            new_run = NewRun(execution_id, tenant_id, session_id, run_id, shard)
+            result = await self.store.append(
+                accepted, collective=Collective(RunIndex.enqueue_all, new_run)
+            )
+        else:
+            result = await self.store.append(accepted, in_transaction=index_run)
         event = result.event
         status = "queued"
         if result.created:

@@ -19,8 +19,21 @@ from typing import Any, Literal
 
 from agentlane.db import Connection, Database
 from agentlane.leases import Fence, check_fence
+from agentlane.records import StoredEvent
 from agentlane.sharding import shard_for
 from agentlane.store import EventStore, UnfinishedRun, fragments, lock_stream
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to index as accepted (:meth:`RunIndex.enqueue_all`)."""
+
+    execution_id: str
+    tenant_id: str
+    session_id: str
+    run_id: str
+    shard_id: int
+
 
 #: NOTIFY channel of work: the payload is the shard that has a new or woken run.
 WORK_CHANNEL = "agentlane_work"
@@ -142,6 +155,27 @@ class RunIndex:
             "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
             "accepted_seq, status, wake_at) VALUES (%s, %s, %s, %s, %s, %s, 'queued', now())",
             (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq),
+        )
+
+    @staticmethod
+    async def enqueue_all(
+        conn: Connection, runs: list[tuple[Any, list[StoredEvent]]]
+    ) -> None:
+        """:meth:`enqueue` for the runs of a group commit, in one statement: each item a
+        :class:`NewRun`, with the events its append wrote (the first is its ``RunAccepted``)."""
+        new = [(run, written[0].seq) for run, written in runs]
+        await conn.execute(
+            "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
+            "accepted_seq, status, wake_at) SELECT *, 'queued', now() FROM unnest("
+            "%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[])",
+            (
+                [r.execution_id for r, _ in new],
+                [r.tenant_id for r, _ in new],
+                [r.session_id for r, _ in new],
+                [r.run_id for r, _ in new],
+                [r.shard_id for r, _ in new],
+                [seq for _, seq in new],
+            ),
         )
 
     @staticmethod
@@ -324,6 +358,7 @@ class RunIndex:
 
 __all__ = [
     "WORK_CHANNEL",
+    "NewRun",
     "DueRun",
     "IndexChange",
     "RunIndex",

@@ -11,7 +11,7 @@ The package owns ``agent_events``, ``agent_stream_heads`` and ``projector_checkp
 about them is written anywhere else.
 """
 
-from agentlane.store.group_commit import GroupCommitter, TransactionHook
+from agentlane.store.group_commit import Collective, GroupCommitter, TransactionHook
 from agentlane.store.recorder import (
     EVENT_COLUMNS,
     WAKEUP_CHANNEL,
@@ -44,6 +44,7 @@ __all__ = [
     "UnfinishedRun",
     "TransactionHook",
     "GroupCommitter",
+    "Collective",
     "event_hash_input",
     "hash_body",
     "lock_stream",

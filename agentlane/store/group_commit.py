@@ -39,6 +39,20 @@ logger = logging.getLogger(__name__)
 #: Runs inside the append's transaction, after the insert, only when something was written.
 TransactionHook = Callable[[Connection, list[StoredEvent]], Awaitable[None]]
 
+#: Work many batches of a group share: called once per transaction with every batch's item and
+#: the events that batch wrote, in the group's order (one statement instead of one per batch).
+CollectiveHook = Callable[[Connection, list[tuple[Any, list[StoredEvent]]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Collective:
+    """A batch's share of a :data:`CollectiveHook`: batches naming the same ``hook`` have their
+    ``item`` s handled by one call of it, in the transaction that writes them."""
+
+    hook: CollectiveHook
+    item: Any
+
+
 #: A stream and its validated events, in order: ``((tenant, session), [(event, data), ...])``.
 StreamItems = tuple[tuple[str, str], list[tuple[NewEvent, dict[str, Any]]]]
 
@@ -51,6 +65,7 @@ class Batch:
     fence: Fence | None
     hook: TransactionHook | None
     deferrable: bool = False
+    collective: Collective | None = None
     future: asyncio.Future[list[StoredEvent]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -220,9 +235,18 @@ class GroupCommitter:
     async def _transaction(self, group: list[Batch]) -> list[list[StoredEvent] | FencedOut]:
         async with self._db.transaction() as conn:
             outcomes = await self._write(conn, group)
+            shared: dict[CollectiveHook, list[tuple[Any, list[StoredEvent]]]] = {}
             for batch, outcome in zip(group, outcomes, strict=True):
-                if batch.hook is not None and not isinstance(outcome, FencedOut):
+                if isinstance(outcome, FencedOut):
+                    continue
+                if batch.hook is not None:
                     await batch.hook(conn, outcome)
+                if batch.collective is not None:
+                    shared.setdefault(batch.collective.hook, []).append(
+                        (batch.collective.item, outcome)
+                    )
+            for hook, items in shared.items():
+                await hook(conn, items)
         return outcomes
 
     def _count(self, outcomes: list[list[StoredEvent] | FencedOut]) -> None:

@@ -24,7 +24,13 @@ from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow
 from agentlane.leases import SHARD_LEASES, Fence, fences_params
 from agentlane.records import CheckedEvent, Checkpoint, NewEvent, StoredEvent
 from agentlane.sharding import shard_for
-from agentlane.store.group_commit import Batch, GroupCommitter, StreamItems, TransactionHook
+from agentlane.store.group_commit import (
+    Batch,
+    Collective,
+    GroupCommitter,
+    StreamItems,
+    TransactionHook,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -230,15 +236,20 @@ class EventStore:
         *,
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
+        collective: Collective | None = None,
     ) -> AppendResult:
         """Append one event. With an idempotency key that is already stored, write nothing and
-        return the stored event (``created=False``) — also when racing writers use the same key."""
+        return the stored event (``created=False``) — also when racing writers use the same key.
+        ``collective``: work done for this append together with the other appends of its group
+        (see :class:`Collective`), in the same transaction."""
         if event.idempotency_key is not None:
             existing = await self.find_by_idempotency_key(event.tenant_id, event.idempotency_key)
             if existing is not None:
                 return AppendResult(existing, created=False)
         try:
-            stored = await self._write([event], fence=fence, in_transaction=in_transaction)
+            stored = await self._write(
+                [event], fence=fence, in_transaction=in_transaction, collective=collective
+            )
         except _KeyTaken as taken:
             assert event.idempotency_key is not None
             existing = await self.find_by_idempotency_key(taken.tenant_id, event.idempotency_key)
@@ -287,6 +298,7 @@ class EventStore:
         fence: Fence | None,
         in_transaction: TransactionHook | None,
         deferrable: bool = False,
+        collective: Collective | None = None,
     ) -> list[StoredEvent]:
         streams = _by_stream(events)
         if fence is not None:
@@ -295,7 +307,9 @@ class EventStore:
             for tenant, session in (key for key, _ in streams):
                 if shard_for(tenant, session, self.shards) != fence.key:
                     raise fence.refused()
-        return await self.committer.commit(Batch(streams, fence, in_transaction, deferrable))
+        return await self.committer.commit(
+            Batch(streams, fence, in_transaction, deferrable, collective)
+        )
 
     async def _write_group(
         self, conn: Connection, batches: list[Batch]

@@ -22,7 +22,7 @@ from agentlane.leases import Fence
 from agentlane.notifications import Wakeups
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.sharding import shard_for
-from agentlane.store import WAKEUP_CHANNEL, EventStore, lock_stream
+from agentlane.store import WAKEUP_CHANNEL, Collective, EventStore, lock_stream
 from tests.conftest import TEST_SHARDS
 
 
@@ -329,3 +329,25 @@ async def test_a_write_that_may_not_wait_takes_waiting_tokens_along(db: Database
     await store.append(token("other", 1))
     await asyncio.wait_for(tokens, 5)
     assert store.committer.groups == 1 and store.committer.batches == 2
+
+
+async def test_collective_work_of_a_group_is_one_call_in_its_transaction(db: Database) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=1)
+    calls: list[list[tuple[object, list[int]]]] = []
+
+    async def index(conn: Connection, items: list[tuple[object, list[StoredEvent]]]) -> None:
+        # Inside the transaction: the group's events are visible to it.
+        ids = [e.event_id for _, written in items for e in written]
+        count = await (
+            await conn.execute("SELECT count(*) FROM agent_events WHERE event_id = ANY(%s)", (ids,))
+        ).fetchone()
+        assert count == (len(items),)
+        calls.append([(item, [e.seq for e in written]) for item, written in items])
+
+    await asyncio.gather(
+        *(store.append(token(f"c{i}", i), collective=Collective(index, i)) for i in range(10))
+    )
+
+    assert len(calls) == 2, "the first append goes alone, the nine behind it as one group"
+    assert calls[0] == [(0, [1])]
+    assert calls[1] == [(i, [1]) for i in range(1, 10)]
