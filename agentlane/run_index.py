@@ -61,6 +61,18 @@ class IndexChange:
     delete: bool = False
 
 
+@dataclass(slots=True)
+class PendingChange:
+    """A run's index change riding on its engine's append (:meth:`RunIndex.apply_changes`);
+    ``commands_waiting`` is filled in by it, as :meth:`RunIndex.apply_change` answers."""
+
+    tenant_id: str
+    execution_id: str
+    seen_seq: int
+    change: IndexChange
+    commands_waiting: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ShardProgress:
     """Due work of one shard that no advance handles yet, and when its next timer fires."""
@@ -70,6 +82,30 @@ class ShardProgress:
 
 
 _NEWER_COMMANDS = fragments.commands_after(execution="execution", seen="seen")
+
+_NEWER_FOR_ROW = fragments.commands_after_columns(execution="v.execution", seen="v.seen")
+
+# apply_change's UPDATE for many rows, each with its own status (NULL: keep) and wake mode.
+_APPLY_CHANGES = f"""
+UPDATE run_index r SET
+    updated_at = now(),
+    status = coalesce(v.status, r.status),
+    wake_at = CASE v.wake
+        WHEN 'keep' THEN r.wake_at
+        WHEN 'now' THEN now()
+        WHEN 'never' THEN CASE WHEN {_NEWER_FOR_ROW} THEN now() END
+        ELSE CASE WHEN {_NEWER_FOR_ROW} THEN now() ELSE v.wake_at END
+    END
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+     AS v(tenant, execution, seen, status, wake, wake_at)
+WHERE r.tenant_id = v.tenant AND r.execution_id = v.execution
+RETURNING r.execution_id, {_NEWER_FOR_ROW}
+"""
+
+
+def _wake_mode(wake: Wake) -> str:
+    return "at" if isinstance(wake, datetime) else wake
+
 
 # The head run of each session: runs of a session execute one at a time, in acceptance order.
 _HEADS = """
@@ -302,6 +338,39 @@ class RunIndex:
         row = await cursor.fetchone()
         return bool(row[0]) if row is not None else False
 
+    @staticmethod
+    async def apply_changes(
+        conn: Connection, items: list[tuple[Any, list[StoredEvent]]]
+    ) -> None:
+        """:meth:`apply_change` for the runs of a group commit (each item a
+        :class:`PendingChange`), in at most two statements: one DELETE, one UPDATE. The group's
+        append holds every one of their sessions' head locks, as a lone append would."""
+        changes: list[PendingChange] = [item for item, _ in items]
+        gone = [c for c in changes if c.change.delete]
+        if gone:
+            await conn.execute(
+                "DELETE FROM run_index WHERE (tenant_id, execution_id) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([c.tenant_id for c in gone], [c.execution_id for c in gone]),
+            )
+        kept = [c for c in changes if not c.change.delete]
+        if not kept:
+            return
+        cursor = await conn.execute(
+            _APPLY_CHANGES,
+            (
+                [c.tenant_id for c in kept],
+                [c.execution_id for c in kept],
+                [c.seen_seq for c in kept],
+                [c.change.status for c in kept],
+                [_wake_mode(c.change.wake) for c in kept],
+                [c.change.wake if isinstance(c.change.wake, datetime) else None for c in kept],
+            ),
+        )
+        waiting = {str(row[0]): bool(row[1]) for row in await cursor.fetchall()}
+        for change in kept:
+            change.commands_waiting = waiting.get(change.execution_id, False)
+
     async def change_fenced(
         self,
         fence: Fence,
@@ -359,6 +428,7 @@ class RunIndex:
 __all__ = [
     "WORK_CHANNEL",
     "NewRun",
+    "PendingChange",
     "DueRun",
     "IndexChange",
     "RunIndex",

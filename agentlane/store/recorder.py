@@ -264,9 +264,11 @@ class EventStore:
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
         deferrable: bool = False,
+        collective: Collective | None = None,
     ) -> list[StoredEvent]:
         """Append events (one or more sessions) atomically, in the order given per session.
         ``deferrable``: the write may wait for the committer's next tick (streamed tokens).
+        ``collective``: work shared with the other appends of its group (:class:`Collective`).
 
         Raises DuplicateEvent, writing nothing, when an idempotency key is already stored.
         """
@@ -274,7 +276,8 @@ class EventStore:
             return []
         try:
             return await self._write(
-                events, fence=fence, in_transaction=in_transaction, deferrable=deferrable
+                events, fence=fence, in_transaction=in_transaction, deferrable=deferrable,
+                collective=collective,
             )
         except _KeyTaken as taken:
             raise DuplicateEvent(tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]) from None

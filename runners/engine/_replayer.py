@@ -26,7 +26,7 @@ from agentlane.events import TERMINAL_STATUS, validate_data
 from agentlane.leases import Fence
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.run_index import DueRun
-from agentlane.store import TransactionHook
+from agentlane.store import Collective, TransactionHook
 from runners.engine._executor import completed_data, failure, run_checked, run_info
 from runners.engine._journal import Journal
 from runners.engine._metrics import EngineMetrics
@@ -67,6 +67,7 @@ class _RecordedLog:
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
         deferrable: bool = False,
+        collective: Collective | None = None,
     ) -> list[StoredEvent]:
         raise EngineError("a replay writes nothing")
 

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentlane.db import Connection
 from agentlane.errors import FencedOut, StoreConflict, StoreError
 from agentlane.events import COMMAND_TYPES
 from agentlane.leases import Fence
 from agentlane.records import CheckedEvent, NewEvent, StoredEvent
-from agentlane.run_index import DueRun, IndexChange, RunIndex
-from agentlane.store import TransactionHook
+from agentlane.run_index import DueRun, IndexChange, PendingChange, RunIndex
+from agentlane.store import Collective, TransactionHook
 from runners.engine._journal import Journal
 from runners.engine._metrics import EngineMetrics
 from runners.engine.errors import JournalConflict
@@ -45,6 +44,7 @@ class RunLog(Protocol):
         fence: Fence | None = None,
         in_transaction: TransactionHook | None = None,
         deferrable: bool = False,
+        collective: Collective | None = None,
     ) -> list[StoredEvent]: ...
 
     async def read_execution(
@@ -156,24 +156,17 @@ class ActiveRun:
                 if change is None:
                     return FlushResult([], False)
                 return FlushResult([], await self._change_only(change, seen))
-            waiting = False
-
-            async def hook(conn: Connection, written: list[StoredEvent]) -> None:
-                nonlocal waiting
-                if change is not None:
-                    waiting = await RunIndex.apply_change(
-                        conn,
-                        tenant_id=self.run.tenant_id,
-                        execution_id=self.run.execution_id,
-                        seen_seq=seen,
-                        change=change,
-                    )
-
+            pending = (
+                None if change is None
+                else PendingChange(self.run.tenant_id, self.run.execution_id, seen, change)
+            )
             try:
                 written = await self.store.append_batch(
                     events,
                     fence=self.fence,
-                    in_transaction=hook,
+                    # The run's index change, with those of the other runs in the same commit.
+                    collective=None if pending is None
+                    else Collective(RunIndex.apply_changes, pending),
                     # Only streamed tokens: they may wait for the runner's next shared commit.
                     deferrable=change is None and all(e.type == "Token" for e in events),
                 )
@@ -184,6 +177,7 @@ class ActiveRun:
                 # Another writer completed one of these steps: our view is stale.
                 self.fenced = True
                 raise Fenced() from JournalConflict(str(exc))
+            waiting = pending is not None and pending.commands_waiting
             return FlushResult(written, waiting)
 
     async def _change_only(self, change: IndexChange, seen_seq: int) -> bool:
