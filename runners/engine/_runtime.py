@@ -201,11 +201,12 @@ class ActiveRun:
         """Write pending events about every FLUSH_INTERVAL_S; on a lost lease stop the workflow."""
         while True:
             await self._dirty.wait()
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
-            # races its timeout, and this task is cancelled on every advance's exit.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FLUSH_INTERVAL_S):
-                    await self._urgent.wait()
+            if not self._urgent.is_set():  # streamed tokens are: no timer for them
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # races its timeout, and this task is cancelled on every advance's exit.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FLUSH_INTERVAL_S):
+                        await self._urgent.wait()
             self._urgent.clear()
             try:
                 await self.flush()
