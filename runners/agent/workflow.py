@@ -180,6 +180,8 @@ class AgentWorkflow:
     async def history(self, run: RunInfo) -> list[dict[str, Any]]:
         """The session's earlier exchanges. Runs of a session execute one at a time in order, so
         every earlier run has ended when this one runs and the answer is fixed: replay-safe."""
+        if run.accepted_seq <= 1:
+            return []  # the session's first event: nothing came before it
         exchanges = await self._history.completed_exchanges(
             run.tenant_id, run.session_id, before_seq=run.accepted_seq, limit=HISTORY_RUNS
         )
