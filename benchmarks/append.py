@@ -27,6 +27,7 @@ import psycopg
 from agentlane.db import open_database
 from agentlane.records import NewEvent
 from agentlane.store import EventStore
+from benchmarks._load import load_average
 from benchmarks._pg import benchmark_database
 
 DATA = {"text": "hello world, a token batch", "index": 0}
@@ -72,12 +73,12 @@ async def main(url: str, events: int, batches: int, rounds: int) -> None:
                 batched.append(await batched_appends(store, f"batch-{r}", batches))
                 print(
                     f"round {r + 1}: bare {bare[-1]:,.0f}/s  append {single[-1]:,.0f}/s  "
-                    f"batched {batched[-1]:,.0f} events/s",
+                    f"batched {batched[-1]:,.0f} events/s  ({load_average()})",
                     flush=True,
                 )
     b, s, t = (statistics.median(x) for x in (bare, single, batched))
     print()
-    print(f"{'measure (median of rounds)':42} {'events/s':>12}")
+    print(f"{'measure (median of rounds)':42} {'events/s':>12}   ({load_average()} at the end)")
     print(f"{'bare INSERT; COMMIT (baseline)':42} {b:>12,.0f}")
     print(f"{'EventStore.append, one event per txn':42} {s:>12,.0f}")
     print(f"{'ratio append / baseline (target >= 0.6)':42} {s / b:>12.2f}")

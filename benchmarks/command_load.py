@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, free_port  # noqa: E402
+from benchmarks._load import load_average  # noqa: E402
 from benchmarks._pg import benchmark_database  # noqa: E402
 
 DEFAULT_RATES = "100,200,400,600,800,1200,1600,2400,3200"
@@ -287,7 +288,7 @@ def main() -> int:
                 for name, port in ports.items():
                     step = asyncio.run(offer(port, rate, args.step_s, name, args.connections))
                     results[name].append(step)
-                    print(_row(name, step), flush=True)
+                    print(f"{_row(name, step)}   {load_average()}", flush=True)
                     time.sleep(1.0)
             print()
             for name, steps in results.items():

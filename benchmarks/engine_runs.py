@@ -37,6 +37,7 @@ from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.sharding import shard_for
 from agentlane.store import EventStore
+from benchmarks._load import load_average
 from benchmarks._pg import benchmark_database
 from runners.api import DueRun, Outcome
 from runners.engine import Executor, StepInfo, WorkflowContext, WorkflowRegistry
@@ -215,7 +216,8 @@ async def main(url: str, runs: int, concurrency: int, rounds: int, pool_size: in
             )
         replay = await replay_rate(commands, fences, 500)
     e, b = statistics.median(engine), statistics.median(base)
-    print(f"runs={runs} concurrency={concurrency} pool={pool_size} rounds={rounds}")
+    print(f"runs={runs} concurrency={concurrency} pool={pool_size} rounds={rounds} "
+          f"({load_average()} at the end)")
     print(f"{'measure (median of rounds)':52} {'value':>12}")
     print(f"{'engine: completed runs/s (target >= 300)':52} {e:>12,.0f}")
     print(f"{'baseline: one append_batch of the same rows, runs/s':52} {b:>12,.0f}")

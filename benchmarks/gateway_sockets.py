@@ -291,7 +291,8 @@ async def run(args: argparse.Namespace) -> None:
                             print(json.dumps(row, default=lambda x: round(x, 2)), flush=True)
         finally:
             pg.destroy()
-    print()
+    one, five, fifteen = os.getloadavg()
+    print(f"\nload {one:.2f} / {five:.2f} / {fifteen:.2f} at the end")
     print(f"{'server':<8} {'ws':<26} {'sockets':>7} {'KiB/socket':>10} {'conn/s':>8} "
           f"{'fan-out p50 ms':>14} {'p99 ms':>8} {'receipts':>12}")
     for row in rows:

@@ -37,6 +37,7 @@ from agentlane.db import Database, open_database
 from agentlane.readmodels import READ_MODELS_CHECKPOINT, apply_events
 from agentlane.records import Checkpoint, NewEvent, StoredEvent
 from agentlane.store import Checkpoints, EventStore, Tail
+from benchmarks._load import load_average
 from benchmarks._pg import benchmark_database
 from projector import PUBLISH_CHECKPOINT, EventPublisher, Projector, ProjectorOptions
 
@@ -175,7 +176,8 @@ async def main(args: argparse.Namespace) -> None:
                 # The lag run measures a steady state, not the backlog of the throughput runs.
                 await Checkpoints.set(conn, PUBLISH_CHECKPOINT, read_models)
             print(f"read models: {apply_rate:,.0f} events/s applied vs bare tail read "
-                  f"{tail_rate:,.0f} events/s (ratio {apply_rate / tail_rate:.2f})")
+                  f"{tail_rate:,.0f} events/s (ratio {apply_rate / tail_rate:.2f}; "
+                  f"{load_average()})")
             emulator = None
             if args.pubsub and emulator_available():
                 emulator = PubSubEmulator(Path(tempfile.mkdtemp(prefix="bench-pubsub-")))
@@ -185,13 +187,13 @@ async def main(args: argparse.Namespace) -> None:
                     bare_rate, ordered_rate = await bench_pubsub(emulator.host_port, batches)
                     print(f"pubsub: {ordered_rate:,.0f} events/s ordered+flow-controlled vs bare "
                           f"unordered publish {bare_rate:,.0f} events/s "
-                          f"(ratio {ordered_rate / bare_rate:.2f})")
+                          f"(ratio {ordered_rate / bare_rate:.2f}; {load_average()})")
                 else:
                     print("pubsub: skipped (emulator not installed or --no-pubsub)")
                 samples = await bench_lag(db, store, emulator.host_port if emulator else None,
                                           args.rate, args.seconds, args.sessions)
                 print(f"lag at {args.rate:.0f} events/s for {args.seconds:.0f}s: read models "
-                      f"{percentiles(samples[READ_MODELS_CHECKPOINT])}")
+                      f"{percentiles(samples[READ_MODELS_CHECKPOINT])} ({load_average()})")
                 if samples[PUBLISH_CHECKPOINT]:
                     print(f"lag at {args.rate:.0f} events/s: publish "
                           f"{percentiles(samples[PUBLISH_CHECKPOINT])}")

@@ -248,7 +248,8 @@ def run(url: str, events: int) -> int:
     print(f"baseline: bare SELECT scan, same rows and order: {count:,} rows in {bare_s:.2f}s = "
           f"{count / bare_s:,.0f} rows/s; client CPU {bare_cpu:.1f}s = "
           f"{count / bare_cpu:,.0f} rows per CPU-second = {bare_cpu / count * 1e6:.1f} us/row; "
-          f"{_server_note(server_before, server_cpu(url), count)}", flush=True)
+          f"{_server_note(server_before, server_cpu(url), count)}; "
+          f"load {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f}", flush=True)
     worst = 0
     for label, extra, events in (
         ("verify --tenant tenant0 --jobs 1", ("--tenant", "tenant0", "--jobs", "1"),

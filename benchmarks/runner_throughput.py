@@ -38,6 +38,7 @@ from agentlane.db import open_database
 from agentlane.records import NewEvent
 from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
+from benchmarks._load import load_average
 from benchmarks._pg import benchmark_database
 
 SHARDS = 64
@@ -163,7 +164,8 @@ def main() -> None:
                 f"(target >= 300) | agent_events rows/run {runner['rows_per_run']:.1f} | "
                 f"rows written/run (events+index+heads) {runner['writes_per_run']:.1f} | "
                 f"baseline append_batch/run {base:.0f} runs/s | "
-                f"ratio {runner['runs_per_s'] / base:.2f} | fenced appends {runner['fenced']:.0f}",
+                f"ratio {runner['runs_per_s'] / base:.2f} | "
+                f"fenced appends {runner['fenced']:.0f} | {load_average()}",
                 flush=True,
             )
 

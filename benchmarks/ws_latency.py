@@ -31,6 +31,7 @@ import websockets
 
 from agentlane.cli.embedded_pg import free_port
 from agentlane.cli.pubsub_emulator import PubSubEmulator, emulator_available
+from benchmarks._load import load_average
 from benchmarks._pg import benchmark_database
 from tests.fixtures.processes import Proc, spawn, stop_all
 
@@ -98,7 +99,7 @@ async def measure(edge: Proc, runs: int) -> tuple[list[float], list[float]]:
 def report(bus: str, posts: list[float], live: list[float]) -> None:
     ms = 1000.0
     target = 50 if bus == "postgres" else 250
-    print(f"\nbus={bus}, {len(live)} runs (ms)        p50      p99      max")
+    print(f"\nbus={bus}, {len(live)} runs (ms)        p50      p99      max   ({load_average()})")
     print(f"  POST round trip (baseline)   {statistics.median(posts) * ms:7.1f}  "
           f"{percentile(posts, 0.99) * ms:7.1f}  {max(posts) * ms:7.1f}")
     print(f"  POST → RunAccepted on socket {statistics.median(live) * ms:7.1f}  "
