@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 
 from agentlane.errors import AgentlaneError
@@ -111,12 +112,20 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported and adds its arguments."""
     parser = _Parser(prog="agentlane", description="Durable, event-sourced AI-agent runs.")
+    parser.add_argument("--version", action="version", version=f"agentlane {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, subcommand in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=subcommand.help, description=subcommand.help)
         if name == command:
             subcommand.load().add_arguments(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("agentlane")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _requested_command(argv: Sequence[str]) -> str | None:

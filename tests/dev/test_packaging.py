@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -176,3 +179,21 @@ def test_the_image_installs_the_projects_pins(repo_root: Path, stages: list[Stag
 
 def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_cli_answers_as_a_module_and_names_its_version() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "agentlane", "--version"], capture_output=True, text=True,
+        check=True,
+    )
+    assert version.stdout.strip() == f"agentlane {metadata.version('agentlane')}"
+    usage = subprocess.run(
+        [sys.executable, "-m", "agentlane", "--help"], capture_output=True, text=True, check=True
+    )
+    assert all(name in usage.stdout for name in SUBCOMMANDS)
+
+
+def test_the_workflow_author_api_ships_its_types(repo_root: Path) -> None:
+    config = tomllib.loads((repo_root / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["runners"]
+    assert (repo_root / "runners" / "py.typed").exists()
