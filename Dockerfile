@@ -21,9 +21,8 @@ COPY command_service/ command_service/
 COPY runners/ runners/
 COPY projector/ projector/
 COPY gateway/ gateway/
-COPY ddl/ ddl/
-# Installed in place (at the same /app path as in the final stage) so `agentlane migrate` finds
-# ddl/ beside the packages, as in a checkout. The build tools leave the virtualenv afterwards.
+# Installed in place (at the same /app path as in the final stage); the migrations are package
+# data of agentlane (agentlane/ddl/). The build tools leave the virtualenv afterwards.
 RUN pip install --no-deps --no-build-isolation --constraint constraints.txt --editable . \
  && pip check \
  && pip uninstall --yes setuptools wheel pip \

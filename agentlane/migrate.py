@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import psycopg
@@ -40,12 +41,12 @@ class Migration:
 
 
 def default_ddl_dir() -> Path:
-    """``ddl/`` beside the packages (a source checkout) or installed with them."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "ddl", here / "ddl"):
-        if candidate.is_dir():
-            return candidate
-    raise MigrationError("cannot find the ddl/ directory")
+    """The migrations shipped inside the ``agentlane`` package (package data, so a wheel
+    carries them as a checkout does)."""
+    ddl = Path(str(resources.files("agentlane").joinpath("ddl")))
+    if not ddl.is_dir():
+        raise MigrationError(f"the agentlane package has no migrations at {ddl}: reinstall it")
+    return ddl
 
 
 def load_migrations(ddl_dir: Path) -> list[Migration]:

@@ -91,7 +91,7 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "dev": Subcommand(_dev, "run the whole stack on this machine"),
     "edge": Subcommand(_edge, "run the command API and the WebSocket gateway on one port"),
-    "migrate": Subcommand(_migrate, "apply ddl/ (idempotent, safe from several pods)"),
+    "migrate": Subcommand(_migrate, "apply the migrations (idempotent, safe from many pods)"),
     "command-service": Subcommand(_command_service, "run the HTTP command API"),
     "runner": Subcommand(_runner, "run a shard runner"),
     "projector": Subcommand(_projector, "run the projector (read models + fan-out)"),

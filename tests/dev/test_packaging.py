@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from agentlane.cli import SUBCOMMANDS, build_parser
+from agentlane.migrate import default_ddl_dir
 from agentlane.settings import ENV_VARS
 
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -197,3 +198,13 @@ def test_the_workflow_author_api_ships_its_types(repo_root: Path) -> None:
     config = tomllib.loads((repo_root / "pyproject.toml").read_text())
     assert "py.typed" in config["tool"]["setuptools"]["package-data"]["runners"]
     assert (repo_root / "runners" / "py.typed").exists()
+
+
+def test_the_migrations_ship_inside_the_package(repo_root: Path) -> None:
+    """A wheel carries package data only: ddl/ outside the package left an installed wheel
+    unable to migrate."""
+    config = tomllib.loads((repo_root / "pyproject.toml").read_text())
+    assert "ddl/*.sql" in config["tool"]["setuptools"]["package-data"]["agentlane"]
+    assert default_ddl_dir() == repo_root / "agentlane" / "ddl"
+    assert sorted(default_ddl_dir().glob("*.sql"))
+    assert not (repo_root / "ddl").exists()
