@@ -81,11 +81,9 @@ class ShardProgress:
     next_wake_in_s: float | None
 
 
-_NEWER_COMMANDS = fragments.commands_after(execution="execution", seen="seen")
+_NEWER_FOR_ROW = fragments.commands_after(execution="v.execution", seen="v.seen")
 
-_NEWER_FOR_ROW = fragments.commands_after_columns(execution="v.execution", seen="v.seen")
-
-# apply_change's UPDATE for many rows, each with its own status (NULL: keep) and wake mode.
+# The UPDATE of apply_changes: per row its own status (NULL: keep) and wake mode.
 _APPLY_CHANGES = f"""
 UPDATE run_index r SET
     updated_at = now(),
@@ -308,35 +306,9 @@ class RunIndex:
         The caller holds the session's stream-head lock, so every command committed before it is
         visible to these statements and no command can commit until this transaction ends.
         """
-        params: dict[str, Any] = {
-            "tenant": tenant_id, "execution": execution_id, "seen": seen_seq
-        }
-        if change.delete:
-            await conn.execute(
-                "DELETE FROM run_index "
-                "WHERE tenant_id = %(tenant)s AND execution_id = %(execution)s",
-                params,
-            )
-            return False
-        sets = ["updated_at = now()"]
-        if change.status is not None:
-            sets.append("status = %(status)s")
-            params["status"] = change.status
-        if change.wake == "now":
-            sets.append("wake_at = now()")
-        elif change.wake == "never":
-            sets.append(f"wake_at = CASE WHEN {_NEWER_COMMANDS} THEN now() END")
-        elif isinstance(change.wake, datetime):
-            sets.append(f"wake_at = CASE WHEN {_NEWER_COMMANDS} THEN now() ELSE %(wake)s END")
-            params["wake"] = change.wake
-        cursor = await conn.execute(
-            f"UPDATE run_index SET {', '.join(sets)} "
-            "WHERE tenant_id = %(tenant)s AND execution_id = %(execution)s "
-            f"RETURNING {_NEWER_COMMANDS}",
-            params,
-        )
-        row = await cursor.fetchone()
-        return bool(row[0]) if row is not None else False
+        pending = PendingChange(tenant_id, execution_id, seen_seq, change)
+        await RunIndex.apply_changes(conn, [(pending, [])])
+        return pending.commands_waiting
 
     @staticmethod
     async def apply_changes(
@@ -344,7 +316,8 @@ class RunIndex:
     ) -> None:
         """:meth:`apply_change` for the runs of a group commit (each item a
         :class:`PendingChange`), in at most two statements: one DELETE, one UPDATE. The group's
-        append holds every one of their sessions' head locks, as a lone append would."""
+        append holds every one of their sessions' head locks, as a lone append would.
+        :meth:`apply_change` is this with one item."""
         changes: list[PendingChange] = [item for item, _ in items]
         gone = [c for c in changes if c.change.delete]
         if gone:

@@ -14,14 +14,8 @@ _COMMAND_TYPES = ", ".join(f"'{kind}'" for kind in sorted(COMMAND_TYPES))
 
 
 def commands_after(*, execution: str, seen: str) -> str:
-    """A command (signal, cancel) for the run named by parameter ``execution`` was appended after
-    the ``seq`` in parameter ``seen``."""
-    return commands_after_columns(execution=f"%({execution})s", seen=f"%({seen})s")
-
-
-def commands_after_columns(*, execution: str, seen: str) -> str:
-    """:func:`commands_after` with the run and the ``seq`` given as SQL expressions (columns of
-    the caller's statement)."""
+    """A command (signal, cancel) for the run named by the SQL expression ``execution`` was
+    appended after the ``seq`` in the expression ``seen`` (columns of the caller's statement)."""
     return (
         f"EXISTS (SELECT 1 FROM agent_events WHERE execution_id = {execution} "
         f"AND seq > {seen} AND event_type IN ({_COMMAND_TYPES}))"

@@ -1,6 +1,7 @@
-"""The engine's index changes of a group commit (``RunIndex.apply_changes``, one UPDATE for many
-runs) leave every row, and answer "commands waiting", exactly as one ``apply_change`` per run
-would: each kind of change, with and without a command newer than what the run has seen."""
+"""The engine's index changes (``RunIndex.apply_changes``, one UPDATE for the runs of a group
+commit; ``apply_change`` is it with one run) leave each row as its kind of change says, and answer
+"commands waiting", with and without a command newer than what the run has seen: a newer command
+makes a waiting run due at once (a wait never hides a signal or cancel)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ CHANGES = [
     IndexChange(delete=True),
 ]
 
+# A row as (status, wake_at IS NULL, wake_at = LATER, due now).
+DUE = (False, False, True)
+
+
+def expected(change: IndexChange, newer: bool) -> tuple[Any, ...] | None:
+    """The row a change must leave behind (the run was queued and due when it started)."""
+    if change.delete:
+        return None
+    status = change.status or "queued"
+    if change.wake == "never" and not newer:
+        return (status, True, None, False)
+    if isinstance(change.wake, datetime) and not newer:
+        return (status, False, True, False)
+    return (status, *DUE)
+
 
 async def _start(commands: Commands, session: str, *, command_after: bool) -> tuple[str, int]:
     accepted = await commands.start_run(
@@ -46,7 +62,9 @@ async def _row(db: Database, execution_id: str) -> tuple[Any, ...] | None:
         ).fetchone()
 
 
-async def test_group_changes_equal_one_change_per_run(db: Database, commands: Commands) -> None:
+async def test_each_change_leaves_its_row_alone_or_in_a_group(
+    db: Database, commands: Commands
+) -> None:
     cases = list(itertools.product(CHANGES, (False, True)))
     singles, groups = [], []
     for index, (change, newer) in enumerate(cases):
@@ -73,8 +91,8 @@ async def test_group_changes_equal_one_change_per_run(db: Database, commands: Co
     for index, (change, newer) in enumerate(cases):
         single_row = await _row(db, singles[index][1][0])
         group_row = await _row(db, groups[index][1][0])
+        assert single_row == expected(change, newer), (change, newer, single_row)
         assert group_row == single_row, (change, newer, group_row, single_row)
+        waiting = newer and not change.delete
+        assert answers_one[index] is waiting, (change, newer)
         assert pending[index].commands_waiting == answers_one[index], (change, newer)
-    # The cases cover both answers and a deleted row.
-    assert set(answers_one) == {True, False}
-    assert any(_ is None for _ in [await _row(db, s[1][0]) for s in singles])
