@@ -2,7 +2,7 @@
 # One image for every component; the entrypoint is the `agentlane` CLI, so the command picks the
 # component: `docker run IMAGE runner`, `… command-service`, `… projector`, `… gateway`, `… migrate`.
 
-# ---- build: a virtualenv with the pinned dependencies and agentlane itself --------------------
+# ---- build: a virtualenv with the pinned dependencies and agentlane's wheel --------------------
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -15,20 +15,20 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install --constraint constraints.txt --requirement /tmp/requirements.txt \
-      setuptools==84.2.1 wheel==0.48.0
+      setuptools wheel
 COPY agentlane/ agentlane/
 COPY command_service/ command_service/
 COPY runners/ runners/
 COPY projector/ projector/
 COPY gateway/ gateway/
-# Installed in place (at the same /app path as in the final stage); the migrations are package
-# data of agentlane (agentlane/ddl/). The build tools leave the virtualenv afterwards.
-RUN pip install --no-deps --no-build-isolation --constraint constraints.txt --editable . \
+# The image runs what a user installs: the wheel (the migrations ride in it as package data of
+# agentlane/ddl/), not the source tree. The build tools leave the virtualenv afterwards.
+RUN pip wheel --no-deps --no-build-isolation --constraint constraints.txt --wheel-dir /tmp/wheels . \
+ && pip install --no-deps --constraint constraints.txt /tmp/wheels/agentlane-*.whl \
  && pip check \
- && pip uninstall --yes setuptools wheel pip \
- && python -m compileall -q /app/agentlane /app/command_service /app/runners /app/projector /app/gateway
+ && pip uninstall --yes setuptools wheel pip
 
-# ---- runtime: the virtualenv and the source, no compilers, no pip, not root -------------------
+# ---- runtime: the virtualenv alone (no source tree), no compilers, no pip, not root ----------
 FROM python:3.11.14-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -40,7 +40,6 @@ RUN python -m pip uninstall --yes pip setuptools wheel \
  && useradd --system --uid 10001 --gid agentlane --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin agentlane
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080

@@ -1,4 +1,4 @@
-"""The Event JSON of CONTRACT.md: one pydantic model per event type with typed ``data``.
+"""The Event JSON of docs/contract.md: one pydantic model per event type with typed ``data``.
 
 These models are the edge: they validate what goes into the store and parse what comes over a wire.
 Inside the services events travel as :class:`agentlane.records.StoredEvent` dataclasses.
@@ -184,7 +184,7 @@ COMMAND_TYPES: frozenset[str] = frozenset({"SignalReceived", "CancelRequested"})
 
 
 class EventBase(BaseModel):
-    """Fields every event carries (CONTRACT.md, "Event")."""
+    """Fields every event carries (docs/contract.md, "Event")."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 

@@ -5,7 +5,7 @@
     Leases        claim, renew, release and check the leases of one holder in one table
     Fence         what a write presents: ``(key, holder, token)``; checked in the write's own
                   transaction (``FOR SHARE``), so a takeover waits for it and a deposed holder's
-                  late write is refused (DESIGN.md invariant 4)
+                  late write is refused (docs/design.md invariant 4)
 
 Every claim increments the lease's token. Every time comes from the database's ``now()``; a lease
 also carries a *local* deadline on this process's monotonic clock, computed conservatively from

@@ -56,7 +56,7 @@ class StoredEvent:
     created_at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        """The Event JSON of CONTRACT.md."""
+        """The Event JSON of docs/contract.md."""
         return {
             "eventId": self.event_id,
             "seq": self.seq,

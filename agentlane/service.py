@@ -109,7 +109,7 @@ def build_app(
     ]
     for component in components:
         routes.extend(component.routes())
-    # Unknown routes and methods answer problem+json like every other HTTP error (CONTRACT.md).
+    # Unknown routes and methods answer problem+json like every other HTTP error (docs/contract.md).
     return Starlette(routes=routes, exception_handlers={HTTPException: http_exception_problem})
 
 

@@ -1,6 +1,6 @@
 """Settings of every component, read from the environment once (in ``main``) and passed down.
 
-The variable names are the contract (CONTRACT.md, "Environment"); ``ENV_VARS`` lists every name
+The variable names are the contract (docs/contract.md, "Environment"); ``ENV_VARS`` lists every name
 these settings read so deploy code and tests can check they agree. (The command service's
 admission knobs, ``AGENTLANE_CMD_*``, are its own flags with env fallbacks: see its ``main``.)
 """
@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Literal
 
+import psycopg.conninfo
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentlane.errors import ConfigError
 
-#: The environment table of CONTRACT.md.
+#: The environment table of docs/contract.md.
 CONTRACT_ENV_VARS: frozenset[str] = frozenset(
     {
         "DATABASE_URL",
@@ -100,6 +101,13 @@ class Settings(BaseSettings):
         default="json", validation_alias="AGENTLANE_LOG_FORMAT"
     )
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _a_postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_database_url(value.get_secret_value())
+        return value
+
     @field_validator(
         "bus_choice", "model_choice", "model_fallback", "openai_base_url", mode="before"
     )
@@ -125,7 +133,7 @@ class Settings(BaseSettings):
 
     @property
     def bus(self) -> Literal["pubsub", "postgres"]:
-        """The live fan-out, defaulting as CONTRACT.md says."""
+        """The live fan-out, defaulting as docs/contract.md says."""
         if self.bus_choice is not None:
             return self.bus_choice
         if self.pubsub_emulator_host or self.google_cloud_project:
@@ -156,9 +164,21 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value()
 
 
+def check_database_url(url: str) -> str:
+    """``url`` if libpq can parse it (a ``postgresql://`` URL or ``key=value`` pairs), else
+    ValueError. The parser's own message is not kept: it may quote the password."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ValueError(
+            "not a PostgreSQL URL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"
+        ) from None
+    return url
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         loc = ".".join(str(part) for part in error["loc"]) or "settings"
-        parts.append(f"{loc}: {error['msg']}")
+        parts.append(f"{loc}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid settings: " + "; ".join(parts)

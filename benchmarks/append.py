@@ -5,7 +5,7 @@
 Prints, side by side and interleaved in rounds (so background load hits both alike):
 - single-event append (head lock + hash chain + insert + NOTIFY, one transaction per event) vs.
   a bare ``BEGIN; INSERT the same row; COMMIT`` into the same table: events/s and the ratio
-  (DESIGN.md target: ratio >= 0.6);
+  (docs/design.md target: ratio >= 0.6);
 - batched append, 100 events per transaction: events/s (target >= 20,000 events/s on 2 cores).
 Durability is on (fsync, synchronous_commit): these are the costs a real deployment pays.
 """

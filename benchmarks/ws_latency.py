@@ -7,8 +7,8 @@ fresh durable embedded PostgreSQL, plus, for the Pub/Sub bus, Google's emulator 
 projector``. One client keeps a WebSocket open on a session; the benchmark POSTs runs one after
 another and times each from sending the POST to receiving its ``RunAccepted`` frame. Baseline in
 the same run: the POST's own round trip (the response arrives when the event is committed), so
-the difference is what live delivery adds. DESIGN.md targets: p99 < 50 ms (postgres bus), < 250 ms
-(Pub/Sub emulator). No runner runs, so the sockets carry only the accepted events.
+the difference is what live delivery adds. Targets (docs/design.md): p99 < 50 ms (postgres bus),
+< 250 ms (Pub/Sub emulator). No runner runs, so the sockets carry only the accepted events.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP command API: start, poll, stream, cancel and signal runs (CONTRACT.md, "HTTP")."""
+"""The HTTP command API: start, poll, stream, cancel and signal runs (docs/contract.md, "HTTP")."""
 
 from command_service.admission import Limits
 from command_service.app import build_app

@@ -1,4 +1,4 @@
-"""The command API's routes (CONTRACT.md, "HTTP") as one Starlette app behind admission control.
+"""The command API's routes (docs/contract.md, "HTTP"): one Starlette app behind admission control.
 
 Every request: global in-flight bound → route (404/405) → verified tenant → tenant rate limit →
 body checks → the command or read. Every refusal is problem+json; nothing is written for one.

@@ -1,4 +1,4 @@
-"""The JSON of the HTTP API (CONTRACT.md, "HTTP"): requests are validated with these models and
+"""The JSON of the HTTP API (docs/contract.md, "HTTP"): requests are validated with these models and
 responses are built from them, and :mod:`command_service.openapi` publishes their JSON Schemas,
 so the document and the server cannot drift apart."""
 
@@ -60,7 +60,7 @@ class RunResponse(_Wire):
 
 
 class Event(_Wire):
-    """The Event JSON (CONTRACT.md, "Event")."""
+    """The Event JSON (docs/contract.md, "Event")."""
 
     eventId: int = Field(ge=1)
     seq: int = Field(ge=1)

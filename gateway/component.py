@@ -152,7 +152,7 @@ class Gateway:
                 connection.tick(now)
 
     async def endpoint(self, websocket: WebSocket) -> None:
-        """``GET /ws/{sessionId}?lastEventId=N[&token=JWT]`` (CONTRACT.md, "WebSocket")."""
+        """``GET /ws/{sessionId}?lastEventId=N[&token=JWT]`` (docs/contract.md, "WebSocket")."""
         session_id = websocket.path_params["session_id"]
         if self._draining:
             await self._refuse(websocket, CLOSE_GOING_AWAY, "server going away", "draining")

@@ -4,7 +4,7 @@
     └── GatewayError           the gateway's own failures
 
 What reaches a client is never an exception: bad frames get ``error`` frames, and a socket that
-cannot go on is closed with a code (CONTRACT.md). Bus failures are the bus's own
+cannot go on is closed with a code (docs/contract.md). Bus failures are the bus's own
 (:mod:`agentlane.bus.errors`); store failures the store's (:mod:`agentlane.errors`).
 """
 

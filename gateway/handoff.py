@@ -1,4 +1,4 @@
-"""Replay-then-live handoff for one socket (DESIGN.md): the guarantee of CONTRACT.md lives here.
+"""Replay-then-live handoff for one socket: the reconnect guarantee of docs/contract.md lives here.
 
 The socket is registered with the hub *before* history is read, so nothing committed while the
 history is being sent can be missed: it waits in a bounded buffer. History after ``lastEventId``

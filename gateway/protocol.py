@@ -1,4 +1,4 @@
-"""The WebSocket frames of CONTRACT.md: inbound ones validated by pydantic, outbound ones built
+"""The WebSocket frames of docs/contract.md: inbound ones validated by pydantic, outbound ones built
 as JSON text once (an event's frame is shared by every socket it fans out to)."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ Closing = tuple[int, str] | None
 
 @dataclass(frozen=True, slots=True)
 class SocketPolicy:
-    """Per-socket limits. Defaults are CONTRACT.md's (ping every 15 s)."""
+    """Per-socket limits. Defaults are docs/contract.md's (ping every 15 s)."""
 
     buffer_size: int = 1024
     page_size: int = 500

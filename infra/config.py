@@ -72,7 +72,7 @@ class DatabaseConfig:
     high_availability: bool
     disk_size_gb: int = 20
     backup_retention_days: int = 7
-    # Bounds how long one transaction can hold back the gap-safe tail (DESIGN.md).
+    # Bounds how long one transaction can hold back the gap-safe tail (docs/design.md).
     idle_in_transaction_timeout_ms: int = 60_000
     statement_timeout_ms: int = 300_000
 
@@ -102,7 +102,7 @@ class CommandServiceConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Values handed to the components as CONTRACT.md environment variables."""
+    """Values handed to the components as docs/contract.md environment variables."""
 
     jwt_audience: str
     model: str

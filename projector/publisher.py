@@ -1,6 +1,7 @@
 """Ordered, flow-controlled publishing of events to the fan-out topic, with nothing left stuck.
 
-Messages carry the Event JSON, ordering key ``tenantId/sessionId`` and the CONTRACT.md attributes.
+Messages carry the Event JSON, ordering key ``tenantId/sessionId`` and the attributes of
+docs/contract.md.
 :meth:`EventPublisher.publish` returns only when every future of the batch has resolved; a failed
 key is resumed (``resume_publish``) before PublishFailed reaches the caller, who rewinds to its
 checkpoint. A batch whose futures do not all resolve within ``stuck_after_s`` (the known silent

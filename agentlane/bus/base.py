@@ -78,7 +78,7 @@ class Subscription:
 
 
 class EventBus(Protocol):
-    """Live fan-out of committed events: ``pubsub`` or ``postgres`` (CONTRACT.md AGENTLANE_BUS)."""
+    """Live fan-out of committed events: ``pubsub`` or ``postgres`` (``AGENTLANE_BUS``)."""
 
     name: str
 

@@ -1,4 +1,4 @@
-"""The Event JSON on the wire (CONTRACT.md) to and from :class:`StoredEvent`."""
+"""The Event JSON on the wire (docs/contract.md) to and from :class:`StoredEvent`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from agentlane.errors import InvalidEvent
 from agentlane.records import StoredEvent
 
-#: Attributes of every Pub/Sub message (CONTRACT.md).
+#: Attributes of every Pub/Sub message (docs/contract.md).
 ATTRIBUTE_NAMES = ("eventId", "seq", "tenantId", "sessionId", "type")
 
 

@@ -159,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(SUBCOMMANDS[args.command].load().main(args, settings))
     except AgentlaneError as exc:
         logging.getLogger("agentlane").debug("command failed", exc_info=True)
-        sys.stderr.write(f"agentlane {args.command}: {exc}\n")
+        # One line, whatever the error carries (a driver's message may run to several).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sys.stderr.write(f"agentlane {args.command}: {first}\n")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -41,6 +41,9 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "retry_after_s": ("--retry-after", "AGENTLANE_CMD_RETRY_AFTER", float),
 }
 
+#: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.
+LIMIT_ENV_VARS: frozenset[str] = frozenset(env for _, env, _ in _LIMIT_OPTIONS.values())
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (port: PORT)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -32,7 +33,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from agentlane.cli import dev_status
+from agentlane.cli.dev_status import StackStatus
 from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
+from agentlane.cli.operator_db import DEV_DATA_DIR, DEV_DATABASE
 from agentlane.cli.pubsub_emulator import PubSubEmulator, emulator_available
 from agentlane.cli.supervisor import ChildSpec, Supervisor
 from agentlane.errors import ConfigError
@@ -42,7 +46,6 @@ from agentlane.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DATABASE_NAME = "agentlane"
 DEFAULT_PROJECT = "agentlane-dev"
 #: SIGTERM-to-SIGKILL delay per child: the whole stop must fit well inside 10 s.
 CHILD_STOP_TIMEOUT_S = 5.0
@@ -53,8 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="HTTP + WebSocket port (8080)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(".agentlane"),
+        "--data-dir", type=Path, default=DEV_DATA_DIR,
         help="embedded database and emulator state (./.agentlane)",
+    )
+    parser.add_argument(
+        "--status", action="store_true",
+        help="print the pids and URLs of the stack running on --data-dir (JSON with --json)",
     )
     parser.add_argument(
         "--json", dest="log_json", action="store_true", help="JSON log lines instead of text"
@@ -71,6 +78,8 @@ class Bus:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.status:
+        return _print_status(args.data_dir.resolve(), json_out=args.log_json)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port")
     if args.runners < 1:
@@ -90,11 +99,33 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                 with _bus(settings, data_dir) as bus:
                     env = _child_env(settings, database_url, bus, json_lines=args.log_json)
                     specs, ports = _children(args, env)
-                    asyncio.run(_supervise(args, specs, ports, bus, database_url, printer))
+                    status = _status(args, bus, database_url)
+                    try:
+                        asyncio.run(_supervise(args, specs, ports, status, data_dir, printer))
+                    finally:
+                        dev_status.clear(data_dir)
         except KeyboardInterrupt:
             logger.info("interrupted")
         logger.info("stopped")
     return 0
+
+
+def _print_status(data_dir: Path, *, json_out: bool) -> int:
+    status = dev_status.read(data_dir)
+    if json_out:
+        sys.stdout.write(json.dumps(dataclasses.asdict(status), indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(status.lines()) + "\n")
+    return 0
+
+
+def _status(args: argparse.Namespace, bus: Bus, database_url: str) -> StackStatus:
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{host}:{args.port}"
+    return StackStatus(
+        pid=os.getpid(), http=base, console=f"{base}/?session=session-1",
+        database=redact(database_url), bus=bus.name,
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -119,7 +150,7 @@ def _log_through(printer: _Printer) -> None:
 @contextlib.contextmanager
 def _exclusive(data_dir: Path) -> Iterator[None]:
     """One dev stack per data directory; the lock dies with the process, never goes stale."""
-    with (data_dir / "dev.lock").open("a+") as lock:
+    with (data_dir / dev_status.LOCK_FILE).open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -147,9 +178,9 @@ def database(settings: Settings, data_dir: Path) -> Iterator[str]:
             server.stop(mode="fast")
         server.port = _usable_port(port_file, server.port)
         server.start()
-        _ensure_database(server.url(), DATABASE_NAME)
+        _ensure_database(server.url(), DEV_DATABASE)
         logger.info("embedded PostgreSQL on 127.0.0.1:%d (%s)", server.port, server.data_dir)
-        yield server.url(DATABASE_NAME)
+        yield server.url(DEV_DATABASE)
     finally:
         logger.info("stopping PostgreSQL")
         server.stop(mode="fast")
@@ -300,8 +331,8 @@ async def _supervise(
     args: argparse.Namespace,
     specs: list[ChildSpec],
     ports: Mapping[str, int],
-    bus: Bus,
-    database_url: str,
+    status: StackStatus,
+    data_dir: Path,
     printer: _Printer,
 ) -> None:
     stop = asyncio.Event()
@@ -312,13 +343,12 @@ async def _supervise(
         specs,
         sink=printer,
         stop_timeout_s=CHILD_STOP_TIMEOUT_S,
+        on_start=lambda name, pid: status.started(data_dir, name, pid, ports[name]),
     )
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(supervisor.run(stop), name="supervisor")
-            group.create_task(
-                _announce(args, ports, bus, database_url, stop), name="announce"
-            )
+            group.create_task(_announce(args, ports, status, stop), name="announce")
             await stop.wait()
             logger.info("stopping the dev stack")
     finally:
@@ -328,56 +358,59 @@ async def _supervise(
             signal.signal(sig, _already_stopping)
 
 
+async def _all_ready(client: httpx.AsyncClient, probes: list[str]) -> bool:
+    for url in probes:
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(url)).status_code == 200:
+                continue
+        return False
+    return True
+
+
 async def _announce(
     args: argparse.Namespace,
     ports: Mapping[str, int],
-    bus: Bus,
-    database_url: str,
+    status: StackStatus,
     stop: asyncio.Event,
 ) -> None:
-    """Once the edge answers /readyz, print where everything is and how to try it."""
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    base = f"http://{host}:{args.port}"
+    """Once every child answers /readyz (the runners: holding their share of the shards), print
+    where everything is, which pid is which and how to try it."""
+    base = status.http
+    host = base.removeprefix("http://").rsplit(":", 1)[0]
+    probes = {
+        name: f"http://{host}:{port}/readyz" for name, port in ports.items() if name != "edge"
+    }
     deadline = time.monotonic() + READY_TIMEOUT_S
     async with httpx.AsyncClient(timeout=2) as client:
         while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(base + "/readyz")).status_code == 200:
-                    break
+            if await _all_ready(client, [base + "/readyz", *probes.values()]):
+                break
             if time.monotonic() > deadline:
-                logger.warning("the edge is not ready after %.0fs; still trying", READY_TIMEOUT_S)
+                logger.warning("the stack is not ready after %.0fs; still trying", READY_TIMEOUT_S)
                 deadline = float("inf")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.2):
                     await stop.wait()
         else:
             return
-    probes = {
-        name: f"http://{host}:{port}/readyz" for name, port in ports.items() if name != "edge"
-    }
-    urls = {
-        "http": base,
-        "websocket": f"ws://{host}:{args.port}/ws/{{sessionId}}",
-        "openapi": base + "/openapi.json",
-        "metrics": base + "/metrics",
-        "database": redact(database_url),
-        "bus": bus.name,
-        "probes": probes,
-    }
+    websocket = f"ws://{host}:{args.port}/ws/{{sessionId}}"
     curl = (
         f"curl -s -X POST {base}/agents/session-1/runs -H 'content-type: application/json' "
         "-d '{\"runId\": \"run-1\", \"message\": \"hello\"}'"
     )
     if args.log_json:
-        logger.info("agentlane dev is ready", extra={"urls": urls, "try": curl})
+        logger.info("agentlane dev is ready", extra={"status": dataclasses.asdict(status),
+                                                      "websocket": websocket, "try": curl})
     else:
         lines = [
             "",
-            f"agentlane dev is ready ({bus.name} bus)",
-            f"  HTTP API    {base}   (OpenAPI {urls['openapi']})",
-            f"  WebSocket   {urls['websocket']}",
-            f"  database    {urls['database']}",
-            *(f"  {name:<11} {url}" for name, url in probes.items()),
+            f"agentlane dev is ready ({status.bus} bus)",
+            f"  console     {status.console}",
+            f"  HTTP API    {base}   (/openapi.json, /metrics)",
+            f"  WebSocket   {websocket}",
+            f"  database    {status.database}",
+            "processes (agentlane dev --status prints them again):",
+            *(f"  {line}" for line in status.lines()),
             "try:",
             f"  {curl}",
             f"  curl -s {base}/runs/EXECUTION_ID",

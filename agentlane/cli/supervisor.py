@@ -67,6 +67,7 @@ class Supervisor:
         sink: receives every output line of every child (stdout and stderr, merged).
         stop_timeout_s: SIGTERM-to-SIGKILL delay when stopping a child.
         policy: restart backoff.
+        on_start: called with a child's name and pid each time it is started.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Supervisor:
         sink: LineSink,
         stop_timeout_s: float = 5.0,
         policy: RestartPolicy | None = None,
+        on_start: Callable[[str, int], None] | None = None,
     ) -> None:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
@@ -84,6 +86,7 @@ class Supervisor:
         self._sink = sink
         self._stop_timeout_s = stop_timeout_s
         self._policy = policy or RestartPolicy()
+        self._on_start = on_start
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._starts: dict[str, int] = dict.fromkeys(names, 0)
 
@@ -138,6 +141,8 @@ class Supervisor:
         self._procs[spec.name] = proc
         self._starts[spec.name] += 1
         logger.info("started %s (pid %d)", spec.name, proc.pid, extra={"child": spec.name})
+        if self._on_start is not None:
+            self._on_start(spec.name, proc.pid)
         assert proc.stdout is not None
         pump = asyncio.create_task(self._pump(spec.name, proc.stdout), name=f"pump-{spec.name}")
         exited = asyncio.create_task(proc.wait(), name=f"wait-{spec.name}")

@@ -6,7 +6,7 @@
     audit        the audit's reads inside its snapshot
 
 The package owns these tables: no SQL about them is written anywhere else. Every table here is
-derived from events (DESIGN.md invariant 1); ``agentlane replay rebuild`` recreates them.
+derived from events (docs/design.md invariant 1); ``agentlane replay rebuild`` recreates them.
 """
 
 from agentlane.readmodels.projection import apply_events

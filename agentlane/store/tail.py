@@ -1,4 +1,4 @@
-"""The gap-safe global log (DESIGN.md, "Gap-safe global tail") and the one loop that follows it.
+"""The gap-safe global log (docs/design.md, the gap-safe tail) and the one loop that follows it.
 
     Tail          read every stream's events after a position; "now" as a position; wake-ups
                   on append

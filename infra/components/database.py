@@ -1,4 +1,4 @@
-"""Cloud SQL Postgres 16 on a private IP only, TLS required, with the role the components use."""
+"""Cloud SQL Postgres 18 on a private IP only, TLS required, with the role the components use."""
 
 from __future__ import annotations
 
@@ -32,11 +32,12 @@ class Database(Component):
             name,
             name=f"{name}-{config.stack}",
             region=config.region,
-            database_version="POSTGRES_16",
+            # The major the suite runs on (the embedded server) and compose.yml runs.
+            database_version="POSTGRES_18",
             # Two guards in prod: Pulumi refuses to delete, and so does the Cloud SQL API.
             deletion_protection=protect,
             settings={
-                # ENTERPRISE_PLUS (the default for new Postgres 16 instances) rejects
+                # ENTERPRISE_PLUS (the default for new Postgres 16+ instances) rejects
                 # db-custom-* tiers.
                 "edition": "ENTERPRISE",
                 "tier": db.tier,

@@ -1,4 +1,4 @@
-"""Alert policies for the failure modes that have no other signal (DESIGN.md, seed module 16).
+"""Alert policies for the failure modes that have no other signal (docs/design.md, seed module 16).
 
 The conditions are PromQL over the agentlane_* series the components export and Managed
 Prometheus scrapes (scraping.py); Cloud Monitoring stores them as

@@ -1,4 +1,4 @@
-"""The projector: two replicas, one active at a time by a database lease (DESIGN.md)."""
+"""The projector: two replicas, one active at a time by a database lease (docs/design.md)."""
 
 from __future__ import annotations
 

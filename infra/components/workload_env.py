@@ -1,4 +1,4 @@
-"""Every environment variable the program hands to a workload, by the names of CONTRACT.md.
+"""Every environment variable the program hands to a workload, by the names of docs/contract.md.
 
 This is the only module that spells variable names, so one test can compare them with the
 contract and with `agentlane.settings.ENV_VARS`.

@@ -1,4 +1,4 @@
-"""The Event JSON of CONTRACT.md: round-trips, and bad payloads are refused naming the field."""
+"""docs/contract.md's Event JSON: round-trips, and bad payloads are refused naming the field."""
 
 from __future__ import annotations
 

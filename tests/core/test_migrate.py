@@ -87,4 +87,4 @@ def test_cli_reports_an_unreachable_database_in_one_line() -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "hunter2" not in err, "secrets never reach the output"
-    assert err.startswith("agentlane migrate: cannot migrate")
+    assert err.startswith("agentlane migrate: database unavailable") and err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""Settings from the environment of CONTRACT.md, and the stable shard function."""
+"""Settings from the environment of docs/contract.md, and the stable shard function."""
 
 from __future__ import annotations
 

@@ -103,18 +103,29 @@ class DevStack:
         return found
 
     def pid_of(self, name: str) -> int:
+        """The pid ``agentlane dev --status`` gives for ``name`` (as the README's failover
+        recipe takes it), checked against the process tree under this stack."""
+        status = subprocess.run(
+            [sys.executable, "-m", "agentlane.cli", "dev", "--status", "--data-dir",
+             str(self.data_dir)], capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        pids = [int(line.split()[1]) for line in status.splitlines() if line.split()[0] == name]
         matches = [pid for pid, child in self.descendants().items() if child == name]
-        assert len(matches) == 1, f"{name}: {self.descendants()}"
+        assert pids == matches and len(matches) == 1, f"{name}: {status} {self.descendants()}"
         return matches[0]
 
     def shards(self) -> list[dict[str, Any]]:
-        """``agentlane shards --json``, the operator's view."""
+        """``agentlane shards --json``, the operator's view, run as the README says: from the
+        directory of the dev stack, with no DATABASE_URL."""
+        assert self.data_dir.name == ".agentlane"
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         result = subprocess.run(
             [sys.executable, "-m", "agentlane.cli", "shards", "--json"],
-            env={**os.environ, "DATABASE_URL": self.database_url},
-            capture_output=True, text=True, timeout=60, check=False,
+            env=env, cwd=self.data_dir.parent, capture_output=True, text=True, timeout=60,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
+        assert "using the agentlane dev database" in result.stderr, result.stderr
         return json.loads(result.stdout)
 
     def leases(self) -> dict[str, dict[int, int]]:
@@ -271,7 +282,7 @@ async def test_dev_stack_end_to_end(
     stacks: list[DevStack],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    data_dir, port = tmp_path / "data", free_port()
+    data_dir, port = tmp_path / ".agentlane", free_port()
     env = {
         "AGENTLANE_BUS": bus,
         "AGENTLANE_SHARDS": str(SHARDS),
@@ -345,6 +356,11 @@ async def test_dev_stack_end_to_end(
         await _until(stack.shards, moved, "the dead runner's shards re-leased", timeout_s=60)
         # The dev stack logged the crash and started the runner again; every line is tagged.
         log = stack.proc.log()
+        # The banner came once every runner held its share; the shard moves before it were a
+        # few lines, not one per shard.
+        banner = log.index("agentlane dev is ready")
+        assert log.count("claimed ", 0, banner) >= 2 and "released shard" not in log, log
+        assert f"console     {stack.http}/?session=session-1" in log
         assert f"{owner.split('/')[0]} exited with code -9; restarting" in log
         for name in [*COMPONENTS, "dev"]:
             assert f"\n{name:<10} | " in log, name

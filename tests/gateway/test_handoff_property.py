@@ -1,4 +1,4 @@
-"""The reconnect guarantee as a state machine (CONTRACT.md, "WebSocket"; DESIGN.md invariant 7).
+"""The reconnect guarantee as a state machine (docs/contract.md, "WebSocket"; docs/design.md).
 
 Random interleavings of appends, clients connecting with random ``lastEventId``s, disconnecting,
 and a bus that delivers late, out of order and more than once (injected at the gateway's bus

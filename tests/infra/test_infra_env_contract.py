@@ -1,4 +1,4 @@
-"""The environment each workload receives uses only CONTRACT.md's variable names."""
+"""The environment each workload receives uses only docs/contract.md's variable names."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from infra.components import workload_env
 from infra.components.names import COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER
 from tests.infra.infra_resources import StackRun
 
-# A copy of CONTRACT.md's environment table, kept as a second check beside
+# A copy of docs/contract.md's environment table, kept as a second check beside
 # agentlane.settings.ENV_VARS: a name added here without the contract is a review question.
 CONTRACT_ENV_TABLE = frozenset(
     {

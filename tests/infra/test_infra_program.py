@@ -41,7 +41,7 @@ def test_database_is_private_tls_only_and_waits_for_the_peering(run: StackRun) -
     assert ip["privateNetwork"]
     assert not ip.get("authorizedNetworks")
     assert ip["sslMode"] == "ENCRYPTED_ONLY"
-    assert db.inputs["databaseVersion"] == "POSTGRES_16"
+    assert db.inputs["databaseVersion"] == "POSTGRES_18"
     # The explicit depends_on (seed module 24): the instance reads nothing from the peering.
     peering = run.one("gcp:servicenetworking/connection:Connection")
     assert peering.urn in db.dependencies

@@ -47,3 +47,25 @@ def test_drill_script_refuses_an_unknown_name() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("usage:")
+
+
+def test_a_drill_after_the_quickstart_install_gets_its_test_tools_first(tmp_path: Path) -> None:
+    """The quickstart installs no pytest: the drill says in one line that it installs the test
+    tools (scripts/install.sh test), then runs. Here install.sh is a stand-in that records its
+    call, in a copy of the repo's layout whose virtualenv has no pytest."""
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "runbooks" / "drill.sh").write_text((RUNBOOKS / "drill.sh").read_text())
+    (tmp_path / "scripts" / "install.sh").write_text('echo "$@" > installed-with\n')
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(tmp_path / ".venv")],
+                   check=True)
+    result = subprocess.run(
+        ["bash", str(tmp_path / "runbooks" / "drill.sh"), "runner-crash"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.stderr.splitlines()[0] == (
+        "drill: installing the test tools it runs on (bash scripts/install.sh test)"
+    )
+    assert (tmp_path / "installed-with").read_text() == "test\n"
+    # The stand-in installed nothing, so pytest is still missing: the drill fails, loudly.
+    assert result.returncode != 0 and "No module named pytest" in result.stderr
