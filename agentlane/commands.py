@@ -2,7 +2,8 @@
 
 Each command appends its events and updates the runners' work index (:mod:`agentlane.run_index`)
 in one transaction; once it has committed, wakes the owning shard with NOTIFY (a hint; owners also
-poll).
+poll). A tenant's cap on unfinished runs is enforced in that transaction, so whatever door a start
+comes through, and however many race, the cap is never exceeded.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentlane.db import Connection
-from agentlane.errors import CommandError, RunConflict, RunFinished, RunNotFound
+from agentlane.errors import (
+    CommandError,
+    RunConflict,
+    RunFinished,
+    RunNotFound,
+    TooManyActiveRuns,
+)
 from agentlane.events import TERMINAL_STATUS
 from agentlane.records import NewEvent, StoredEvent
-from agentlane.run_index import NewRun, RunIndex
+from agentlane.run_index import ActiveRunCap, NewRun, RunIndex
 from agentlane.sharding import shard_for
 from agentlane.store import Collective, EventStore
 
@@ -59,11 +66,15 @@ class _RunEndedMeanwhile(Exception):
 
 
 class Commands:
-    """Carries out commands on ``store`` and keeps ``runs`` (the work index) in step with them."""
+    """Carries out commands on ``store`` and keeps ``runs`` (the work index) in step with them;
+    with ``cap``, no tenant ever has more than ``cap.limit`` unfinished runs."""
 
-    def __init__(self, store: EventStore, runs: RunIndex) -> None:
+    def __init__(
+        self, store: EventStore, runs: RunIndex, *, cap: ActiveRunCap | None = None
+    ) -> None:
         self.store = store
         self.runs = runs
+        self.cap = cap if cap is not None and cap.limit > 0 else None
 
     async def start_run(
         self,
@@ -76,9 +87,11 @@ class Commands:
         budget: dict[str, int] | None = None,
     ) -> RunAccepted:
         """Accept a run once per ``(tenant, runId)``: a retry or a racing duplicate gets the same
-        execution back and writes nothing."""
+        execution back and writes nothing. A new run over the tenant's cap raises
+        TooManyActiveRuns; a retry of an accepted one is an answer, not new work."""
         check_identifier("sessionId", session_id)
         check_identifier("runId", run_id)
+        await self._refuse_early_when_at_cap(tenant_id, run_id)
         execution_id = f"ex_{uuid.uuid4().hex}"
         shard = shard_for(tenant_id, session_id, self.store.shards)
         data: dict[str, Any] = {"runId": run_id, "message": message, "onConflict": on_conflict}
@@ -113,6 +126,8 @@ class Commands:
                 shard_id=shard,
                 accepted_seq=written[0].seq,
             )
+            if self.cap is not None:
+                await RunIndex.hold_caps(conn, {tenant_id: self.cap})
 
         accepted = NewEvent(
             tenant_id,
@@ -125,7 +140,7 @@ class Commands:
         if on_conflict == "enqueue":
             # An enqueued run waits its turn whatever else is active, so nothing needs looking
             # at: it is indexed with the other starts of its group commit, in one statement.
-            new_run = NewRun(execution_id, tenant_id, session_id, run_id, shard)
+            new_run = NewRun(execution_id, tenant_id, session_id, run_id, shard, self.cap)
             result = await self.store.append(
                 accepted, collective=Collective(RunIndex.enqueue_all, new_run)
             )
@@ -145,6 +160,17 @@ class Commands:
             status=status,
             created=result.created,
         )
+
+    async def _refuse_early_when_at_cap(self, tenant_id: str, run_id: str) -> None:
+        """The cheap check before any write: a flooding tenant is refused here, and the
+        transaction's exact check only decides races (its failure costs a group commit a split).
+        """
+        cap = self.cap
+        if cap is None or await self.runs.count_active(tenant_id, limit=cap.limit) < cap.limit:
+            return
+        key = run_idempotency_key(run_id)
+        if await self.store.find_by_idempotency_key(tenant_id, key) is None:
+            raise TooManyActiveRuns(tenant_id, cap.limit, retry_after_s=cap.retry_after_s)
 
     async def cancel_run(
         self, *, tenant_id: str, execution_id: str, reason: str | None = None

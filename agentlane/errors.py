@@ -12,6 +12,9 @@
     │   ├── SchemaMissing          command_failed    500  a table is missing: not migrated
     │   └── FencedOut              command_failed    500  a fenced write's lease is stale
     ├── InvalidEvent               invalid_command   422  event data that does not match its type
+    ├── Refused                    refused           429  a tenant over its share (Retry-After)
+    │   ├── RateLimited            rate_limited           over its request rate
+    │   └── TooManyActiveRuns      too_many_active_runs   at its cap of unfinished runs
     └── CommandError               invalid_command   422  a command that cannot be carried out
         ├── RunNotFound            run_not_found     404  no such run for this tenant
         ├── RunConflict            run_conflict      409  onConflict=reject, a run in progress
@@ -43,6 +46,8 @@ __all__ = [
     "FencedOut",
     "InvalidEvent",
     "MigrationError",
+    "RateLimited",
+    "Refused",
     "RunConflict",
     "RunFinished",
     "RunNotFound",
@@ -51,6 +56,7 @@ __all__ = [
     "StoreError",
     "StoreReadOnly",
     "StoreUnavailable",
+    "TooManyActiveRuns",
 ]
 
 #: Seconds a client is told to wait when a dependency is down.
@@ -158,6 +164,35 @@ class InvalidEvent(AgentlaneError):
     """Event data that does not match its type; nothing was written."""
 
     code, status, slug = "invalid_command", 422, "invalid-command"
+
+
+class Refused(AgentlaneError):
+    """A tenant's command refused to protect the others; nothing was written. Whichever door it
+    came through (HTTP 429 + Retry-After, a WebSocket ``error`` frame with ``retryAfter``)."""
+
+    code, status, slug = "refused", 429, "too-many-requests"
+    #: The ``reason`` label of the refusal metrics.
+    reason: ClassVar[str] = "refused"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(Refused):
+    code, reason = "rate_limited", "rate"
+
+
+class TooManyActiveRuns(Refused):
+    code, reason = "too_many_active_runs", "active_runs"
+
+    def __init__(self, tenant_id: str, limit: int, *, retry_after_s: float) -> None:
+        super().__init__(
+            f"this tenant already has {limit} active runs; wait for some to finish",
+            retry_after_s=retry_after_s,
+        )
+        self.tenant_id = tenant_id
+        self.limit = limit
 
 
 class CommandError(AgentlaneError):

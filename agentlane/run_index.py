@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from agentlane.db import Connection, Database
+from agentlane.errors import TooManyActiveRuns
 from agentlane.leases import Fence, check_fence
 from agentlane.records import StoredEvent
 from agentlane.sharding import shard_for
@@ -25,14 +26,23 @@ from agentlane.store import EventStore, UnfinishedRun, fragments, lock_stream
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveRunCap:
+    """At most ``limit`` unfinished runs per tenant (:meth:`RunIndex.hold_caps`)."""
+
+    limit: int
+    retry_after_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run to index as accepted (:meth:`RunIndex.enqueue_all`)."""
+    """A run to index as accepted (:meth:`RunIndex.enqueue_all`), under its tenant's cap."""
 
     execution_id: str
     tenant_id: str
     session_id: str
     run_id: str
     shard_id: int
+    cap: ActiveRunCap | None = None
 
 
 #: NOTIFY channel of work: the payload is the shard that has a new or woken run.
@@ -211,6 +221,36 @@ class RunIndex:
                 [seq for _, seq in new],
             ),
         )
+        await RunIndex.hold_caps(conn, {r.tenant_id: r.cap for r, _ in new if r.cap is not None})
+
+    @staticmethod
+    async def hold_caps(conn: Connection, caps: Mapping[str, ActiveRunCap]) -> None:
+        """Raise TooManyActiveRuns, failing the transaction that indexed new runs, when a
+        tenant of ``caps`` now has more unfinished runs than its cap allows.
+
+        Exact across racing transactions and instances: each tenant's starts take a transaction
+        lock of the tenant before counting, and the count is a statement of its own, so it sees
+        every start that held the lock before (committed, since the lock is held to the end).
+        Runs that end meanwhile only lower the count.
+        """
+        if not caps:
+            return
+        tenants = sorted(caps)
+        # One order for every transaction: two tenants' locks never wait on each other in a cycle.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('agentlane.active_runs/' || t, 0)) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
+            (tenants,),
+        )
+        cursor = await conn.execute(
+            "SELECT u.t, (SELECT count(*) FROM (SELECT 1 FROM run_index r WHERE r.tenant_id = u.t "
+            "LIMIT u.cap + 1) AS x) FROM unnest(%s::text[], %s::int[]) AS u(t, cap)",
+            (tenants, [caps[t].limit for t in tenants]),
+        )
+        for tenant, active in await cursor.fetchall():
+            cap = caps[tenant]
+            if active > cap.limit:
+                raise TooManyActiveRuns(tenant, cap.limit, retry_after_s=cap.retry_after_s)
 
     @staticmethod
     async def wake(conn: Connection, tenant_id: str, execution_ids: Sequence[str]) -> int:

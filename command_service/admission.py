@@ -5,11 +5,10 @@
   The bound adapts (:class:`AdaptiveLimit`, AIMD on latency) between a floor and ``max_inflight``
   so admitted requests keep a bounded latency when capacity drops (a slow disk, a busy host).
   Event streams (SSE) are long-lived and counted against their own fixed bound.
-- :class:`RateLimiter`: a token bucket per tenant (requests per second, with a burst), in-process:
-  each instance enforces its share, so the fleet-wide rate is the per-instance rate times the
-  instance count (Cloud Armor rate limiting in front is the fleet-wide guard).
-- :func:`check_active_runs`: a cap on a tenant's runs in the work index, checked when a run starts.
-  It is a check-then-act: concurrent starts of one tenant may overshoot by their number.
+
+The tenant's own limits are the core's, the same for every door: the request rate
+(:class:`agentlane.admission.RateLimiter`) and the active-run cap (enforced in the transaction that
+accepts a run, :meth:`agentlane.commands.Commands.start_run`).
 
 Refusals are counted on ``agentlane_admission_rejections_total{reason}``.
 """
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentlane.problems import problem_for
-from agentlane.run_index import RunIndex
 from command_service.errors import TooManyRequests
 from command_service.metrics import CommandServiceMetrics
 
@@ -48,85 +46,6 @@ class _Overloaded(TooManyRequests):
         super().__init__(
             "the server is at capacity; retry later", retry_after_s=retry_after_s,
             reason="inflight",
-        )
-
-
-class _Bucket:
-    __slots__ = ("stamp", "tokens")
-
-    def __init__(self, tokens: float, stamp: float) -> None:
-        self.tokens = tokens
-        self.stamp = stamp
-
-
-class RateLimiter:
-    """Token bucket per tenant: ``rate_per_s`` sustained, ``burst`` at once."""
-
-    def __init__(
-        self,
-        *,
-        rate_per_s: float,
-        burst: int,
-        metrics: CommandServiceMetrics,
-        max_tenants: int = 100_000,
-    ) -> None:
-        self._rejected = metrics.rejections.labels(reason="rate")
-        self.rate_per_s = rate_per_s
-        self.burst = max(1, burst)
-        self._max_tenants = max_tenants
-        self._buckets: dict[str, _Bucket] = {}
-
-    def take(self, tenant: str, *, now: float | None = None) -> None:
-        """Spend one token of ``tenant``'s bucket or raise TooManyRequests with the wait."""
-        if self.rate_per_s <= 0:
-            return
-        now = time.monotonic() if now is None else now
-        bucket = self._buckets.get(tenant)
-        if bucket is None:
-            if len(self._buckets) >= self._max_tenants:
-                self._forget_full(now)
-            bucket = self._buckets[tenant] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate_per_s)
-        bucket.stamp = now
-        if bucket.tokens < 1.0:
-            wait_s = (1.0 - bucket.tokens) / self.rate_per_s
-            self._rejected.inc()
-            raise TooManyRequests(
-                f"request rate over {self.rate_per_s:g}/s for this tenant",
-                retry_after_s=wait_s,
-                reason="rate",
-            )
-        bucket.tokens -= 1.0
-
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled is indistinguishable from a new one: dropping it is free.
-        full = [
-            tenant
-            for tenant, bucket in self._buckets.items()
-            if bucket.tokens + (now - bucket.stamp) * self.rate_per_s >= self.burst
-        ]
-        for tenant in full:
-            del self._buckets[tenant]
-        if len(self._buckets) >= self._max_tenants:
-            self._buckets.clear()
-
-
-async def check_active_runs(
-    runs: RunIndex,
-    tenant: str,
-    limit: int,
-    retry_after_s: float,
-    metrics: CommandServiceMetrics,
-) -> None:
-    """Raise TooManyRequests when ``tenant`` already has ``limit`` runs queued or in progress."""
-    if limit <= 0:
-        return
-    if await runs.count_active(tenant, limit=limit) >= limit:
-        metrics.rejections.labels(reason="active_runs").inc()
-        raise TooManyRequests(
-            f"this tenant already has {limit} active runs; wait for some to finish",
-            retry_after_s=retry_after_s,
-            reason="active_runs",
         )
 
 

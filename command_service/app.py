@@ -6,8 +6,10 @@ body checks → the command or read. Every refusal is problem+json; nothing is w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentlane import commands
+from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator, bearer_token
 from agentlane.commands import Commands
-from agentlane.errors import AgentlaneError, RunNotFound
+from agentlane.errors import AgentlaneError, Refused, RunNotFound
 from agentlane.logs import log_context
 from agentlane.problems import (
     http_exception_problem,
@@ -31,9 +34,9 @@ from agentlane.problems import (
 )
 from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
-from command_service.admission import InflightLimit, Limits, RateLimiter, check_active_runs
+from command_service.admission import InflightLimit, Limits
 from command_service.bodies import read_model
-from command_service.errors import InvalidRequest, TooManyRequests
+from command_service.errors import InvalidRequest
 from command_service.metrics import CommandServiceMetrics, RequestMetrics
 from command_service.models import (
     CancelAccepted,
@@ -115,8 +118,17 @@ class _Api:
         """The verified tenant, after its rate limit: the first thing every API request does."""
         token = bearer_token(request.headers.get("authorization"))
         tenant = await self.deps.authenticator.tenant_for(token)
-        self.deps.rate.take(tenant)
+        with self._counting_refusals():
+            self.deps.rate.take(tenant)
         return tenant
+
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        try:
+            yield
+        except Refused as refused:
+            self.deps.metrics.rejections.labels(reason=refused.reason).inc()
+            raise
 
     async def start_run(self, request: Request) -> Response:
         tenant = await self._tenant(request)
@@ -124,8 +136,7 @@ class _Api:
         if not commands.is_identifier(session_id):
             raise InvalidRequest("path.sessionId: must be 1-128 characters of [A-Za-z0-9._:-]")
         body = await read_model(request, StartRunRequest)
-        with log_context(tenant=tenant, session=session_id):
-            await self._admit_run(tenant, body.runId)
+        with log_context(tenant=tenant, session=session_id), self._counting_refusals():
             accepted = await self.deps.commands.start_run(
                 tenant_id=tenant,
                 session_id=session_id,
@@ -147,19 +158,6 @@ class _Api:
         if not accepted.created:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(answer.model_dump(), status_code=202, headers=headers)
-
-    async def _admit_run(self, tenant: str, run_id: str) -> None:
-        limits = self.deps.limits
-        try:
-            await check_active_runs(
-                self.deps.run_index, tenant, limits.max_active_runs, limits.retry_after_s,
-                self.deps.metrics,
-            )
-        except TooManyRequests:
-            # A retry of a run that already exists is an answer, not new work.
-            key = commands.run_idempotency_key(run_id)
-            if await self.store.find_by_idempotency_key(tenant, key) is None:
-                raise
 
     async def get_run(self, request: Request) -> Response:
         tenant = await self._tenant(request)

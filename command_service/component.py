@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute, Route
 
+from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
 from agentlane.commands import Commands
 from agentlane.db import Database
@@ -18,9 +19,9 @@ from agentlane.errors import AgentlaneError
 from agentlane.leases import check_recorded_shard_count
 from agentlane.migrate import pending
 from agentlane.readmodels import ReadModels
-from agentlane.run_index import RunIndex
+from agentlane.run_index import ActiveRunCap, RunIndex
 from agentlane.store import EventStore, Tail
-from command_service.admission import Limits, RateLimiter
+from command_service.admission import Limits
 from command_service.app import Dependencies, build_app
 from command_service.metrics import CommandServiceMetrics
 from command_service.reads import RunReader
@@ -43,15 +44,19 @@ class CommandService:
         shards: int,
         authenticator: Authenticator,
         limits: Limits | None = None,
+        rate: RateLimiter | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self._db = db
         self.store = EventStore(db, shards=shards)
         self.run_index = RunIndex(db)
-        self.commands = Commands(self.store, self.run_index)
+        self.limits = limits or Limits()
+        self.commands = Commands(
+            self.store, self.run_index,
+            cap=ActiveRunCap(self.limits.max_active_runs, self.limits.retry_after_s),
+        )
         self.read_models = ReadModels(db)
         self.authenticator = authenticator
-        self.limits = limits or Limits()
         self.metrics = CommandServiceMetrics(registry or CollectorRegistry())
         self.broadcast = WakeBroadcast()
         self.runs = RunReader(self.store, self.read_models, use_read_model=False)
@@ -66,9 +71,8 @@ class CommandService:
                 run_index=self.run_index,
                 authenticator=authenticator,
                 limits=self.limits,
-                rate=RateLimiter(
-                    rate_per_s=self.limits.rate_per_s, burst=self.limits.burst,
-                    metrics=self.metrics,
+                rate=rate or RateLimiter(
+                    rate_per_s=self.limits.rate_per_s, burst=self.limits.burst
                 ),
                 runs=self.runs,
                 broadcast=self.broadcast,

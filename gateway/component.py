@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
 from agentlane.bus import EventBus
 from agentlane.commands import Commands, is_identifier
@@ -81,6 +82,7 @@ class Gateway:
         source: LiveSource | None = None,
         options: GatewayOptions | None = None,
         registry: CollectorRegistry | None = None,
+        rate: RateLimiter | None = None,
     ) -> None:
         """Live events come from exactly one of ``bus`` (the process's one subscription) or
         ``source`` (something else that feeds the hub, e.g. a test's)."""
@@ -89,6 +91,7 @@ class Gateway:
         self._store = store
         self._commands = commands
         self._auth = authenticator
+        self._rate = rate
         self.metrics = GatewayMetrics(registry or CollectorRegistry())
         self.source: LiveSource = source or BusSource(bus, self.metrics)  # type: ignore[arg-type]
         self.options = options or GatewayOptions()
@@ -194,6 +197,7 @@ class Gateway:
             session_id=session_id,
             after_event_id=int(raw_after),
             policy=self.options.socket,
+            rate=self._rate,
         )
         self.connections.add(connection)
         self.metrics.sockets.inc()

@@ -24,6 +24,11 @@ class GatewayMetrics:
             "agentlane_gateway_rejected_total", "connections refused before streaming",
             ["reason"], registry=registry,
         )
+        self.commands = Counter(
+            "agentlane_gateway_commands_total",
+            "commands received on sockets: accepted, replayed (a retried ask) or the error code",
+            ["command", "outcome"], registry=registry,
+        )
         self.bad_frames = Counter(
             "agentlane_gateway_bad_frames_total", "inbound frames answered with an error",
             ["code"], registry=registry,

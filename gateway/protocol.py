@@ -4,6 +4,7 @@ as JSON text once (an event's frame is shared by every socket it fans out to).""
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
@@ -63,10 +64,11 @@ _INBOUND: TypeAdapter[AskFrame | CancelFrame | ApproveFrame | PongFrame] = TypeA
 class BadFrame(Exception):
     """An inbound frame we cannot act on; answered with an ``error`` frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 def parse_inbound(text: str) -> AskFrame | CancelFrame | ApproveFrame | PongFrame:
@@ -102,6 +104,11 @@ def ping_frame(t: float) -> str:
     return _dump({"type": "ping", "t": t})
 
 
-def error_frame(code: str, message: str) -> str:
-    return _dump({"type": "error", "code": code, "message": message})
+def error_frame(code: str, message: str, retry_after_s: float | None = None) -> str:
+    """An ``error`` frame; ``retryAfter`` (whole seconds, as HTTP's Retry-After) when retrying
+    later can succeed (a refused command: the socket stays open)."""
+    frame: dict[str, object] = {"type": "error", "code": code, "message": message}
+    if retry_after_s is not None:
+        frame["retryAfter"] = max(1, math.ceil(retry_after_s))
+    return _dump(frame)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agentlane.admission import RateLimiter
 from agentlane.commands import Commands
 from agentlane.errors import AgentlaneError, StoreUnavailable
 from agentlane.store import EventStore
@@ -67,6 +68,7 @@ class Connection:
         "_interrupted",
         "_metrics",
         "_policy",
+        "_rate",
         "_ws",
         "feed",
         "next_ping_at",
@@ -86,9 +88,11 @@ class Connection:
         session_id: str,
         after_event_id: int,
         policy: SocketPolicy,
+        rate: RateLimiter | None = None,
     ) -> None:
         self._ws = websocket
         self._commands = commands
+        self._rate = rate
         self._metrics = metrics
         self.tenant_id = tenant_id
         self.session_id = session_id
@@ -195,21 +199,27 @@ class Connection:
 
     async def _reject(self, bad: BadFrame) -> None:
         self._metrics.bad_frames.labels(bad.code).inc()
-        await self._ws.send_text(error_frame(bad.code, bad.message))
+        await self._ws.send_text(error_frame(bad.code, bad.message, bad.retry_after_s))
 
     async def _handle(self, frame: AskFrame | CancelFrame | ApproveFrame | PongFrame) -> None:
         if isinstance(frame, PongFrame):
             self.ping_sent_at = None
             return
+        outcome = "accepted"
         try:
+            # The same per-tenant admission as the HTTP door: the rate here, the active-run cap
+            # in the command's own transaction.
+            if self._rate is not None:
+                self._rate.take(self.tenant_id)
             if isinstance(frame, AskFrame):
-                await self._commands.start_run(
+                accepted = await self._commands.start_run(
                     tenant_id=self.tenant_id,
                     session_id=self.session_id,
                     run_id=frame.run_id,
                     message=frame.message,
                     on_conflict=frame.on_conflict,
                 )
+                outcome = "accepted" if accepted.created else "replayed"
             elif isinstance(frame, CancelFrame):
                 await self._commands.cancel_run(
                     tenant_id=self.tenant_id, execution_id=frame.execution_id
@@ -222,5 +232,8 @@ class Connection:
                     payload=frame.payload,
                 )
         except AgentlaneError as exc:
+            outcome = exc.code
             # The same code and detail an HTTP problem would carry (agentlane.errors).
-            raise BadFrame(exc.code, exc.detail) from None
+            raise BadFrame(exc.code, exc.detail, exc.retry_after_s) from None
+        finally:
+            self._metrics.commands.labels(frame.type, outcome).inc()

@@ -14,7 +14,7 @@ import os
 
 from agentlane.auth import Authenticator
 from agentlane.cli import command_service
-from agentlane.cli.gateway import build_gateway
+from agentlane.cli.gateway import build_gateway, tenant_rate
 from agentlane.db import database_of
 from agentlane.service import Component, metrics_registry, run_service
 from agentlane.settings import Settings
@@ -36,13 +36,18 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
     """Serve both components on ``settings.port`` until SIGTERM/SIGINT."""
     authenticator = Authenticator.from_settings(settings)
     registry = metrics_registry()
+    # One tenant, one rate, whichever door its commands come through.
+    rate = tenant_rate(limits)
     async with database_of(settings, name="edge") as db:
         components: list[Component] = [
             CommandService(
                 db=db, shards=settings.shards, authenticator=authenticator, limits=limits,
-                registry=registry,
+                rate=rate, registry=registry,
             ),
-            build_gateway(settings, db, authenticator=authenticator, registry=registry),
+            build_gateway(
+                settings, db, authenticator=authenticator, registry=registry, limits=limits,
+                rate=rate,
+            ),
         ]
         await run_service(
             components,

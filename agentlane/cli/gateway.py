@@ -1,22 +1,31 @@
-"""``agentlane gateway``: the WebSocket gateway as one process (what its container runs)."""
+"""``agentlane gateway``: the WebSocket gateway as one process (what its container runs).
+
+Commands on its sockets meet the command service's per-tenant limits, read from the same
+``AGENTLANE_CMD_RATE``, ``AGENTLANE_CMD_BURST``, ``AGENTLANE_CMD_MAX_ACTIVE_RUNS`` and
+``AGENTLANE_CMD_RETRY_AFTER``: one tenant's quota whatever door its commands use.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
 from agentlane.bus import bus_for
+from agentlane.cli.command_service import limits_from
 from agentlane.commands import Commands
 from agentlane.db import Database, database_of
 from agentlane.leases import check_recorded_shard_count
-from agentlane.run_index import RunIndex
+from agentlane.run_index import ActiveRunCap, RunIndex
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
 from agentlane.store import EventStore, Tail
+from command_service import Limits
 from gateway import UVICORN_WS_OPTIONS, Gateway
 
 
@@ -35,17 +44,28 @@ def build_gateway(
     *,
     authenticator: Authenticator,
     registry: CollectorRegistry,
+    limits: Limits,
+    rate: RateLimiter,
 ) -> Gateway:
-    """The gateway for these settings, live from the bus ``AGENTLANE_BUS`` names."""
+    """The gateway for these settings, live from the bus ``AGENTLANE_BUS`` names, its commands
+    under ``limits`` (the active-run cap) and ``rate`` (shared with the HTTP door in one process).
+    """
     store = EventStore(db, shards=settings.shards)
     bus = bus_for(settings, store, Tail(db), subscription_prefix=f"{settings.topic}-gateway-")
+    cap = ActiveRunCap(limits.max_active_runs, limits.retry_after_s)
     return Gateway(
         store=store,
-        commands=Commands(store, RunIndex(db)),
+        commands=Commands(store, RunIndex(db), cap=cap),
         authenticator=authenticator,
         bus=bus,
         registry=registry,
+        rate=rate,
     )
+
+
+def tenant_rate(limits: Limits) -> RateLimiter:
+    """The per-tenant request rate of a process, for every door it serves."""
+    return RateLimiter(rate_per_s=limits.rate_per_s, burst=limits.burst)
 
 
 async def serve(
@@ -56,8 +76,10 @@ async def serve(
     async with database_of(settings, name="gateway") as db:
         # Commands over the socket route by shard: refuse to start with another shard count.
         await check_recorded_shard_count(db, settings.shards)
+        limits = limits_from(argparse.Namespace(), os.environ)
         gateway = build_gateway(
-            settings, db, authenticator=Authenticator.from_settings(settings), registry=registry
+            settings, db, authenticator=Authenticator.from_settings(settings), registry=registry,
+            limits=limits, rate=tenant_rate(limits),
         )
         await run_service(
             [gateway],

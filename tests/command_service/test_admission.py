@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
+from agentlane.admission import RateLimiter
+from agentlane.errors import RateLimited
 from command_service import Limits
-from command_service.admission import AdaptiveLimit, RateLimiter
-from command_service.errors import TooManyRequests
-from command_service.metrics import CommandServiceMetrics
+from command_service.admission import AdaptiveLimit
 from tests.command_service.conftest import bearer, jwt_authenticator, serve, wait_until
 
 A, B = bearer("tenant-a"), bearer("tenant-b")
@@ -131,12 +130,10 @@ def test_adaptive_limit_shrinks_on_slow_answers_and_recovers() -> None:
 
 
 def test_token_bucket_refills_at_the_rate() -> None:
-    bucket = RateLimiter(
-        rate_per_s=2, burst=2, metrics=CommandServiceMetrics(CollectorRegistry())
-    )
+    bucket = RateLimiter(rate_per_s=2, burst=2)
     bucket.take("t", now=0.0)
     bucket.take("t", now=0.0)
-    with pytest.raises(TooManyRequests) as refused:
+    with pytest.raises(RateLimited) as refused:
         bucket.take("t", now=0.1)
     assert refused.value.retry_after_s == pytest.approx(0.4)
     bucket.take("t", now=0.6)  # 0.5 s refilled one token
