@@ -124,11 +124,26 @@ _HEADS = """
           AND p.accepted_seq < r.accepted_seq)
 """
 
+# Fair across tenants: a due run's turn is its rank among its tenant's due runs (oldest first)
+# plus the runs of that tenant the caller already has in flight, so the first run of a tenant with
+# nothing running goes before the 65th of a tenant with 64 running, whatever their ages; within a
+# turn, the oldest first. No tenant gets more than ``per_tenant`` in flight.
 _DUE = f"""
-SELECT r.tenant_id, r.session_id, r.execution_id, r.shard_id
-FROM run_index r
-WHERE r.wake_at <= now() AND {_HEADS}
-ORDER BY r.wake_at
+WITH due AS (
+    SELECT r.tenant_id, r.session_id, r.execution_id, r.shard_id, r.wake_at,
+           row_number() OVER (PARTITION BY r.tenant_id ORDER BY r.wake_at) AS n
+    FROM run_index r
+    WHERE r.wake_at <= now() AND {_HEADS}
+), turns AS (
+    SELECT d.*, d.n + coalesce(f.running, 0) AS turn
+    FROM due d
+    LEFT JOIN unnest(%(tenants)s::text[], %(running)s::int[]) AS f(tenant_id, running)
+        USING (tenant_id)
+)
+SELECT tenant_id, session_id, execution_id, shard_id
+FROM turns
+WHERE turn <= %(per_tenant)s
+ORDER BY turn, wake_at
 LIMIT %(limit)s
 """
 
@@ -410,17 +425,30 @@ class RunIndex:
     # --- dispatch -----------------------------------------------------------------------------
 
     async def find_due(
-        self, shards: Sequence[int], *, busy: Sequence[str], limit: int
+        self,
+        shards: Sequence[int],
+        *,
+        busy: Sequence[str],
+        limit: int,
+        running: Mapping[str, int] | None = None,
+        per_tenant: int | None = None,
     ) -> list[DueRun]:
-        """Head runs of ``shards`` that are due now (database time), oldest first, not ``busy``."""
+        """Head runs of ``shards`` that are due now (database time) and not ``busy``, taken in
+        turns across tenants: ``running`` (tenant -> runs the caller has in flight) counts
+        towards a tenant's turn, and no tenant passes ``per_tenant`` in flight."""
         if not shards or limit <= 0:
             return []
+        running = running or {}
+        params = {
+            "shards": list(shards),
+            "busy": list(busy),
+            "limit": limit,
+            "tenants": list(running),
+            "running": list(running.values()),
+            "per_tenant": per_tenant if per_tenant is not None else 2**31 - 1,
+        }
         async with self._db.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    _DUE, {"shards": list(shards), "busy": list(busy), "limit": limit}
-                )
-            ).fetchall()
+            rows = await (await conn.execute(_DUE, params)).fetchall()
         return [DueRun(*row) for row in rows]
 
     async def progress(

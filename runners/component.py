@@ -56,6 +56,8 @@ class RunnerOptions:
 
     Args:
         max_concurrent_runs: admission bound; more due runs wait in ``run_index``.
+        max_runs_per_tenant: of those, at most this many of one tenant (default: three quarters
+            of ``max_concurrent_runs``), so another tenant's run always finds a slot.
         stall_timeout_s: a shard whose due work waits this long with no advance returning is
             given up (and not reclaimed by this runner for as long again).
         poll_interval_s: the discovery safety net when no NOTIFY arrives.
@@ -65,6 +67,7 @@ class RunnerOptions:
     """
 
     max_concurrent_runs: int = 64
+    max_runs_per_tenant: int | None = None
     stall_timeout_s: float = 60.0
     poll_interval_s: float = 1.0
     drain_grace_s: float = 30.0
@@ -167,6 +170,8 @@ class Runner:
                 executor,
                 metrics=self.metrics,
                 max_concurrent_runs=self.options.max_concurrent_runs,
+                max_runs_per_tenant=self.options.max_runs_per_tenant
+                or max(1, self.options.max_concurrent_runs * 3 // 4),
                 on_lease_lost=lambda shard, token, why: self._lease_lost(
                     shard, token, "fenced", why
                 ),

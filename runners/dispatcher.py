@@ -2,10 +2,13 @@
 
 Discovery reads ``run_index``: for each session only the head run (lowest ``accepted_seq`` still
 indexed) is eligible, and only once its ``wake_at`` has come (database time), so a session's runs
-execute one at a time in order. Admission is a bound on concurrent advances: a burst waits in
-``run_index`` instead of exhausting memory or the pool. Each advance is one task owned by the
-runner's task group; the dispatcher can wake it (a command arrived), stop it (drain, handback:
-finish the step in flight) or cancel it (the lease is gone: stop at once).
+execute one at a time in order. Due runs are taken in turns across tenants (a tenant's runs in
+flight here count towards its turn), so a tenant with 10,000 queued runs does not delay another's
+one by more than a dispatch round. Admission is a bound on concurrent advances, and a smaller one
+per tenant: a burst waits in ``run_index`` instead of exhausting memory or the pool. Each advance
+is one task owned by the runner's task group; the dispatcher can wake it (a command arrived),
+stop it (drain, handback: finish the step in flight) or cancel it (the lease is gone: stop at
+once).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Dispatcher:
         *,
         metrics: RunnerMetrics,
         max_concurrent_runs: int,
+        max_runs_per_tenant: int | None = None,
         on_lease_lost: LeaseLost,
         on_progress: Progressed,
         changed: asyncio.Event,
@@ -67,6 +71,7 @@ class Dispatcher:
         self._executor = executor
         self._metrics = metrics
         self.max_concurrent_runs = max_concurrent_runs
+        self.max_runs_per_tenant = max_runs_per_tenant or max_concurrent_runs
         self._on_lease_lost = on_lease_lost
         self._on_progress = on_progress
         self._advances: dict[str, _Advance] = {}
@@ -85,6 +90,12 @@ class Dispatcher:
     def free_slots(self) -> int:
         return max(0, self.max_concurrent_runs - len(self._advances))
 
+    def running_by_tenant(self) -> dict[str, int]:
+        running: dict[str, int] = {}
+        for advance in self._advances.values():
+            running[advance.run.tenant_id] = running.get(advance.run.tenant_id, 0) + 1
+        return running
+
     def in_flight_on(self, shard_id: int) -> list[str]:
         return [ex for ex, adv in self._advances.items() if adv.fence.shard_id == shard_id]
 
@@ -97,8 +108,12 @@ class Dispatcher:
     # --- discovery ----------------------------------------------------------------------------
 
     async def find_due(self, fences: Mapping[int, Fence], limit: int) -> list[DueRun]:
-        """Head runs of the given shards that are due now, oldest first, not already running."""
-        return await self._run_index.find_due(list(fences), busy=self._excluded(), limit=limit)
+        """Head runs of the given shards that are due now, not already running, in turns across
+        tenants (see the module docstring)."""
+        return await self._run_index.find_due(
+            list(fences), busy=self._excluded(), limit=limit,
+            running=self.running_by_tenant(), per_tenant=self.max_runs_per_tenant,
+        )
 
     async def progress(self, shards: list[int]) -> Mapping[int, ShardProgress]:
         """Per shard: the age of its oldest due, unhandled work and the time to its next timer."""

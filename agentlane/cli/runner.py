@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="admission bound: runs advanced at once by this runner; more wait (default 64)",
     )
     parser.add_argument(
+        "--max-runs-per-tenant", type=_positive(int), default=None, metavar="N",
+        help="of those, at most N of one tenant, so others always find a slot "
+             "(default: three quarters of --max-concurrent-runs)",
+    )
+    parser.add_argument(
         "--stall-timeout", type=_positive(float), default=60.0,
         help="seconds a shard's due work may wait with no progress before the shard is given "
              "up (default 60)",
@@ -53,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace, settings: Settings) -> RunnerOptions:
     return RunnerOptions(
         max_concurrent_runs=args.max_concurrent_runs,
+        max_runs_per_tenant=args.max_runs_per_tenant,
         stall_timeout_s=args.stall_timeout,
         poll_interval_s=args.poll_interval,
         drain_grace_s=args.drain_grace,
