@@ -4,7 +4,12 @@
   beyond it a request is answered 429 + Retry-After at once instead of queueing into collapse.
   The bound adapts (:class:`AdaptiveLimit`, AIMD on latency) between a floor and ``max_inflight``
   so admitted requests keep a bounded latency when capacity drops (a slow disk, a busy host).
-  Event streams (SSE) are long-lived and counted against their own fixed bound.
+  Event streams (SSE) are long-lived and counted against their own fixed bound. A request's
+  latency is measured from when its body has arrived: a client that uploads slowly makes its own
+  request slow, not the server, and must not shrink everybody's bound.
+- :class:`TenantShares`: no tenant holds more than ``tenant_share`` of either bound, so one
+  tenant's slow or long requests leave the rest for the others. Counted once the tenant is known
+  (verified), released when the request ends.
 
 The tenant's own limits are the core's, the same for every door: the request rate
 (:class:`agentlane.admission.RateLimiter`) and the active-run cap (enforced in the transaction that
@@ -16,6 +21,7 @@ Refusals are counted on ``agentlane_admission_rejections_total{reason}``.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 
@@ -37,6 +43,8 @@ class Limits:
     burst: int = 100
     max_active_runs: int = 100
     retry_after_s: float = 1.0
+    #: The most of the in-flight and stream bounds one tenant may hold (1: no share limit).
+    tenant_share: float = 0.5
 
 
 class _Overloaded(TooManyRequests):
@@ -50,10 +58,59 @@ class _Overloaded(TooManyRequests):
 
 
 def _is_stream(scope: Scope) -> bool:
+    """A request for ``GET /sessions/{id}/events`` as server-sent events (the only stream): the
+    Accept header alone on another route is an ordinary request."""
+    if scope.get("method") != "GET" or not _STREAM_PATH.fullmatch(scope.get("path", "")):
+        return False
     for name, value in scope.get("headers", ()):
         if name == b"accept" and b"text/event-stream" in value:
             return True
     return False
+
+
+_STREAM_PATH = re.compile(r"/sessions/[^/]+/events")
+#: Where a request's tenant is recorded (``scope["state"]``) once it holds a share.
+_TENANT_SLOT = "agentlane.tenant_slot"
+
+
+class TenantShares:
+    """Per tenant, the requests and streams it has in progress, each kept within ``share`` of the
+    instance's bound at the time (never below one, so every tenant can always make a request)."""
+
+    def __init__(self, *, share: float, retry_after_s: float) -> None:
+        self.share = share
+        self.retry_after_s = retry_after_s
+        self.requests: dict[str, int] = {}
+        self.streams: dict[str, int] = {}
+        self.bounds: tuple[int, int] = (0, 0)  # (in-flight, streams) of the instance, kept live
+
+    def enter(self, tenant: str, scope: Scope) -> None:
+        """Count this request for ``tenant``, or raise TooManyRequests when over its share."""
+        stream = _is_stream(scope)
+        counts = self.streams if stream else self.requests
+        bound = self.bounds[1 if stream else 0]
+        held = counts.get(tenant, 0)
+        if 0 < self.share < 1 and bound > 0 and held >= max(1, math.floor(bound * self.share)):
+            what = "event streams" if stream else "requests in progress"
+            raise TooManyRequests(
+                f"this tenant holds its share of this instance's {what}; retry later",
+                retry_after_s=self.retry_after_s,
+                reason="tenant_streams" if stream else "tenant_inflight",
+            )
+        counts[tenant] = held + 1
+        scope.setdefault("state", {})[_TENANT_SLOT] = (tenant, stream)
+
+    def leave(self, scope: Scope) -> None:
+        slot = scope.get("state", {}).pop(_TENANT_SLOT, None)
+        if slot is None:
+            return
+        tenant, stream = slot
+        counts = self.streams if stream else self.requests
+        left = counts.get(tenant, 0) - 1
+        if left > 0:
+            counts[tenant] = left
+        else:
+            counts.pop(tenant, None)
 
 
 class AdaptiveLimit:
@@ -92,13 +149,22 @@ class InflightLimit:
     """ASGI middleware: at most ``max_inflight`` requests (and ``max_streams`` event streams) in
     progress; the rest get 429 with Retry-After before any work is done for them."""
 
-    def __init__(self, app: ASGIApp, *, limits: Limits, metrics: CommandServiceMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits,
+        metrics: CommandServiceMetrics,
+        shares: TenantShares,
+    ) -> None:
         self.app = app
         self._metrics = metrics
         self.adaptive = AdaptiveLimit(
             ceiling=limits.max_inflight, target_s=limits.latency_target_s
         )
         self.max_streams = limits.max_streams
+        self.shares = shares
+        shares.bounds = (self.adaptive.current, self.max_streams)
         # Built once: refusing must stay cheaper than serving, or overload still collapses.
         self._overloaded = problem_for(_Overloaded(retry_after_s=limits.retry_after_s))
         self.inflight = 0
@@ -128,22 +194,33 @@ class InflightLimit:
             try:
                 await self.app(scope, receive, send)
             finally:
+                self.shares.leave(scope)
                 self._metrics.streams.dec()
                 self.streams -= 1
             return
         self.inflight += 1
         self._metrics.inflight.inc()
+        # The clock starts when the body has arrived (or at once when there is none).
         started = time.monotonic()
+
+        async def timed_receive() -> Message:
+            nonlocal started
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                started = time.monotonic()
+            return message
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 now = time.monotonic()
                 self.adaptive.observe(now - started, now)
                 self._metrics.admission_limit.set(self.adaptive.current)
+                self.shares.bounds = (self.adaptive.current, self.max_streams)
             await send(message)
 
         try:
-            await self.app(scope, receive, timed_send)
+            await self.app(scope, timed_receive, timed_send)
         finally:
+            self.shares.leave(scope)
             self._metrics.inflight.dec()
             self.inflight -= 1

@@ -34,9 +34,9 @@ from agentlane.problems import (
 )
 from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
-from command_service.admission import InflightLimit, Limits
+from command_service.admission import InflightLimit, Limits, TenantShares
 from command_service.bodies import read_model
-from command_service.errors import InvalidRequest
+from command_service.errors import InvalidRequest, TooManyRequests
 from command_service.metrics import CommandServiceMetrics, RequestMetrics
 from command_service.models import (
     CancelAccepted,
@@ -64,6 +64,7 @@ class Dependencies:
     authenticator: Authenticator
     limits: Limits
     rate: RateLimiter
+    shares: TenantShares
     runs: RunReader
     broadcast: WakeBroadcast
     metrics: CommandServiceMetrics
@@ -89,7 +90,9 @@ def build_app(deps: Dependencies) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestMetrics, metrics=deps.metrics),
-            Middleware(InflightLimit, limits=deps.limits, metrics=deps.metrics),
+            Middleware(
+                InflightLimit, limits=deps.limits, metrics=deps.metrics, shares=deps.shares
+            ),
         ],
         exception_handlers={
             HTTPException: http_exception_problem,
@@ -115,18 +118,20 @@ class _Api:
         self.store = deps.store
 
     async def _tenant(self, request: Request) -> str:
-        """The verified tenant, after its rate limit: the first thing every API request does."""
+        """The verified tenant, after its rate limit and within its share of the instance: the
+        first thing every API request does."""
         token = bearer_token(request.headers.get("authorization"))
         tenant = await self.deps.authenticator.tenant_for(token)
         with self._counting_refusals():
             self.deps.rate.take(tenant)
+            self.deps.shares.enter(tenant, request.scope)
         return tenant
 
     @contextlib.contextmanager
     def _counting_refusals(self) -> Iterator[None]:
         try:
             yield
-        except Refused as refused:
+        except (Refused, TooManyRequests) as refused:
             self.deps.metrics.rejections.labels(reason=refused.reason).inc()
             raise
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TypeVar
 
@@ -14,11 +15,15 @@ from command_service.errors import (
     InvalidRequest,
     MalformedRequest,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMedia,
 )
 
 #: Largest request body accepted (bytes).
 MAX_BODY_BYTES = 256 * 1024
+#: How long a whole body may take to arrive: a trickling upload holds an in-flight slot, so it is
+#: cut (408) rather than allowed to hold it for as long as the client likes.
+BODY_DEADLINE_S = 10.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,19 +40,26 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value")
 
 
-async def read_body(request: Request, *, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body, refused with 413 as soon as more than ``limit`` bytes have arrived."""
+async def read_body(
+    request: Request, *, limit: int = MAX_BODY_BYTES, deadline_s: float | None = None
+) -> bytes:
+    """The raw body, refused with 413 as soon as more than ``limit`` bytes have arrived, and with
+    408 when it has not all arrived within ``deadline_s`` (default :data:`BODY_DEADLINE_S`)."""
+    deadline_s = BODY_DEADLINE_S if deadline_s is None else deadline_s
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(deadline_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {deadline_s:g}s") from None
     except ClientDisconnect:
         # Nobody is left to answer; a 400 keeps it out of the error log.
         raise MalformedRequest("the client disconnected while sending the body") from None

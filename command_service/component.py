@@ -21,7 +21,7 @@ from agentlane.migrate import pending
 from agentlane.readmodels import ReadModels
 from agentlane.run_index import ActiveRunCap, RunIndex
 from agentlane.store import EventStore, Tail
-from command_service.admission import Limits
+from command_service.admission import Limits, TenantShares
 from command_service.app import Dependencies, build_app
 from command_service.metrics import CommandServiceMetrics
 from command_service.reads import RunReader
@@ -73,6 +73,9 @@ class CommandService:
                 limits=self.limits,
                 rate=rate or RateLimiter(
                     rate_per_s=self.limits.rate_per_s, burst=self.limits.burst
+                ),
+                shares=TenantShares(
+                    share=self.limits.tenant_share, retry_after_s=self.limits.retry_after_s
                 ),
                 runs=self.runs,
                 broadcast=self.broadcast,

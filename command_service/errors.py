@@ -5,6 +5,7 @@
         └── RequestRejected          a request answered with a 4xx/5xx problem (nothing written)
             ├── MalformedRequest     400: the body is not JSON
             ├── PayloadTooLarge      413: the body exceeds the limit (counted while reading)
+            ├── RequestTimeout       408: the body did not arrive within its deadline
             ├── UnsupportedMedia     415: the body is not application/json
             ├── InvalidRequest       422: JSON that does not match the model (names the field)
             └── TooManyRequests      429: a tenant quota or the global in-flight bound (Retry-After)
@@ -35,6 +36,10 @@ class MalformedRequest(RequestRejected):
 
 class PayloadTooLarge(RequestRejected):
     code, status, slug = "payload_too_large", 413, "payload-too-large"
+
+
+class RequestTimeout(RequestRejected):
+    code, status, slug = "request_timeout", 408, "request-timeout"
 
 
 class UnsupportedMedia(RequestRejected):

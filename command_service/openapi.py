@@ -8,7 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from agentlane.commands import IDENTIFIER_PATTERN
-from command_service.bodies import MAX_BODY_BYTES
+from command_service.bodies import BODY_DEADLINE_S, MAX_BODY_BYTES
 from command_service.models import SCHEMA_MODELS
 
 _REF = "#/components/schemas/{model}"
@@ -17,6 +17,7 @@ _PROBLEM_TITLES = {
     400: "Malformed JSON",
     401: "Missing or invalid bearer token",
     404: "No such route, run or session for this tenant",
+    408: f"The body did not arrive within {BODY_DEADLINE_S:g} seconds",
     409: "The run conflicts with the session's state or has ended",
     413: f"Body larger than {MAX_BODY_BYTES} bytes",
     415: "Body is not application/json",
@@ -96,7 +97,7 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                         "header Idempotent-Replayed: true)",
                         "content": _json("RunAcceptedResponse"),
                     },
-                    **_problems(400, 409, 413, 415, 422, jwt=jwt),
+                    **_problems(400, 408, 409, 413, 415, 422, jwt=jwt),
                 },
             }
         },
@@ -119,7 +120,7 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                 "requestBody": _body("CancelRequest", required=False),
                 "responses": {
                     "202": {"description": "Cancel requested", "content": _json("CancelAccepted")},
-                    **_problems(400, 413, 415, 422, jwt=jwt),
+                    **_problems(400, 408, 413, 415, 422, jwt=jwt),
                 },
             }
         },
@@ -131,7 +132,7 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                 "requestBody": _body("SignalRequest"),
                 "responses": {
                     "202": {"description": "Signal recorded", "content": _json("SignalAccepted")},
-                    **_problems(400, 409, 413, 415, 422, jwt=jwt),
+                    **_problems(400, 408, 409, 413, 415, 422, jwt=jwt),
                 },
             }
         },

@@ -9,7 +9,9 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
 - ``--rate`` / ``AGENTLANE_CMD_RATE`` (50): requests per second per tenant per instance;
 - ``--burst`` / ``AGENTLANE_CMD_BURST`` (100): token-bucket size per tenant;
 - ``--max-active-runs`` / ``AGENTLANE_CMD_MAX_ACTIVE_RUNS`` (100): a tenant's unfinished runs;
-- ``--retry-after`` / ``AGENTLANE_CMD_RETRY_AFTER`` (1): Retry-After seconds when overloaded.
+- ``--retry-after`` / ``AGENTLANE_CMD_RETRY_AFTER`` (1): Retry-After seconds when overloaded;
+- ``--tenant-share`` / ``AGENTLANE_CMD_TENANT_SHARE`` (0.5): the most of the in-flight and stream
+  bounds one tenant may hold (1: no share limit).
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -39,6 +41,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "burst": ("--burst", "AGENTLANE_CMD_BURST", int),
     "max_active_runs": ("--max-active-runs", "AGENTLANE_CMD_MAX_ACTIVE_RUNS", int),
     "retry_after_s": ("--retry-after", "AGENTLANE_CMD_RETRY_AFTER", float),
+    "tenant_share": ("--tenant-share", "AGENTLANE_CMD_TENANT_SHARE", float),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.
@@ -69,6 +72,8 @@ def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
         if value is not None:
             if value < 0:
                 raise ConfigError(f"{flag} / {env} must not be negative")
+            if field.name == "tenant_share" and not 0 < value <= 1:
+                raise ConfigError(f"{flag} / {env} must be in (0, 1]")
             values[field.name] = value
     return Limits(**values)
 

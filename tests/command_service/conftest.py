@@ -48,9 +48,9 @@ class LiveServer:
     service: CommandService
     registry: CollectorRegistry
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, **labels: str) -> float:
         """A sample of this server's /metrics registry (0 when it has none yet)."""
-        return self.registry.get_sample_value(name) or 0.0
+        return self.registry.get_sample_value(name, labels or None) or 0.0
 
     def count(self, query: str, *params: Any) -> int:
         """A count straight from the database (what was, or was not, written)."""

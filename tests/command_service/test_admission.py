@@ -11,7 +11,7 @@ import pytest
 
 from agentlane.admission import RateLimiter
 from agentlane.errors import RateLimited
-from command_service import Limits
+from command_service import Limits, bodies
 from command_service.admission import AdaptiveLimit
 from tests.command_service.conftest import bearer, jwt_authenticator, serve, wait_until
 
@@ -137,3 +137,101 @@ def test_token_bucket_refills_at_the_rate() -> None:
         bucket.take("t", now=0.1)
     assert refused.value.retry_after_s == pytest.approx(0.4)
     bucket.take("t", now=0.6)  # 0.5 s refilled one token
+
+
+def _trickle(first: bytes, rest: bytes, pause_s: float) -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        await asyncio.sleep(pause_s)
+        yield rest
+
+    return body()
+
+
+async def test_slow_uploads_do_not_shrink_the_bound_for_others(database_url: str) -> None:
+    """Twelve uploads that take 1.5 s each used to count as 1.5 s answers: the adaptive bound
+    fell to its floor of 2 and another tenant got 429s. Latency now starts when the body is in."""
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=limited(max_inflight=16, latency_target_s=0.25, tenant_share=1)) as live,
+        httpx.AsyncClient(base_url=live.base_url, timeout=30) as client,
+    ):
+        slow = [
+            client.post(
+                f"/agents/slow{n}/runs",
+                content=_trickle(b'{"runId": "slow", ', b'"message": "m"}', 1.5),
+                headers={**A, "content-type": "application/json"},
+            )
+            for n in range(12)
+        ]
+        assert {r.status_code for r in await asyncio.gather(*slow)} == {202}
+        assert live.metric("agentlane_admission_inflight_limit") >= 16
+        others = await asyncio.gather(*(
+            client.post(f"/agents/b{n}/runs", json={"runId": f"b{n}", "message": "m"}, headers=B)
+            for n in range(14)
+        ))
+        assert [r.status_code for r in others] == [202] * 14
+
+
+async def test_a_trickling_body_is_cut_at_its_deadline(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_DEADLINE_S", 0.5)
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(), limits=limited()) as live,
+        httpx.AsyncClient(base_url=live.base_url, timeout=30) as client,
+    ):
+        cut = await client.post(
+            "/agents/s1/runs", content=_trickle(b'{"runId": "r1", ', b'"message": "m"}', 3.0),
+            headers={**A, "content-type": "application/json"},
+        )
+        assert cut.status_code == 408, cut.text
+        assert cut.json()["type"].endswith("/request-timeout")
+        assert live.events_written() == 0
+
+
+async def test_one_tenant_holds_at_most_its_share(database_url: str) -> None:
+    release = asyncio.Event()
+
+    async def held_body(n: int) -> AsyncIterator[bytes]:
+        yield b'{"runId": "held-%d", ' % n
+        await release.wait()
+        yield b'"message": "m"}'
+
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=limited(max_inflight=4, max_streams=4, tenant_share=0.5)) as live,
+        httpx.AsyncClient(base_url=live.base_url, timeout=30) as client,
+    ):
+        held = [
+            asyncio.create_task(client.post(
+                f"/agents/h{n}/runs", content=held_body(n),
+                headers={**A, "content-type": "application/json"},
+            ))
+            for n in range(2)
+        ]
+        await wait_until(lambda: live.metric("agentlane_http_inflight_requests") >= 2)
+        refused = await client.get("/runs/ex_none", headers=A)
+        assert_429(refused)
+        assert "share" in refused.json()["detail"]
+        assert (await client.get("/runs/ex_none", headers=B)).status_code == 404
+        release.set()
+        assert {(await task).status_code for task in held} == {202}
+        assert live.metric(
+            "agentlane_admission_rejections_total", reason="tenant_inflight"
+        ) == 1
+
+        # Streams: two of A's four, and B still gets one. A request that merely accepts
+        # text/event-stream on another route is not a stream.
+        stream_headers = {**A, "accept": "text/event-stream"}
+        async with (
+            client.stream("GET", "/sessions/h0/events", headers=stream_headers) as one,
+            client.stream("GET", "/sessions/h1/events", headers=stream_headers) as two,
+        ):
+            assert one.status_code == two.status_code == 200
+            assert_429(await client.get("/sessions/h0/events", headers=stream_headers))
+            async with client.stream(
+                "GET", "/sessions/h0/events", headers={**B, "accept": "text/event-stream"}
+            ) as other:
+                assert other.status_code == 404  # B has no such session: admitted, not refused
+            assert (await client.get("/runs/ex_none", headers=stream_headers)).status_code == 404
