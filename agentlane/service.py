@@ -3,8 +3,9 @@
 Every deployable (command service, runner, projector, gateway) is a :class:`Component`: an async
 context manager that owns its background tasks, contributes routes, says when it is ready, and
 knows how to drain. :func:`run_service` adds ``/healthz``, ``/readyz`` and ``/metrics``, serves on a
-real ASGI server (uvicorn), and on SIGTERM/SIGINT: marks the process not ready, drains every
-component (bounded by ``grace_s``), stops the server, then exits the components.
+real ASGI server (uvicorn, with the limits of :mod:`agentlane.http_limits`), and on SIGTERM/SIGINT:
+marks the process not ready, drains every component (bounded by ``grace_s``), stops the server,
+then exits the components.
 
 Metrics: the process's composition root makes one :func:`metrics_registry`, gives it to each
 component (which creates its collectors on it) and to :func:`run_service`, which serves it. No
@@ -35,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentlane.http_limits import SERVER_LIMITS
 from agentlane.problems import http_exception_problem
 
 logger = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ async def run_service(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=max(1, int(grace_s)),
-        **(uvicorn_options or {}),
+        **{**SERVER_LIMITS, **(uvicorn_options or {})},
     )
     server = _Server(config)
     try:
