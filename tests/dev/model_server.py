@@ -21,6 +21,8 @@ class ModelServer:
     """Serves on 127.0.0.1 in a daemon thread; ``base_url`` is what ``OPENAI_BASE_URL`` takes."""
 
     hold_marker: str = "slow"
+    #: Seconds every completion takes before its first byte (a model's think time).
+    delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     _held_once: bool = False
@@ -87,6 +89,8 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(404, {"error": {"message": "not found"}})
                 return
             hold = model._record(body)
+            if model.delay_s:
+                time.sleep(model.delay_s)
             answer = f"echo: {_last_user(body)}"
             usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
             if not body.get("stream"):
