@@ -45,6 +45,8 @@ class Limits:
     retry_after_s: float = 1.0
     #: The most of the in-flight and stream bounds one tenant may hold (1: no share limit).
     tenant_share: float = 0.5
+    #: WebSockets one tenant may hold open on a gateway process (the gateway's door).
+    max_tenant_sockets: int = 5000
 
 
 class _Overloaded(TooManyRequests):

@@ -31,6 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     MAX_FRAME_BYTES,
     error_frame,
@@ -65,6 +66,8 @@ class GatewayOptions:
     socket: SocketPolicy = field(default_factory=SocketPolicy)
     #: How often the keepalive ticker looks at every socket.
     tick_s: float = 1.0
+    #: Sockets one tenant may hold open on this process (0: no limit).
+    max_tenant_sockets: int = 0
 
 
 class Gateway:
@@ -97,6 +100,7 @@ class Gateway:
         self.options = options or GatewayOptions()
         self.hub = Hub()
         self.connections: set[Connection] = set()
+        self._tenant_sockets: dict[str, int] = {}
         self._draining = False
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -187,6 +191,14 @@ class Gateway:
                 "bad_request", code="invalid_session_id",
             )
             return
+        limit = self.options.max_tenant_sockets
+        if limit and self._tenant_sockets.get(tenant_id, 0) >= limit:
+            await self._refuse(
+                websocket, CLOSE_TRY_AGAIN_LATER,
+                f"this tenant already has {limit} sockets open here; retry later",
+                "too_many_sockets", code="too_many_sockets",
+            )
+            return
         await websocket.accept()
         connection = Connection(
             websocket,
@@ -200,6 +212,7 @@ class Gateway:
             rate=self._rate,
         )
         self.connections.add(connection)
+        self._tenant_sockets[tenant_id] = self._tenant_sockets.get(tenant_id, 0) + 1
         self.metrics.sockets.inc()
         self.metrics.connects.inc()
         started = time.monotonic()
@@ -211,6 +224,10 @@ class Gateway:
                 await connection.serve(self.hub)
         finally:
             self.connections.discard(connection)
+            if (left := self._tenant_sockets[tenant_id] - 1) > 0:
+                self._tenant_sockets[tenant_id] = left
+            else:
+                del self._tenant_sockets[tenant_id]
             self.metrics.sockets.dec()
             if not self.connections:
                 self._emptied.set()

@@ -16,6 +16,8 @@ from agentlane.records import StoredEvent
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL = 1011
 CLOSE_TOO_BIG = 1009
+#: RFC 6455 "Try Again Later": the tenant holds its share of this gateway's sockets.
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_SLOW_CONSUMER = 4008
 

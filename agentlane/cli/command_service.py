@@ -11,7 +11,9 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
 - ``--max-active-runs`` / ``AGENTLANE_CMD_MAX_ACTIVE_RUNS`` (100): a tenant's unfinished runs;
 - ``--retry-after`` / ``AGENTLANE_CMD_RETRY_AFTER`` (1): Retry-After seconds when overloaded;
 - ``--tenant-share`` / ``AGENTLANE_CMD_TENANT_SHARE`` (0.5): the most of the in-flight and stream
-  bounds one tenant may hold (1: no share limit).
+  bounds one tenant may hold (1: no share limit);
+- ``--max-tenant-sockets`` / ``AGENTLANE_CMD_MAX_TENANT_SOCKETS`` (5000): WebSockets one tenant may
+  hold open on a gateway process (``agentlane gateway`` and ``edge``).
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -42,6 +44,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "max_active_runs": ("--max-active-runs", "AGENTLANE_CMD_MAX_ACTIVE_RUNS", int),
     "retry_after_s": ("--retry-after", "AGENTLANE_CMD_RETRY_AFTER", float),
     "tenant_share": ("--tenant-share", "AGENTLANE_CMD_TENANT_SHARE", float),
+    "max_tenant_sockets": ("--max-tenant-sockets", "AGENTLANE_CMD_MAX_TENANT_SOCKETS", int),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.

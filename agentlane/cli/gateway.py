@@ -2,7 +2,8 @@
 
 Commands on its sockets meet the command service's per-tenant limits, read from the same
 ``AGENTLANE_CMD_RATE``, ``AGENTLANE_CMD_BURST``, ``AGENTLANE_CMD_MAX_ACTIVE_RUNS`` and
-``AGENTLANE_CMD_RETRY_AFTER``: one tenant's quota whatever door its commands use.
+``AGENTLANE_CMD_RETRY_AFTER``: one tenant's quota whatever door its commands use. A tenant holds
+at most ``AGENTLANE_CMD_MAX_TENANT_SOCKETS`` sockets open on the process.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
 from agentlane.store import EventStore, Tail
 from command_service import Limits
-from gateway import UVICORN_WS_OPTIONS, Gateway
+from gateway import UVICORN_WS_OPTIONS, Gateway, GatewayOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,7 @@ def build_gateway(
         bus=bus,
         registry=registry,
         rate=rate,
+        options=GatewayOptions(max_tenant_sockets=limits.max_tenant_sockets),
     )
 
 

@@ -17,6 +17,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import TEST_SHARDS
@@ -159,3 +160,26 @@ def test_a_one_socket_flood_meets_the_tenants_rate_shared_with_http(edge_with: A
     with _socket(edge, "tenant-b", "steady") as steady:
         _ask(steady, "b-1")
         assert _frames(steady, errors=0, events=1)[0]["event"]["type"] == "RunAccepted"
+
+
+def test_a_tenant_holds_at_most_its_sockets(edge_with: Any) -> None:
+    edge = edge_with(max_tenant_sockets="2")
+    url = f"ws://127.0.0.1:{edge.port}/ws/s?token={token('tenant-a')}"
+    with _socket(edge, "tenant-a", "s"), _socket(edge, "tenant-a", "s") as second:
+        with connect(url) as third:
+            refused = json.loads(third.recv(timeout=10))
+            assert refused["type"] == "error" and refused["code"] == "too_many_sockets"
+            with pytest.raises(ConnectionClosed) as closed:
+                third.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        with _socket(edge, "tenant-b", "s"):
+            pass  # another tenant's socket is not counted against A
+        second.close()
+        # A closed socket gives its place back (once the gateway has seen the close).
+        deadline = time.monotonic() + 10
+        while True:
+            with connect(url) as again:
+                if json.loads(again.recv(timeout=10))["type"] == "ready":
+                    break
+            assert time.monotonic() < deadline, "the closed socket's place never came back"
+            time.sleep(0.05)
