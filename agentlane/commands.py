@@ -61,6 +61,28 @@ def run_idempotency_key(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetCap:
+    """The server's most model calls and model tokens per run (0: no cap): a run's budget is
+    set to it when the client asks for none or more, and is recorded in the run's
+    ``RunAccepted``, so the workflow and every replay of it see the cap the run was accepted
+    under."""
+
+    model_calls: int = 0
+    tokens: int = 0
+
+    def apply(self, requested: dict[str, int] | None) -> dict[str, int] | None:
+        budget = dict(requested or {})
+        for cap, current, limit in (
+            ("capAttempts", "maxAttempts", self.model_calls),
+            ("capTokens", "maxTokens", self.tokens),
+        ):
+            if limit > 0:
+                budget[cap] = limit
+                budget[current] = min(budget.get(current) or limit, limit)
+        return budget or None
+
+
 class _RunEndedMeanwhile(Exception):
     """Internal: the run ended between its lookup and the command's transaction."""
 
@@ -70,11 +92,17 @@ class Commands:
     with ``cap``, no tenant ever has more than ``cap.limit`` unfinished runs."""
 
     def __init__(
-        self, store: EventStore, runs: RunIndex, *, cap: ActiveRunCap | None = None
+        self,
+        store: EventStore,
+        runs: RunIndex,
+        *,
+        cap: ActiveRunCap | None = None,
+        budget_cap: BudgetCap | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
         self.cap = cap if cap is not None and cap.limit > 0 else None
+        self.budget_cap = budget_cap or BudgetCap()
 
     async def start_run(
         self,
@@ -95,6 +123,7 @@ class Commands:
         execution_id = f"ex_{uuid.uuid4().hex}"
         shard = shard_for(tenant_id, session_id, self.store.shards)
         data: dict[str, Any] = {"runId": run_id, "message": message, "onConflict": on_conflict}
+        budget = self.budget_cap.apply(budget)
         if budget:
             data["budget"] = budget
 

@@ -38,8 +38,14 @@ class EventData(BaseModel):
 
 
 class Budget(EventData):
+    """A run's budget of model tokens and model calls (``maxAttempts``). ``capTokens`` and
+    ``capAttempts``, set by the server when it accepted the run, are the most a ``budget`` signal
+    can raise them to: a run at its cap fails instead of waiting."""
+
     max_tokens: int | None = Field(default=None, ge=1)
     max_attempts: int | None = Field(default=None, ge=1)
+    cap_tokens: int | None = Field(default=None, ge=1)
+    cap_attempts: int | None = Field(default=None, ge=1)
 
 
 class RunAcceptedData(EventData):

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentlane.commands import BudgetCap
 from agentlane.problems import problem_for
+from agentlane.run_index import ActiveRunCap
 from command_service.errors import TooManyRequests
 from command_service.metrics import CommandServiceMetrics
 
@@ -47,6 +49,16 @@ class Limits:
     tenant_share: float = 0.5
     #: WebSockets one tenant may hold open on a gateway process (the gateway's door).
     max_tenant_sockets: int = 5000
+    #: The most model calls and model tokens the server allows one run (recorded in its
+    #: ``RunAccepted``; a ``budget`` signal cannot raise a run past them).
+    max_model_calls: int = 50
+    max_run_tokens: int = 2_000_000
+
+    def budget_cap(self) -> BudgetCap:
+        return BudgetCap(self.max_model_calls, self.max_run_tokens)
+
+    def active_run_cap(self) -> ActiveRunCap:
+        return ActiveRunCap(self.max_active_runs, self.retry_after_s)
 
 
 class _Overloaded(TooManyRequests):

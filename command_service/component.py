@@ -19,7 +19,7 @@ from agentlane.errors import AgentlaneError
 from agentlane.leases import check_recorded_shard_count
 from agentlane.migrate import pending
 from agentlane.readmodels import ReadModels
-from agentlane.run_index import ActiveRunCap, RunIndex
+from agentlane.run_index import RunIndex
 from agentlane.store import EventStore, Tail
 from command_service.admission import Limits, TenantShares
 from command_service.app import Dependencies, build_app
@@ -53,7 +53,7 @@ class CommandService:
         self.limits = limits or Limits()
         self.commands = Commands(
             self.store, self.run_index,
-            cap=ActiveRunCap(self.limits.max_active_runs, self.limits.retry_after_s),
+            cap=self.limits.active_run_cap(), budget_cap=self.limits.budget_cap(),
         )
         self.read_models = ReadModels(db)
         self.authenticator = authenticator

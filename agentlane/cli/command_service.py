@@ -13,7 +13,10 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
 - ``--tenant-share`` / ``AGENTLANE_CMD_TENANT_SHARE`` (0.5): the most of the in-flight and stream
   bounds one tenant may hold (1: no share limit);
 - ``--max-tenant-sockets`` / ``AGENTLANE_CMD_MAX_TENANT_SOCKETS`` (5000): WebSockets one tenant may
-  hold open on a gateway process (``agentlane gateway`` and ``edge``).
+  hold open on a gateway process (``agentlane gateway`` and ``edge``);
+- ``--max-model-calls`` / ``AGENTLANE_CMD_MAX_MODEL_CALLS`` (50) and ``--max-run-tokens`` /
+  ``AGENTLANE_CMD_MAX_RUN_TOKENS`` (2,000,000): the most one run may use, recorded in each run
+  accepted (through either door); a run at its cap fails.
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -45,6 +48,8 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "retry_after_s": ("--retry-after", "AGENTLANE_CMD_RETRY_AFTER", float),
     "tenant_share": ("--tenant-share", "AGENTLANE_CMD_TENANT_SHARE", float),
     "max_tenant_sockets": ("--max-tenant-sockets", "AGENTLANE_CMD_MAX_TENANT_SOCKETS", int),
+    "max_model_calls": ("--max-model-calls", "AGENTLANE_CMD_MAX_MODEL_CALLS", int),
+    "max_run_tokens": ("--max-run-tokens", "AGENTLANE_CMD_MAX_RUN_TOKENS", int),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.

@@ -22,7 +22,7 @@ from agentlane.cli.command_service import limits_from
 from agentlane.commands import Commands
 from agentlane.db import Database, database_of
 from agentlane.leases import check_recorded_shard_count
-from agentlane.run_index import ActiveRunCap, RunIndex
+from agentlane.run_index import RunIndex
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
 from agentlane.store import EventStore, Tail
@@ -53,10 +53,12 @@ def build_gateway(
     """
     store = EventStore(db, shards=settings.shards)
     bus = bus_for(settings, store, Tail(db), subscription_prefix=f"{settings.topic}-gateway-")
-    cap = ActiveRunCap(limits.max_active_runs, limits.retry_after_s)
+    commands = Commands(
+        store, RunIndex(db), cap=limits.active_run_cap(), budget_cap=limits.budget_cap()
+    )
     return Gateway(
         store=store,
-        commands=Commands(store, RunIndex(db), cap=cap),
+        commands=commands,
         authenticator=authenticator,
         bus=bus,
         registry=registry,

@@ -3,7 +3,8 @@
 Each model call and each tool call is one journaled step, so a resumed run replays them without
 calling anything; a tool that needs approval waits for the signal ``approve:<callId>`` (or
 ``approve``); a run over its budget of model tokens or model calls waits for the signal ``budget``
-(payload ``{"maxTokens": N, "maxAttempts": M}`` raises the limits).
+(payload ``{"maxTokens": N, "maxAttempts": M}`` raises the limits), up to the server's caps its
+``RunAccepted`` records (``capTokens``, ``capAttempts``): a run over its budget at the cap fails.
 """
 
 from __future__ import annotations
@@ -51,24 +52,50 @@ class SessionHistory(Protocol):
     ) -> list[tuple[str, str]]: ...
 
 
+class BudgetExhausted(Exception):
+    """The run used all the model tokens or calls the server allows a run: it fails."""
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     max_tokens: int | None
     max_calls: int | None
+    cap_tokens: int | None = None
+    cap_calls: int | None = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Budget:
+        return cls(
+            data.get("maxTokens"), data.get("maxAttempts"),
+            data.get("capTokens"), data.get("capAttempts"),
+        )
 
     def exceeded(self, tokens: int, calls: int) -> bool:
         return (self.max_tokens is not None and tokens >= self.max_tokens) or (
             self.max_calls is not None and calls >= self.max_calls
         )
 
+    def at_cap(self, tokens: int, calls: int) -> bool:
+        """Over budget where no signal can raise it any more."""
+        return (self.cap_tokens is not None and tokens >= self.cap_tokens) or (
+            self.cap_calls is not None and calls >= self.cap_calls
+        )
+
     def raised(self, payload: Any) -> Budget:
+        """The budget a ``budget`` signal asks for, within the caps."""
         if not isinstance(payload, dict):
             return self
         tokens, calls = payload.get("maxTokens"), payload.get("maxAttempts")
         return Budget(
-            int(tokens) if isinstance(tokens, int) else self.max_tokens,
-            int(calls) if isinstance(calls, int) else self.max_calls,
+            _within(int(tokens), self.cap_tokens) if isinstance(tokens, int) else self.max_tokens,
+            _within(int(calls), self.cap_calls) if isinstance(calls, int) else self.max_calls,
+            self.cap_tokens,
+            self.cap_calls,
         )
+
+
+def _within(value: int, cap: int | None) -> int:
+    return value if cap is None else min(value, cap)
 
 
 class AgentWorkflow:
@@ -90,8 +117,7 @@ class AgentWorkflow:
         self.tool_retry = tool_retry
 
     async def run(self, ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
-        limits = payload.get("budget") or {}
-        budget = Budget(limits.get("maxTokens"), limits.get("maxAttempts"))
+        budget = Budget.of(payload.get("budget") or {})
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM_PROMPT},
             *await self.history(ctx.run),
@@ -101,6 +127,12 @@ class AgentWorkflow:
         tokens = calls = 0
         while True:
             while budget.exceeded(tokens, calls):
+                if budget.at_cap(tokens, calls):
+                    raise BudgetExhausted(
+                        f"used {tokens} model tokens and {calls} model calls: the most the "
+                        f"server allows a run ({budget.cap_tokens} tokens, "
+                        f"{budget.cap_calls} calls)"
+                    )
                 signal = await ctx.wait_signal(
                     "budget",
                     reason="budget",

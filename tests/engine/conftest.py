@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agentlane.commands import Commands
+from agentlane.commands import BudgetCap, Commands
 from agentlane.db import Database
 from agentlane.leases import Fence
 from agentlane.records import StoredEvent
@@ -51,6 +51,8 @@ class Harness:
     store: EventStore
     tenant: str = "acme"
     session: str = "s-1"
+    #: The server's per-run caps the harness's commands accept runs under.
+    budget_cap: BudgetCap | None = None
 
     @property
     def run_index(self) -> RunIndex:
@@ -58,7 +60,7 @@ class Harness:
 
     @property
     def commands(self) -> Commands:
-        return Commands(self.store, self.run_index)
+        return Commands(self.store, self.run_index, budget_cap=self.budget_cap)
 
     def executor(self, registry: WorkflowRegistry) -> Executor:
         """The engine's executor for the workflows of ``registry``."""

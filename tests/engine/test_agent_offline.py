@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from agentlane.commands import BudgetCap
 from agentlane.settings import Settings
 from runners.agent import Tool
 from runners.api import Outcome
@@ -125,3 +126,32 @@ async def test_the_model_sees_the_session_history(harness: Harness) -> None:
     assert await harness.advance(executor, second) is Outcome.COMPLETED
     contents = [m["content"] for m in seen[0] if m["role"] != "system"]
     assert contents == ["my name is Ada", "(offline) You said: my name is Ada", "what did I say?"]
+
+
+async def test_the_servers_cap_bounds_a_run_and_every_raise(harness: Harness) -> None:
+    """A run accepted under a cap of 3 model calls asks for 1, is raised by a signal asking for
+    10 (granted 3: the cap), and completes; a run accepted under a cap of 1 that needs 2 calls
+    fails when it reaches the cap instead of waiting for a raise it cannot get."""
+    harness.budget_cap = BudgetCap(model_calls=3)
+    executor = offline_executor(harness)
+    run = await harness.start("r1", "what time is it?", budget={"maxAttempts": 1})
+    assert _set((await harness.events(run))[0].data["budget"]) == {
+        "maxAttempts": 1, "capAttempts": 3
+    }
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    await harness.signal(run, "budget", {"maxAttempts": 10})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+
+    harness.budget_cap = BudgetCap(model_calls=1)
+    run = await harness.start("r2", "what time is it?")
+    assert _set((await harness.events(run))[0].data["budget"]) == {
+        "maxAttempts": 1, "capAttempts": 1
+    }
+    assert await harness.advance(executor, run) is Outcome.FAILED
+    failed = (await harness.events(run))[-1]
+    assert failed.type == "Failed" and failed.data["reason"].startswith("BudgetExhausted:")
+    assert len([e for e in await harness.events(run) if e.type == "Usage"]) == 1
+
+
+def _set(budget: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in budget.items() if value is not None}
