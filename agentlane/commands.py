@@ -70,8 +70,10 @@ class BudgetCap:
 
     model_calls: int = 0
     tokens: int = 0
+    #: Wall time from acceptance after which an unfinished run is cancelled.
+    seconds: float = 0.0
 
-    def apply(self, requested: dict[str, int] | None) -> dict[str, int] | None:
+    def apply(self, requested: dict[str, Any] | None) -> dict[str, Any] | None:
         budget = dict(requested or {})
         for cap, current, limit in (
             ("capAttempts", "maxAttempts", self.model_calls),
@@ -80,7 +82,13 @@ class BudgetCap:
             if limit > 0:
                 budget[cap] = limit
                 budget[current] = min(budget.get(current) or limit, limit)
+        if self.seconds > 0:
+            budget["capSeconds"] = self.seconds
         return budget or None
+
+    @property
+    def deadline_s(self) -> float | None:
+        return self.seconds if self.seconds > 0 else None
 
 
 class _RunEndedMeanwhile(Exception):
@@ -154,6 +162,7 @@ class Commands:
                 run_id=run_id,
                 shard_id=shard,
                 accepted_seq=written[0].seq,
+                deadline_s=self.budget_cap.deadline_s,
             )
             if self.cap is not None:
                 await RunIndex.hold_caps(conn, {tenant_id: self.cap})
@@ -169,7 +178,10 @@ class Commands:
         if on_conflict == "enqueue":
             # An enqueued run waits its turn whatever else is active, so nothing needs looking
             # at: it is indexed with the other starts of its group commit, in one statement.
-            new_run = NewRun(execution_id, tenant_id, session_id, run_id, shard, self.cap)
+            new_run = NewRun(
+                execution_id, tenant_id, session_id, run_id, shard, self.cap,
+                self.budget_cap.deadline_s,
+            )
             result = await self.store.append(
                 accepted, collective=Collective(RunIndex.enqueue_all, new_run)
             )
@@ -229,6 +241,30 @@ class Commands:
         )
         assert event is not None
         return event
+
+    async def expire_run(
+        self, *, tenant_id: str, session_id: str, execution_id: str, shard_id: int
+    ) -> StoredEvent | None:
+        """Cancel a run past its wall-time deadline (its owner's sweep), once: None when it
+        ended meanwhile or another owner expired it first."""
+
+        async def clear_deadline(conn: Connection, written: list[StoredEvent]) -> None:
+            if not await RunIndex.expire(conn, tenant_id, execution_id):
+                raise _RunEndedMeanwhile()
+
+        try:
+            result = await self.store.append(
+                NewEvent(
+                    tenant_id, session_id, "CancelRequested",
+                    {"reason": "deadline: the run exceeded the wall time the server allows"},
+                    execution_id=execution_id,
+                ),
+                in_transaction=clear_deadline,
+            )
+        except _RunEndedMeanwhile:
+            return None
+        self.runs.wake_shard(shard_id)
+        return result.event
 
     async def run_status(self, tenant_id: str, execution_id: str) -> str:
         """Status from the work index, or from the journal once the run has ended."""

@@ -46,6 +46,8 @@ class Budget(EventData):
     max_attempts: int | None = Field(default=None, ge=1)
     cap_tokens: int | None = Field(default=None, ge=1)
     cap_attempts: int | None = Field(default=None, ge=1)
+    #: Wall time: a run still unfinished this long after it was accepted is cancelled.
+    cap_seconds: float | None = Field(default=None, gt=0)
 
 
 class RunAcceptedData(EventData):

@@ -43,6 +43,8 @@ class NewRun:
     run_id: str
     shard_id: int
     cap: ActiveRunCap | None = None
+    #: Seconds from now to the run's wall-time deadline (None: none).
+    deadline_s: float | None = None
 
 
 #: NOTIFY channel of work: the payload is the shard that has a new or woken run.
@@ -171,12 +173,14 @@ _REPAIR = """
 WITH wanted AS (
     SELECT * FROM unnest(%(executions)s::text[], %(tenants)s::text[], %(sessions)s::text[],
                          %(runs)s::text[], %(shards)s::int[], %(seqs)s::bigint[],
-                         %(statuses)s::text[])
-        AS w(execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status)
+                         %(statuses)s::text[], %(deadlines)s::timestamptz[])
+        AS w(execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status,
+             deadline_at)
 )
 INSERT INTO run_index AS r (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq,
-                            status, wake_at)
-SELECT execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status, now()
+                            status, wake_at, deadline_at)
+SELECT execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, status, now(),
+       deadline_at
 FROM wanted
 ON CONFLICT (execution_id) DO UPDATE
     SET tenant_id = excluded.tenant_id, session_id = excluded.session_id,
@@ -208,12 +212,14 @@ class RunIndex:
         run_id: str,
         shard_id: int,
         accepted_seq: int,
+        deadline_s: float | None = None,
     ) -> None:
         """Index a run just accepted, due now (then :meth:`wake_shard` once committed)."""
         await conn.execute(
             "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
-            "accepted_seq, status, wake_at) VALUES (%s, %s, %s, %s, %s, %s, 'queued', now())",
-            (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq),
+            "accepted_seq, status, wake_at, deadline_at) VALUES (%s, %s, %s, %s, %s, %s, "
+            "'queued', now(), now() + make_interval(secs => %s))",
+            (execution_id, tenant_id, session_id, run_id, shard_id, accepted_seq, deadline_s),
         )
 
     @staticmethod
@@ -225,8 +231,10 @@ class RunIndex:
         new = [(run, written[0].seq) for run, written in runs]
         await conn.execute(
             "INSERT INTO run_index (execution_id, tenant_id, session_id, run_id, shard_id, "
-            "accepted_seq, status, wake_at) SELECT *, 'queued', now() FROM unnest("
-            "%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[])",
+            "accepted_seq, status, wake_at, deadline_at) SELECT e, t, s, r, sh, seq, 'queued', "
+            "now(), now() + make_interval(secs => d) FROM unnest(%s::text[], %s::text[], "
+            "%s::text[], %s::text[], %s::int[], %s::bigint[], %s::float8[]) "
+            "AS u(e, t, s, r, sh, seq, d)",
             (
                 [r.execution_id for r, _ in new],
                 [r.tenant_id for r, _ in new],
@@ -234,6 +242,7 @@ class RunIndex:
                 [r.run_id for r, _ in new],
                 [r.shard_id for r, _ in new],
                 [seq for _, seq in new],
+                [r.deadline_s for r, _ in new],
             ),
         )
         await RunIndex.hold_caps(conn, {r.tenant_id: r.cap for r, _ in new if r.cap is not None})
@@ -266,6 +275,29 @@ class RunIndex:
             cap = caps[tenant]
             if active > cap.limit:
                 raise TooManyActiveRuns(tenant, cap.limit, retry_after_s=cap.retry_after_s)
+
+    async def overdue(self, shards: Sequence[int], *, limit: int = 100) -> list[tuple[str, str]]:
+        """(tenant, execution) of runs of ``shards`` past their wall-time deadline."""
+        if not shards:
+            return []
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT tenant_id, execution_id FROM run_index WHERE shard_id = ANY(%s::int[]) "
+                "AND deadline_at <= now() ORDER BY deadline_at LIMIT %s",
+                (list(shards), limit),
+            )
+            return [(str(t), str(e)) for t, e in await cursor.fetchall()]
+
+    @staticmethod
+    async def expire(conn: Connection, tenant_id: str, execution_id: str) -> bool:
+        """Clear a run's passed deadline and make it due; False when it has none any more (it
+        ended, or another owner expired it first)."""
+        cursor = await conn.execute(
+            "UPDATE run_index SET deadline_at = NULL, wake_at = now(), updated_at = now() "
+            "WHERE tenant_id = %s AND execution_id = %s AND deadline_at <= now()",
+            (tenant_id, execution_id),
+        )
+        return cursor.rowcount == 1
 
     @staticmethod
     async def wake(conn: Connection, tenant_id: str, execution_ids: Sequence[str]) -> int:
@@ -488,4 +520,5 @@ def _repair_params(runs: Sequence[UnfinishedRun], shards: int) -> dict[str, list
         "shards": [shard_for(r.tenant_id, r.session_id, shards) for r in runs],
         "seqs": [r.accepted_seq for r in runs],
         "statuses": ["running" if r.started else "queued" for r in runs],
+        "deadlines": [r.deadline_at for r in runs],
     }

@@ -53,9 +53,11 @@ class Limits:
     #: ``RunAccepted``; a ``budget`` signal cannot raise a run past them).
     max_model_calls: int = 50
     max_run_tokens: int = 2_000_000
+    #: Wall time after which an unfinished run is cancelled (a day: runs may wait on people).
+    max_run_seconds: float = 86_400.0
 
     def budget_cap(self) -> BudgetCap:
-        return BudgetCap(self.max_model_calls, self.max_run_tokens)
+        return BudgetCap(self.max_model_calls, self.max_run_tokens, self.max_run_seconds)
 
     def active_run_cap(self) -> ActiveRunCap:
         return ActiveRunCap(self.max_active_runs, self.retry_after_s)

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from agentlane.backoff import Backoff
+from agentlane.commands import Commands
 from agentlane.db import Database, open_database, with_session_options
 from agentlane.errors import StoreError, StoreUnavailable
 from agentlane.leases import SHARD_LEASES, SHARDS_CHANNEL, Lease, Leases, verify_shard_count
@@ -112,6 +113,7 @@ class Runner:
         self._kick_leases = asyncio.Event()
         self._leases_changed = asyncio.Event()
         self._dispatcher: Dispatcher | None = None
+        self._commands: Commands | None = None
         self._leases: Leases | None = None
         self._membership: Membership | None = None
 
@@ -164,6 +166,8 @@ class Runner:
             executor = self._executor_factory(db, settings, self._metrics_registry)
             if hasattr(executor, "__aenter__"):
                 executor = await self._stack.enter_async_context(executor)  # type: ignore[arg-type]
+            # The deadline sweep cancels runs the way a client would: with a command event.
+            self._commands = Commands(EventStore(db, shards=settings.shards), RunIndex(db))
             self._dispatcher = Dispatcher(
                 RunIndex(db),
                 EventStore(db, shards=settings.shards),
@@ -426,6 +430,7 @@ class Runner:
                             dispatcher.launch(self._group, run, fence)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + poll_s
+                    await self._expire_overdue()
                     await dispatcher.wake_commanded()
                     next_wake_in = await self._check_progress()
                     wake_at = None if next_wake_in is None else time.monotonic() + next_wake_in
@@ -442,6 +447,26 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._work.wait()
+
+    async def _expire_overdue(self) -> None:
+        """Cancel the runs of held shards whose wall-time deadline has passed (once each: the
+        command clears the deadline in its own transaction)."""
+        assert self._commands is not None
+        fences = self.plan.active_fences(time.monotonic())
+        for tenant_id, execution_id in await self._commands.runs.overdue(sorted(fences)):
+            route = await self._commands.runs.route(tenant_id, execution_id)
+            if route is None:
+                continue
+            session_id, shard_id = route
+            cancelled = await self._commands.expire_run(
+                tenant_id=tenant_id, session_id=session_id, execution_id=execution_id,
+                shard_id=shard_id,
+            )
+            if cancelled is not None:
+                self.metrics.runs_expired.inc()
+                logger.info("cancelled run %s: past its wall-time deadline", execution_id,
+                            extra={"tenant": tenant_id, "execution": execution_id})
+                self._commanded.add(shard_id)
 
     async def _check_progress(self) -> float | None:
         """Publish per-shard progress, give up stalled shards; return seconds to the next timer."""

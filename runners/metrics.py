@@ -42,6 +42,11 @@ class RunnerMetrics:
             "agentlane_runner_advances", "Advances of runs that returned, by outcome",
             ["outcome"], registry=registry,
         )
+        self.runs_expired = Counter(
+            "agentlane_runner_runs_expired",
+            "Runs this runner cancelled for passing their wall-time deadline.",
+            registry=registry,
+        )
         self.shard_claims = Counter(
             "agentlane_runner_shard_claims", "Shard leases claimed", registry=registry
         )

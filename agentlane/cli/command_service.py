@@ -16,7 +16,9 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
   hold open on a gateway process (``agentlane gateway`` and ``edge``);
 - ``--max-model-calls`` / ``AGENTLANE_CMD_MAX_MODEL_CALLS`` (50) and ``--max-run-tokens`` /
   ``AGENTLANE_CMD_MAX_RUN_TOKENS`` (2,000,000): the most one run may use, recorded in each run
-  accepted (through either door); a run at its cap fails.
+  accepted (through either door); a run at its cap fails;
+- ``--max-run-seconds`` / ``AGENTLANE_CMD_MAX_RUN_SECONDS`` (86400): wall time from acceptance
+  after which an unfinished run is cancelled (by its runner, with a ``CancelRequested``).
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -50,6 +52,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "max_tenant_sockets": ("--max-tenant-sockets", "AGENTLANE_CMD_MAX_TENANT_SOCKETS", int),
     "max_model_calls": ("--max-model-calls", "AGENTLANE_CMD_MAX_MODEL_CALLS", int),
     "max_run_tokens": ("--max-run-tokens", "AGENTLANE_CMD_MAX_RUN_TOKENS", int),
+    "max_run_seconds": ("--max-run-seconds", "AGENTLANE_CMD_MAX_RUN_SECONDS", float),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.

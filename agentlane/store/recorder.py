@@ -137,6 +137,8 @@ class UnfinishedRun:
     run_id: str
     accepted_seq: int
     started: bool
+    #: Its wall-time deadline, when its budget has one and it was not cancelled already.
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,14 +528,20 @@ class EventStore:
         cursor = await conn.execute(
             "SELECT a.tenant_id, a.session_id, a.execution_id, a.payload ->> 'runId', a.seq, "
             "  EXISTS (SELECT 1 FROM agent_events s WHERE s.execution_id = a.execution_id "
-            "          AND s.event_type = 'RunStarted') "
+            "          AND s.event_type = 'RunStarted'), "
+            "  CASE WHEN NOT EXISTS (SELECT 1 FROM agent_events c "
+            "       WHERE c.execution_id = a.execution_id AND c.event_type = 'CancelRequested') "
+            "  THEN a.created_at + make_interval(secs => "
+            "       (a.payload -> 'budget' ->> 'capSeconds')::float8) END "
             "FROM agent_events a WHERE a.event_type = 'RunAccepted' "
             "AND NOT EXISTS (SELECT 1 FROM agent_events t WHERE t.execution_id = a.execution_id "
             "                AND t.event_type = ANY(%s::text[]))",
             (sorted(TERMINAL_TYPES),),
         )
         return [
-            UnfinishedRun(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), bool(r[5]))
+            UnfinishedRun(
+                str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), bool(r[5]), r[6]
+            )
             for r in await cursor.fetchall()
         ]
 
