@@ -11,6 +11,7 @@ it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from agentlane.errors import RateLimited
 
@@ -24,30 +25,40 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token bucket per tenant: ``rate_per_s`` sustained, ``burst`` at once (0 rate: off)."""
+    """Token bucket per tenant: ``rate_per_s`` sustained, ``burst`` at once (0 rate: off), or
+    the tenant's own ``(rate_per_s, burst)`` of ``overrides``."""
 
-    def __init__(self, *, rate_per_s: float, burst: int, max_tenants: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        rate_per_s: float,
+        burst: int,
+        overrides: Mapping[str, tuple[float, int]] | None = None,
+        max_tenants: int = 100_000,
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
+        self._overrides = {t: (r, max(1, b)) for t, (r, b) in (overrides or {}).items()}
         self._max_tenants = max_tenants
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, tenant: str, *, now: float | None = None) -> None:
         """Spend one token of ``tenant``'s bucket or raise RateLimited with the wait."""
-        if self.rate_per_s <= 0:
+        rate, burst = self._overrides.get(tenant, (self.rate_per_s, self.burst))
+        if rate <= 0:
             return
         now = time.monotonic() if now is None else now
         bucket = self._buckets.get(tenant)
         if bucket is None:
             if len(self._buckets) >= self._max_tenants:
                 self._forget_full(now)
-            bucket = self._buckets[tenant] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate_per_s)
+            bucket = self._buckets[tenant] = _Bucket(float(burst), now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
         bucket.stamp = now
         if bucket.tokens < 1.0:
             raise RateLimited(
-                f"request rate over {self.rate_per_s:g}/s for this tenant",
-                retry_after_s=(1.0 - bucket.tokens) / self.rate_per_s,
+                f"request rate over {rate:g}/s for this tenant",
+                retry_after_s=(1.0 - bucket.tokens) / rate,
             )
         bucket.tokens -= 1.0
 
@@ -56,7 +67,8 @@ class RateLimiter:
         full = [
             tenant
             for tenant, bucket in self._buckets.items()
-            if bucket.tokens + (now - bucket.stamp) * self.rate_per_s >= self.burst
+            if tenant not in self._overrides
+            and bucket.tokens + (now - bucket.stamp) * self.rate_per_s >= self.burst
         ]
         for tenant in full:
             del self._buckets[tenant]

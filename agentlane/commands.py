@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +92,10 @@ class BudgetCap:
         return self.seconds if self.seconds > 0 else None
 
 
+def _enabled(cap: ActiveRunCap | None) -> ActiveRunCap | None:
+    return cap if cap is not None and cap.limit > 0 else None
+
+
 class _RunEndedMeanwhile(Exception):
     """Internal: the run ended between its lookup and the command's transaction."""
 
@@ -106,11 +111,18 @@ class Commands:
         *,
         cap: ActiveRunCap | None = None,
         budget_cap: BudgetCap | None = None,
+        tenant_caps: Mapping[str, tuple[ActiveRunCap | None, BudgetCap]] | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
-        self.cap = cap if cap is not None and cap.limit > 0 else None
+        self.cap = _enabled(cap)
         self.budget_cap = budget_cap or BudgetCap()
+        #: A tenant's own caps, instead of ``cap`` and ``budget_cap``.
+        self._tenant_caps = {t: (_enabled(c), b) for t, (c, b) in (tenant_caps or {}).items()}
+
+    def caps_of(self, tenant_id: str) -> tuple[ActiveRunCap | None, BudgetCap]:
+        """The active-run cap and the per-run caps ``tenant_id``'s runs are accepted under."""
+        return self._tenant_caps.get(tenant_id, (self.cap, self.budget_cap))
 
     async def start_run(
         self,
@@ -127,11 +139,12 @@ class Commands:
         TooManyActiveRuns; a retry of an accepted one is an answer, not new work."""
         check_identifier("sessionId", session_id)
         check_identifier("runId", run_id)
-        await self._refuse_early_when_at_cap(tenant_id, run_id)
+        cap, budget_cap = self.caps_of(tenant_id)
+        await self._refuse_early_when_at_cap(tenant_id, run_id, cap)
         execution_id = f"ex_{uuid.uuid4().hex}"
         shard = shard_for(tenant_id, session_id, self.store.shards)
         data: dict[str, Any] = {"runId": run_id, "message": message, "onConflict": on_conflict}
-        budget = self.budget_cap.apply(budget)
+        budget = budget_cap.apply(budget)
         if budget:
             data["budget"] = budget
 
@@ -162,10 +175,10 @@ class Commands:
                 run_id=run_id,
                 shard_id=shard,
                 accepted_seq=written[0].seq,
-                deadline_s=self.budget_cap.deadline_s,
+                deadline_s=budget_cap.deadline_s,
             )
-            if self.cap is not None:
-                await RunIndex.hold_caps(conn, {tenant_id: self.cap})
+            if cap is not None:
+                await RunIndex.hold_caps(conn, {tenant_id: cap})
 
         accepted = NewEvent(
             tenant_id,
@@ -179,8 +192,7 @@ class Commands:
             # An enqueued run waits its turn whatever else is active, so nothing needs looking
             # at: it is indexed with the other starts of its group commit, in one statement.
             new_run = NewRun(
-                execution_id, tenant_id, session_id, run_id, shard, self.cap,
-                self.budget_cap.deadline_s,
+                execution_id, tenant_id, session_id, run_id, shard, cap, budget_cap.deadline_s
             )
             result = await self.store.append(
                 accepted, collective=Collective(RunIndex.enqueue_all, new_run)
@@ -202,11 +214,12 @@ class Commands:
             created=result.created,
         )
 
-    async def _refuse_early_when_at_cap(self, tenant_id: str, run_id: str) -> None:
+    async def _refuse_early_when_at_cap(
+        self, tenant_id: str, run_id: str, cap: ActiveRunCap | None
+    ) -> None:
         """The cheap check before any write: a flooding tenant is refused here, and the
         transaction's exact check only decides races (its failure costs a group commit a split).
         """
-        cap = self.cap
         if cap is None or await self.runs.count_active(tenant_id, limit=cap.limit) < cap.limit:
             return
         key = run_idempotency_key(run_id)

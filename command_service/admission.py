@@ -23,13 +23,16 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentlane.commands import BudgetCap
+from agentlane.admission import RateLimiter
+from agentlane.commands import BudgetCap, Commands
 from agentlane.problems import problem_for
-from agentlane.run_index import ActiveRunCap
+from agentlane.run_index import ActiveRunCap, RunIndex
+from agentlane.store import EventStore
 from command_service.errors import TooManyRequests
 from command_service.metrics import CommandServiceMetrics
 
@@ -55,12 +58,35 @@ class Limits:
     max_run_tokens: int = 2_000_000
     #: Wall time after which an unfinished run is cancelled (a day: runs may wait on people).
     max_run_seconds: float = 86_400.0
+    #: Per tenant, the fields above it has its own values of (``AGENTLANE_CMD_TENANT_LIMITS``).
+    tenants: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def for_tenant(self, tenant: str) -> Limits:
+        """The limits of ``tenant``: its overrides over the defaults."""
+        return replace(self, **self.tenants.get(tenant, {}))  # type: ignore[arg-type]
 
     def budget_cap(self) -> BudgetCap:
         return BudgetCap(self.max_model_calls, self.max_run_tokens, self.max_run_seconds)
 
     def active_run_cap(self) -> ActiveRunCap:
         return ActiveRunCap(self.max_active_runs, self.retry_after_s)
+
+    def rate_limiter(self) -> RateLimiter:
+        """The per-tenant request rate of a process, for every door it serves."""
+        overrides = {t: (self.for_tenant(t).rate_per_s, self.for_tenant(t).burst)
+                     for t in self.tenants}
+        return RateLimiter(rate_per_s=self.rate_per_s, burst=self.burst, overrides=overrides)
+
+    def commands(self, store: EventStore, runs: RunIndex) -> Commands:
+        """Commands that accept runs under these caps, each tenant's own where it has them."""
+        tenant_caps = {
+            t: (self.for_tenant(t).active_run_cap(), self.for_tenant(t).budget_cap())
+            for t in self.tenants
+        }
+        return Commands(
+            store, runs, cap=self.active_run_cap(), budget_cap=self.budget_cap(),
+            tenant_caps=tenant_caps,
+        )
 
 
 class _Overloaded(TooManyRequests):

@@ -13,7 +13,6 @@ from starlette.routing import BaseRoute, Route
 
 from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
-from agentlane.commands import Commands
 from agentlane.db import Database
 from agentlane.errors import AgentlaneError
 from agentlane.leases import check_recorded_shard_count
@@ -51,10 +50,7 @@ class CommandService:
         self.store = EventStore(db, shards=shards)
         self.run_index = RunIndex(db)
         self.limits = limits or Limits()
-        self.commands = Commands(
-            self.store, self.run_index,
-            cap=self.limits.active_run_cap(), budget_cap=self.limits.budget_cap(),
-        )
+        self.commands = self.limits.commands(self.store, self.run_index)
         self.read_models = ReadModels(db)
         self.authenticator = authenticator
         self.metrics = CommandServiceMetrics(registry or CollectorRegistry())
@@ -71,9 +67,7 @@ class CommandService:
                 run_index=self.run_index,
                 authenticator=authenticator,
                 limits=self.limits,
-                rate=rate or RateLimiter(
-                    rate_per_s=self.limits.rate_per_s, burst=self.limits.burst
-                ),
+                rate=rate or self.limits.rate_limiter(),
                 shares=TenantShares(
                     share=self.limits.tenant_share, retry_after_s=self.limits.retry_after_s
                 ),

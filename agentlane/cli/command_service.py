@@ -18,7 +18,10 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
   ``AGENTLANE_CMD_MAX_RUN_TOKENS`` (2,000,000): the most one run may use, recorded in each run
   accepted (through either door); a run at its cap fails;
 - ``--max-run-seconds`` / ``AGENTLANE_CMD_MAX_RUN_SECONDS`` (86400): wall time from acceptance
-  after which an unfinished run is cancelled (by its runner, with a ``CancelRequested``).
+  after which an unfinished run is cancelled (by its runner, with a ``CancelRequested``);
+- ``--tenant-limits`` / ``AGENTLANE_CMD_TENANT_LIMITS`` (none): a JSON object of tenant ->
+  its own ``rate``, ``burst``, ``maxActiveRuns``, ``maxModelCalls``, ``maxRunTokens``,
+  ``maxRunSeconds`` (each optional), e.g. ``{"acme": {"rate": 200, "maxActiveRuns": 1000}}``.
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -32,15 +35,49 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+
 from agentlane.auth import Authenticator
 from agentlane.db import database_of
 from agentlane.errors import ConfigError
+from agentlane.events import describe_validation_error
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
 from command_service import CommandService, Limits
 
+
+class _TenantLimits(BaseModel):
+    """One tenant's own limits in ``AGENTLANE_CMD_TENANT_LIMITS`` (camelCase, like the API)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel)
+
+    rate: float | None = Field(default=None, ge=0)
+    burst: int | None = Field(default=None, ge=1)
+    max_active_runs: int | None = Field(default=None, ge=0)
+    max_model_calls: int | None = Field(default=None, ge=0)
+    max_run_tokens: int | None = Field(default=None, ge=0)
+    max_run_seconds: float | None = Field(default=None, ge=0)
+
+
+def tenant_limits(text: str) -> dict[str, dict[str, float]]:
+    """``{"tenant": {"rate": 200, ...}}`` as Limits field overrides; ValueError naming what is
+    wrong."""
+    try:
+        parsed = TypeAdapter(dict[str, _TenantLimits]).validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc, prefix="tenant limits")) from None
+    return {
+        tenant: {
+            "rate_per_s" if name == "rate" else name: value
+            for name, value in limits.model_dump(exclude_none=True).items()
+        }
+        for tenant, limits in parsed.items()
+    }
+
+
 #: Limits field -> (flag, environment variable, type)
-_LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
+_LIMIT_OPTIONS: dict[str, tuple[str, str, Any]] = {
     "max_inflight": ("--max-inflight", "AGENTLANE_CMD_MAX_INFLIGHT", int),
     "max_streams": ("--max-streams", "AGENTLANE_CMD_MAX_STREAMS", int),
     "latency_target_s": ("--latency-target", "AGENTLANE_CMD_LATENCY_TARGET", float),
@@ -53,6 +90,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, type]] = {
     "max_model_calls": ("--max-model-calls", "AGENTLANE_CMD_MAX_MODEL_CALLS", int),
     "max_run_tokens": ("--max-run-tokens", "AGENTLANE_CMD_MAX_RUN_TOKENS", int),
     "max_run_seconds": ("--max-run-seconds", "AGENTLANE_CMD_MAX_RUN_SECONDS", float),
+    "tenants": ("--tenant-limits", "AGENTLANE_CMD_TENANT_LIMITS", tenant_limits),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.
@@ -63,10 +101,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (port: PORT)")
     defaults = Limits()
     for name, (flag, env, kind) in _LIMIT_OPTIONS.items():
+        default = getattr(defaults, name) or "none"
         parser.add_argument(
-            flag, dest=name, type=kind, default=None,
-            help=f"admission limit (env {env}; default {getattr(defaults, name)}; 0 = off)",
+            flag, dest=name, type=_argument(kind), default=None,
+            help=f"admission limit (env {env}; default {default}; 0 = off)",
         )
+
+
+def _argument(kind: Any) -> Any:
+    """``kind`` for argparse: its ValueError becomes the one-line usage error it deserves."""
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
 
 
 def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
@@ -78,14 +130,17 @@ def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
         if value is None and environ.get(env):
             try:
                 value = kind(environ[env])
-            except ValueError:
+            except ValueError as exc:
+                if kind is tenant_limits:
+                    raise ConfigError(f"{env}: {exc}") from None
                 raise ConfigError(f"{env}: not a number: {environ[env]!r}") from None
-        if value is not None:
-            if value < 0:
-                raise ConfigError(f"{flag} / {env} must not be negative")
-            if field.name == "tenant_share" and not 0 < value <= 1:
-                raise ConfigError(f"{flag} / {env} must be in (0, 1]")
-            values[field.name] = value
+        if value is None:
+            continue
+        if field.name != "tenants" and value < 0:
+            raise ConfigError(f"{flag} / {env} must not be negative")
+        if field.name == "tenant_share" and not 0 < value <= 1:
+            raise ConfigError(f"{flag} / {env} must be in (0, 1]")
+        values[field.name] = value
     return Limits(**values)
 
 

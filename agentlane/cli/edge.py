@@ -14,7 +14,7 @@ import os
 
 from agentlane.auth import Authenticator
 from agentlane.cli import command_service
-from agentlane.cli.gateway import build_gateway, tenant_rate
+from agentlane.cli.gateway import build_gateway
 from agentlane.db import database_of
 from agentlane.service import Component, metrics_registry, run_service
 from agentlane.settings import Settings
@@ -37,7 +37,7 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
     authenticator = Authenticator.from_settings(settings)
     registry = metrics_registry()
     # One tenant, one rate, whichever door its commands come through.
-    rate = tenant_rate(limits)
+    rate = limits.rate_limiter()
     async with database_of(settings, name="edge") as db:
         components: list[Component] = [
             CommandService(

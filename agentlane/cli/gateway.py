@@ -19,7 +19,6 @@ from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
 from agentlane.bus import bus_for
 from agentlane.cli.command_service import limits_from
-from agentlane.commands import Commands
 from agentlane.db import Database, database_of
 from agentlane.leases import check_recorded_shard_count
 from agentlane.run_index import RunIndex
@@ -53,12 +52,9 @@ def build_gateway(
     """
     store = EventStore(db, shards=settings.shards)
     bus = bus_for(settings, store, Tail(db), subscription_prefix=f"{settings.topic}-gateway-")
-    commands = Commands(
-        store, RunIndex(db), cap=limits.active_run_cap(), budget_cap=limits.budget_cap()
-    )
     return Gateway(
         store=store,
-        commands=commands,
+        commands=limits.commands(store, RunIndex(db)),
         authenticator=authenticator,
         bus=bus,
         registry=registry,
@@ -66,10 +62,6 @@ def build_gateway(
         options=GatewayOptions(max_tenant_sockets=limits.max_tenant_sockets),
     )
 
-
-def tenant_rate(limits: Limits) -> RateLimiter:
-    """The per-tenant request rate of a process, for every door it serves."""
-    return RateLimiter(rate_per_s=limits.rate_per_s, burst=limits.burst)
 
 
 async def serve(
@@ -83,7 +75,7 @@ async def serve(
         limits = limits_from(argparse.Namespace(), os.environ)
         gateway = build_gateway(
             settings, db, authenticator=Authenticator.from_settings(settings), registry=registry,
-            limits=limits, rate=tenant_rate(limits),
+            limits=limits, rate=limits.rate_limiter(),
         )
         await run_service(
             [gateway],

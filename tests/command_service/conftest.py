@@ -59,6 +59,10 @@ class LiveServer:
         assert row is not None
         return int(row[0])
 
+    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(query, params).fetchall()
+
     def events_written(self) -> int:
         return self.count("SELECT count(*) FROM agent_events")
 

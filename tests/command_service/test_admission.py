@@ -3,14 +3,17 @@ bound, a request gets 429 + Retry-After before any work, and nothing is written.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 
 from agentlane.admission import RateLimiter
-from agentlane.errors import RateLimited
+from agentlane.cli.command_service import limits_from
+from agentlane.errors import ConfigError, RateLimited
 from command_service import Limits, bodies
 from command_service.admission import AdaptiveLimit
 from tests.command_service.conftest import bearer, jwt_authenticator, serve, wait_until
@@ -235,3 +238,41 @@ async def test_one_tenant_holds_at_most_its_share(database_url: str) -> None:
             ) as other:
                 assert other.status_code == 404  # B has no such session: admitted, not refused
             assert (await client.get("/runs/ex_none", headers=stream_headers)).status_code == 404
+
+
+async def test_a_tenant_with_its_own_limits(database_url: str) -> None:
+    """AGENTLANE_CMD_TENANT_LIMITS: tenant-a has a cap of one active run and runs of at most 5
+    model calls; tenant-b has the defaults."""
+    limits = limits_from(argparse.Namespace(), {
+        "AGENTLANE_CMD_MAX_ACTIVE_RUNS": "100",
+        "AGENTLANE_CMD_TENANT_LIMITS": '{"tenant-a": {"maxActiveRuns": 1, "maxModelCalls": 5}}',
+    })
+    async with (
+        serve(database_url, authenticator=jwt_authenticator(),
+              limits=replace(limits, max_inflight=100, latency_target_s=0)) as live,
+        httpx.AsyncClient(base_url=live.base_url) as client,
+    ):
+        first = await client.post("/agents/s1/runs", json={"runId": "r1", "message": "m"},
+                                  headers=A)
+        assert first.status_code == 202
+        assert_429(await client.post("/agents/s2/runs", json={"runId": "r2", "message": "m"},
+                                     headers=A))
+        for n in range(3):
+            other = await client.post(f"/agents/s{n}/runs",
+                                      json={"runId": f"r{n}", "message": "m"}, headers=B)
+            assert other.status_code == 202
+        caps = {
+            tenant: cap for tenant, cap in live.rows(
+                "SELECT tenant_id, (payload -> 'budget' ->> 'capAttempts')::int FROM agent_events "
+                "WHERE event_type = 'RunAccepted'"
+            )
+        }
+        assert caps == {"tenant-a": 5, "tenant-b": 50}
+
+
+def test_bad_tenant_limits_are_one_line_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"^AGENTLANE_CMD_TENANT_LIMITS: tenant limits\.acme\."
+                                          r"maxActiveRuns: "):
+        limits_from(argparse.Namespace(), {
+            "AGENTLANE_CMD_TENANT_LIMITS": '{"acme": {"maxActiveRuns": -1}}'
+        })
