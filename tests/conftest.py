@@ -10,6 +10,7 @@ costs milliseconds instead of a migration per test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -120,6 +121,19 @@ def empty_database_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh database with no schema at all (for migration tests)."""
     with _throwaway_database(pg_server, "e") as url:
         yield url
+
+
+@pytest.fixture
+def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+    """One event loop and pool for all examples (hypothesis calls the test body many times)."""
+    loop = asyncio.new_event_loop()
+    db_cm = open_database(database_url, name="property", min_size=1, max_size=8)
+    db = loop.run_until_complete(db_cm.__aenter__())
+    try:
+        yield loop, db
+    finally:
+        loop.run_until_complete(db_cm.__aexit__(None, None, None))
+        loop.close()
 
 
 @pytest.fixture

@@ -5,32 +5,18 @@ first, then age; nobody past ``per_tenant``), for any backlog, in-flight counts 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentlane.db import Database, open_database
+from agentlane.db import Database
 from agentlane.run_index import RunIndex
 
 TENANTS = ["a", "b", "c", "d"]
 
 backlogs = st.dictionaries(st.sampled_from(TENANTS), st.integers(0, 12), min_size=1)
 in_flight = st.dictionaries(st.sampled_from(TENANTS), st.integers(0, 6))
-
-
-@pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
-    loop = asyncio.new_event_loop()
-    db_cm = open_database(database_url, name="fair", min_size=1, max_size=2)
-    db = loop.run_until_complete(db_cm.__aenter__())
-    try:
-        yield loop, db
-    finally:
-        loop.run_until_complete(db_cm.__aexit__(None, None, None))
-        loop.close()
 
 
 def _expected(

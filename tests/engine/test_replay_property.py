@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentlane.db import Database, open_database
+from agentlane.db import Database
 from agentlane.store import EventStore
 from runners.api import Outcome
 from runners.engine import RetryPolicy, StepInfo, WorkflowContext, WorkflowRegistry
@@ -98,19 +96,6 @@ async def run_to_end(harness: Harness, program: list[tuple[str, int]], crash_at:
             continue
         assert outcome in (Outcome.COMPLETED, Outcome.FAILED)
         return normalized(await harness.events(run)), crashes
-
-
-@pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
-    """One event loop and pool for all examples (hypothesis calls the test body many times)."""
-    loop = asyncio.new_event_loop()
-    db_cm = open_database(database_url, name="property", min_size=1, max_size=8)
-    db = loop.run_until_complete(db_cm.__aenter__())
-    try:
-        yield loop, db
-    finally:
-        loop.run_until_complete(db_cm.__aexit__(None, None, None))
-        loop.close()
 
 
 @settings(
