@@ -47,7 +47,11 @@ DEFAULT_TENANT = "default"
 CLOCK_SKEW = timedelta(seconds=30)
 
 # Tenant ids end up in every row and log line: printable, no whitespace, bounded.
-_TENANT_ID = re.compile(r"[^\x00-\x20\x7f]{1,256}")
+#: A tenant id: what a claim must be to name a tenant (docs/contract.md). Look-alikes such as
+#: ``t1\u200b`` are refused rather than made a second tenant.
+_TENANT_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
+#: RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
+MIN_HS256_SECRET_BYTES = 32
 _REQUIRED_CLAIMS = ["exp"]
 
 
@@ -104,6 +108,11 @@ class Authenticator:
         if mode == "jwt" and not secret and not jwks_url:
             raise ConfigError(
                 "AGENTLANE_AUTH=jwt needs AGENTLANE_JWT_SECRET or AGENTLANE_JWT_JWKS_URL"
+            )
+        if mode == "jwt" and secret and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+            raise ConfigError(
+                f"AGENTLANE_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes "
+                "(an HS256 key as long as its hash)"
             )
         if mode == "jwt" and jwks_url and not audience:
             raise ConfigError("AGENTLANE_JWT_JWKS_URL needs AGENTLANE_JWT_AUDIENCE")

@@ -264,6 +264,8 @@ def _storable(value: Any, path: str) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidEvent(f"{path}: NUL characters are not allowed")
+        if not is_text(value):
+            raise InvalidEvent(f"{path}: a lone surrogate is not Unicode text")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -271,12 +273,23 @@ def _storable(value: Any, path: str) -> Any:
         return storable_number(value)
     if isinstance(value, dict):
         for key in value:
-            if "\x00" in key:
-                raise InvalidEvent(f"{path}: NUL characters are not allowed in keys")
+            if "\x00" in key or not is_text(key):
+                raise InvalidEvent(f"{path}: keys must be text without NUL characters")
         return {key: _storable(item, f"{path}.{key}") for key, item in value.items()}
     if isinstance(value, list):
         return [_storable(item, f"{path}.{index}") for index, item in enumerate(value)]
     return value
+
+
+def is_text(value: str) -> bool:
+    """False for a string holding a lone surrogate, which no UTF-8 encoder can write."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def format_timestamp(moment: datetime) -> str:

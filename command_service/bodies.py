@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from agentlane.events import describe_validation_error
+from agentlane.json_input import ClientJsonError, loads_client_json
 from command_service.errors import (
     InvalidRequest,
     MalformedRequest,
@@ -33,11 +33,6 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
-
-
-def _refuse_constant(name: str) -> None:
-    # NaN and Infinity are not JSON (RFC 8259) and Postgres jsonb cannot store them.
-    raise ValueError(f"{name} is not a JSON value")
 
 
 async def read_body(
@@ -76,13 +71,11 @@ async def read_model(
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMedia("the request body must be application/json")
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
-    except ValueError as exc:
-        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedRequest("the body is not valid JSON: nested too deeply") from None
+        document = loads_client_json(raw)
+    except ClientJsonError as exc:
+        if exc.not_text:
+            raise InvalidRequest(str(exc)) from None
+        raise MalformedRequest(f"the body is {exc}") from None
     try:
         return model.model_validate(document)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, Valid
 
 from agentlane.commands import IDENTIFIER_PATTERN
 from agentlane.events import describe_validation_error
+from agentlane.json_input import ClientJsonError, loads_client_json
 from agentlane.records import StoredEvent
 
 CLOSE_GOING_AWAY = 1001
@@ -76,9 +77,11 @@ class BadFrame(Exception):
 def parse_inbound(text: str) -> AskFrame | CancelFrame | ApproveFrame | PongFrame:
     """Parse one client frame or raise BadFrame with a code the client can branch on."""
     try:
-        raw = json.loads(text)
-    except ValueError:
-        raise BadFrame("invalid_json", "frame is not valid JSON") from None
+        raw = loads_client_json(text, where="frame")
+    except ClientJsonError as exc:
+        if exc.not_text:
+            raise BadFrame("invalid_frame", str(exc)) from None
+        raise BadFrame("invalid_json", f"frame is {exc}"[:300]) from None
     if not isinstance(raw, dict):
         raise BadFrame("invalid_frame", "frame must be a JSON object")
     kind = raw.get("type")

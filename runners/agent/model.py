@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import openai
 
+from agentlane.events import is_text
 from runners.agent.tokens import TokenBatcher
 from runners.engine import NonRetryable, RetryLater, StepInfo
 
@@ -144,8 +145,10 @@ class OpenAIModel:
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
-                        content.append(delta.content)
-                        batcher.add(delta.content)
+                        # A provider's lone surrogate would be an event no database can store.
+                        piece = _as_text(delta.content)
+                        content.append(piece)
+                        batcher.add(piece)
                     for call in delta.tool_calls or ():
                         entry = calls.setdefault(
                             call.index, {"id": "", "name": "", "arguments": ""}
@@ -172,6 +175,10 @@ class OpenAIModel:
             "usage": usage,
             "offline": False,
         }
+
+
+def _as_text(piece: str) -> str:
+    return piece if is_text(piece) else piece.encode("utf-8", "replace").decode("utf-8")
 
 
 def _retry_after(response: Any) -> timedelta | None:

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentlane.settings import Settings
+from runners.agent.model import _as_text
 from runners.api import Outcome
 from runners.engine import RetryPolicy
 from runners.workflows import build_executor
@@ -252,3 +253,8 @@ async def test_crashes_mid_stream_do_not_spend_the_retry_budget(
     # Tokens keep their attempt tags (1-3 cut by crashes, 5 the answer); no fallback was needed.
     assert {e.data["attempt"] for e in events if e.type == "Token"} == {1, 2, 3, 5}
     assert [r.body["model"] for r in openai_server.requests] == ["m-1"] * 5
+
+
+def test_a_providers_lone_surrogate_becomes_a_replacement_not_an_unstorable_event() -> None:
+    assert _as_text("fine 😀") == "fine 😀"
+    assert _as_text("bad \ud800 piece") == "bad ? piece"

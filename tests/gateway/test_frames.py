@@ -23,6 +23,11 @@ BAD_FRAMES = [
     ('{"type": "ask", "runId": "bad id!", "message": "hi"}', "invalid_frame"),
     ('{"type": "cancel", "executionId": "ex_nobody"}', "run_not_found"),
     ('{"type": "approve", "executionId": "ex_nobody", "name": "ok"}', "run_not_found"),
+    # Hostile: a lone surrogate (valid JSON, not text), nesting past the parser's depth (a
+    # RecursionError used to drop the socket with 1006), NaN.
+    ('{"type": "ask", "runId": "r", "message": "\\ud800"}', "invalid_frame"),
+    ("[" * 20_000 + "]" * 20_000, "invalid_json"),
+    ('{"type": "ask", "runId": "r", "message": NaN}', "invalid_json"),
 ]
 
 
