@@ -52,6 +52,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_LOG_LEVEL",
         "AGENTLANE_LOG_FORMAT",
         "AGENTLANE_MODEL_FALLBACK",
+        "AGENTLANE_DEMO_TOOLS",
     }
 )
 
@@ -100,6 +101,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", validation_alias="AGENTLANE_LOG_FORMAT"
     )
+    # The agent's demo tools (an approval-gated send_email that sends nothing): agentlane dev.
+    demo_tools: bool = Field(default=False, validation_alias="AGENTLANE_DEMO_TOOLS")
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -14,6 +14,7 @@ from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.store import EventStore
 from runners.agent import AgentOptions, register_agent
+from runners.agent.tools import demo_tools
 from runners.api import RunExecutor
 from runners.engine import Executor, WorkflowRegistry
 
@@ -21,7 +22,9 @@ from runners.engine import Executor, WorkflowRegistry
 def workflows(store: EventStore, settings: Settings) -> WorkflowRegistry:
     """Every workflow a runner of these settings runs (today: the agent)."""
     registry = WorkflowRegistry()
-    register_agent(registry, store, settings, AgentOptions(fallback_model=settings.model_fallback))
+    extra = tuple(demo_tools()) if settings.demo_tools else ()
+    options = AgentOptions(fallback_model=settings.model_fallback, extra_tools=extra)
+    register_agent(registry, store, settings, options)
     return registry
 
 

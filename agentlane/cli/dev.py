@@ -267,6 +267,8 @@ def _child_env(
     env.update(bus.env)
     env["DATABASE_URL"] = database_url
     env["AGENTLANE_LOG_FORMAT"] = "json" if json_lines else "text"
+    # The approval flow, ready to try from the console: "call send_email" asks a human first.
+    env.setdefault("AGENTLANE_DEMO_TOOLS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -85,6 +85,29 @@ class CalculatorArguments(BaseModel):
     )
 
 
+class EmailArguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(default="someone@example.com", max_length=320)
+    subject: str = Field(default="(no subject)", max_length=500)
+    body: str = Field(default="", max_length=10_000)
+
+
+def demo_tools() -> list[Tool]:
+    """``send_email``, gated by a human's approval, which records the email in its result and
+    sends nothing: the approval flow to try in the dev console (``AGENTLANE_DEMO_TOOLS=1``)."""
+
+    async def send_email(step: StepInfo, arguments: EmailArguments) -> JsonValue:
+        return {"recorded": True, "sent": False, **arguments.model_dump()}
+
+    return [
+        Tool(
+            "send_email", "Send an email (demo: records it, sends nothing).", EmailArguments,
+            send_email, requires_approval=True,
+        )
+    ]
+
+
 def builtin_tools(clock: Clock) -> list[Tool]:
     """``current_time`` (from ``clock``: the database's, the one time every runner agrees on) and
     ``calculator``."""

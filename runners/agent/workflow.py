@@ -23,6 +23,7 @@ from runners.engine import (
     RetryLater,
     RetryPolicy,
     RunInfo,
+    Signal,
     StepInfo,
     WorkflowContext,
 )
@@ -171,13 +172,17 @@ class AgentWorkflow:
             },
         )
         if approval:
+            # Only an answer to this call, sent after it was asked, and saying yes, approves:
+            # ``approve:<callId>`` (or ``approve`` naming the call in ``callId``) with
+            # ``{"approved": true}``. Anything else (no payload, "false", 0, another call) denies.
             signal = await ctx.wait_signal(
                 f"approve:{call['id']}",
                 "approve",
                 reason="approval",
                 detail=f"tool {call['name']} needs approval",
+                fresh=True,
             )
-            if isinstance(signal.payload, dict) and signal.payload.get("approved") is False:
+            if not _approves(signal, call["id"]):
                 denied: dict[str, Any] = await ctx.activity(
                     TOOL_PREFIX + call["name"], _denied, call, completion=TOOL_RESULT
                 )
@@ -222,6 +227,13 @@ class AgentWorkflow:
             messages.append({"role": "user", "content": message})
             messages.append({"role": "assistant", "content": answer})
         return messages
+
+
+def _approves(signal: Signal, call_id: str) -> bool:
+    payload = signal.payload
+    if not isinstance(payload, dict) or payload.get("approved") is not True:
+        return False
+    return signal.name == f"approve:{call_id}" or payload.get("callId") == call_id
 
 
 async def _denied(step: StepInfo, call: dict[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class StepRecord:
     completion: StoredEvent | None = None
     fire_at: datetime | None = None
     suspended: bool = False
+    #: The ``eventId`` of the ``Suspended`` this wait wrote (signals after it are fresh).
+    suspended_at: int | None = None
 
     @property
     def kind(self) -> str:
@@ -141,9 +143,9 @@ class Journal:
             case "TimerFired":
                 self._step(data["step"], SLEEP).completion = event
             case "Suspended" if data.get("step") is not None:
-                self._step(data["step"], SIGNAL_PREFIX + str(data.get("name") or "")).suspended = (
-                    True
-                )
+                record = self._step(data["step"], SIGNAL_PREFIX + str(data.get("name") or ""))
+                record.suspended = True
+                record.suspended_at = event.event_id
             case "SignalReceived":
                 self.signals.append(Signal(event.event_id, data["name"], data.get("payload")))
             case "CancelRequested":
@@ -165,10 +167,15 @@ class Journal:
             record = self.steps[step] = StepRecord(name)
         return record
 
-    def next_signal(self, names: tuple[str, ...]) -> Signal | None:
-        """The oldest delivered signal with one of ``names`` no earlier wait consumed."""
+    def next_signal(self, names: tuple[str, ...], *, after: int = 0) -> Signal | None:
+        """The oldest delivered signal with one of ``names``, delivered after event ``after``,
+        that no earlier wait consumed."""
         for signal in self.signals:
-            if signal.name in names and signal.event_id not in self.consumed:
+            if (
+                signal.name in names
+                and signal.event_id > after
+                and signal.event_id not in self.consumed
+            ):
                 return signal
         return None
 

@@ -245,8 +245,11 @@ class WorkflowContext:
         *names: str,
         reason: Literal["approval", "budget", "signal"] = "signal",
         detail: str | None = None,
+        fresh: bool = False,
     ) -> Signal:
-        """Wait for a signal with one of ``names`` (the oldest unconsumed one wins)."""
+        """Wait for a signal with one of ``names`` (the oldest unconsumed one wins). With
+        ``fresh``, only a signal delivered after this wait suspended the run counts, so nobody can
+        answer a question before it was asked (an approval sent ahead of its tool call)."""
         if not names:
             raise ValueError("wait_signal needs at least one name")
         step = self._next()
@@ -256,7 +259,11 @@ class WorkflowContext:
             result = record.completion.data["result"]
             return Signal(result["eventId"], result["name"], result.get("payload"))
         self._check_cancel()
-        signal = self._journal.next_signal(names)
+        if fresh and (record is None or record.suspended_at is None):
+            signal = None  # not asked yet: suspend first, whatever was sent before
+        else:
+            after = record.suspended_at if fresh and record is not None else None
+            signal = self._journal.next_signal(names, after=after or 0)
         if signal is None:
             if record is None or not record.suspended:
                 data: dict[str, Any] = {"reason": reason, "name": names[0], "step": step}

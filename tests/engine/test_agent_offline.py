@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from agentlane.commands import BudgetCap
 from agentlane.settings import Settings
 from runners.agent import Tool
+from runners.agent.tools import demo_tools
 from runners.api import Outcome
 from runners.engine import StepInfo
 from runners.workflows import build_executor
@@ -155,3 +157,58 @@ async def test_the_servers_cap_bounds_a_run_and_every_raise(harness: Harness) ->
 
 def _set(budget: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in budget.items() if value is not None}
+
+
+async def test_an_approval_sent_before_the_call_was_asked_does_not_count(
+    harness: Harness,
+) -> None:
+    """The tool call's id is predictable (the offline model's ``call_0_0``); approvals sent ahead
+    of the question, by name or by field, are ignored: the run still suspends and asks."""
+    calls: list[str] = []
+    executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))
+    run = await harness.start("r1", "call delete_file now")
+    await harness.signal(run, "approve:call_0_0", {"approved": True})
+    await harness.signal(run, "approve", {"approved": True, "callId": "call_0_0"})
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    assert calls == []
+    await harness.signal(run, "approve:call_0_0", {"approved": True})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("approve:call_0_0", {"approved": "false"}),
+        ("approve:call_0_0", {"approved": "true"}),
+        ("approve:call_0_0", {"approved": 1}),
+        ("approve:call_0_0", 0),
+        ("approve:call_0_0", None),
+        ("approve:call_0_0", "no"),
+        ("approve:call_0_0", {"deny": True}),
+        ("approve", {"approved": True}),  # names no call
+        ("approve", {"approved": True, "callId": "call_9_9"}),  # another call's
+    ],
+)
+async def test_only_an_explicit_yes_to_this_call_approves(
+    harness: Harness, name: str, payload: Any
+) -> None:
+    calls: list[str] = []
+    executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))
+    run = await harness.start("r1", "call delete_file now")
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    await harness.signal(run, name, payload)
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
+    assert result == {**result, "ok": False, "error": "not approved"}
+    assert calls == []
+
+
+async def test_the_demo_send_email_asks_first_and_sends_nothing(harness: Harness) -> None:
+    executor = offline_executor(harness, fast_options(extra_tools=tuple(demo_tools())))
+    run = await harness.start("r1", "call send_email please")
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    await harness.signal(run, "approve:call_0_0", {"approved": True})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
+    assert result["ok"] is True and result["result"]["sent"] is False
