@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import dataclass
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,14 @@ _TENANT_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
 #: RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
 MIN_HS256_SECRET_BYTES = 32
 _REQUIRED_CLAIMS = ["exp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token speaks for, and until when (Unix seconds; None: no expiry)."""
+
+    tenant: str
+    expires_at: float | None
 
 
 class Unauthorized(AgentlaneError):
@@ -152,15 +161,21 @@ class Authenticator:
 
     async def tenant_for(self, token: str | None) -> str:
         """The verified tenant of ``token``; raises Unauthorized (or AuthUnavailable)."""
+        return (await self.identify(token)).tenant
+
+    async def identify(self, token: str | None) -> Identity:
+        """The verified tenant of ``token`` and until when the token holds (a socket that
+        outlives it is closed then); raises Unauthorized (or AuthUnavailable)."""
         if self.mode == "none":
-            return DEFAULT_TENANT
+            return Identity(DEFAULT_TENANT, None)
         if not token:
             raise Unauthorized("missing bearer token")
         claims = await self._verify(token)
         tenant = claims.get(self._tenant_claim)
         if not isinstance(tenant, str) or not _TENANT_ID.fullmatch(tenant):
             raise Unauthorized(f"token has no usable {self._tenant_claim!r} claim")
-        return tenant
+        expires = claims.get("exp")
+        return Identity(tenant, float(expires) if isinstance(expires, int | float) else None)
 
     async def _verify(self, token: str) -> Mapping[str, Any]:
         try:

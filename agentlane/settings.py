@@ -53,6 +53,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_LOG_FORMAT",
         "AGENTLANE_MODEL_FALLBACK",
         "AGENTLANE_DEMO_TOOLS",
+        "AGENTLANE_ALLOWED_ORIGINS",
     }
 )
 
@@ -103,6 +104,8 @@ class Settings(BaseSettings):
     )
     # The agent's demo tools (an approval-gated send_email that sends nothing): agentlane dev.
     demo_tools: bool = Field(default=False, validation_alias="AGENTLANE_DEMO_TOOLS")
+    # Comma-separated origins whose pages may open the gateway's sockets ("*": any).
+    allowed_origins_list: str = Field(default="", validation_alias="AGENTLANE_ALLOWED_ORIGINS")
 
     @field_validator("database_url", mode="after")
     @classmethod
@@ -151,6 +154,14 @@ class Settings(BaseSettings):
         if self.openai_api_key is None and self.openai_base_url is None:
             return "offline"
         return DEFAULT_REMOTE_MODEL
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """``AGENTLANE_ALLOWED_ORIGINS`` as a set (empty: the gateway's own origin only)."""
+        return frozenset(
+            origin.strip().rstrip("/") for origin in self.allowed_origins_list.split(",")
+            if origin.strip()
+        )
 
     @property
     def lease_ttl(self) -> timedelta:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
@@ -57,6 +58,7 @@ UVICORN_WS_OPTIONS: dict[str, Any] = {
 }
 _LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 _CLOSE_POLICY = 1008
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class GatewayOptions:
     tick_s: float = 1.0
     #: Sockets one tenant may hold open on this process (0: no limit).
     max_tenant_sockets: int = 0
+    #: Origins whose pages may open sockets (``*``: any); empty: the gateway's own only.
+    allowed_origins: frozenset[str] = frozenset()
 
 
 class Gateway:
@@ -167,8 +171,13 @@ class Gateway:
         token = websocket.query_params.get("token") or bearer_token(
             websocket.headers.get("authorization")
         )
+        if not self._origin_allowed(websocket):
+            # Before the handshake completes: the browser's page gets a failed connection (403).
+            self.metrics.rejected.labels("origin").inc()
+            await websocket.close(_CLOSE_POLICY)
+            return
         try:
-            tenant_id = await self._auth.tenant_for(token)
+            identity = await self._auth.identify(token)
         except Unauthorized as exc:
             await self._refuse(websocket, CLOSE_UNAUTHORIZED, exc.reason, "unauthorized")
             return
@@ -177,6 +186,7 @@ class Gateway:
                 websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable"
             )
             return
+        tenant_id = identity.tenant
         raw_after = websocket.query_params.get("lastEventId") or "0"
         # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
         if not _LAST_EVENT_ID.fullmatch(raw_after):
@@ -210,6 +220,7 @@ class Gateway:
             after_event_id=int(raw_after),
             policy=self.options.socket,
             rate=self._rate,
+            expires_at=identity.expires_at,
         )
         self.connections.add(connection)
         self._tenant_sockets[tenant_id] = self._tenant_sockets.get(tenant_id, 0) + 1
@@ -231,6 +242,22 @@ class Gateway:
             self.metrics.sockets.dec()
             if not self.connections:
                 self._emptied.set()
+
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        """A browser's page may open a socket only from an allowed origin: those
+        ``AGENTLANE_ALLOWED_ORIGINS`` names (``*``: any), else the gateway's own (same host);
+        without authentication only pages on this machine. Clients that are not browsers send
+        no Origin."""
+        origin = websocket.headers.get("origin")
+        if origin is None:
+            return True
+        parts = urlsplit(origin)
+        if self._auth.mode == "none" and parts.hostname not in _LOOPBACK:
+            return False
+        allowed = self.options.allowed_origins
+        if allowed:
+            return "*" in allowed or origin.rstrip("/") in allowed
+        return parts.netloc != "" and parts.netloc == websocket.headers.get("host")
 
     async def _refuse(
         self,

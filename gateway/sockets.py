@@ -22,6 +22,7 @@ from gateway.protocol import (
     CLOSE_INTERNAL,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOO_BIG,
+    CLOSE_UNAUTHORIZED,
     MAX_FRAME_BYTES,
     ApproveFrame,
     AskFrame,
@@ -64,6 +65,7 @@ class Connection:
     __slots__ = (
         "_closing",
         "_commands",
+        "_expires_at",
         "_handler",
         "_interrupted",
         "_metrics",
@@ -89,10 +91,13 @@ class Connection:
         after_event_id: int,
         policy: SocketPolicy,
         rate: RateLimiter | None = None,
+        expires_at: float | None = None,
     ) -> None:
         self._ws = websocket
         self._commands = commands
         self._rate = rate
+        #: When the token the socket was opened with expires (Unix seconds); None: never.
+        self._expires_at = expires_at
         self._metrics = metrics
         self.tenant_id = tenant_id
         self.session_id = session_id
@@ -143,6 +148,8 @@ class Connection:
 
     def tick(self, now: float) -> None:
         """Keepalive, called by the gateway's one ticker for every socket (no task per socket)."""
+        if self._expired():
+            return
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at > self._policy.pong_timeout_s:
                 self.close(CLOSE_INTERNAL, "pong timeout")
@@ -201,7 +208,17 @@ class Connection:
         self._metrics.bad_frames.labels(bad.code).inc()
         await self._ws.send_text(error_frame(bad.code, bad.message, bad.retry_after_s))
 
+    def _expired(self) -> bool:
+        """Close with 4001 once the socket's token has expired: nothing is done on its word
+        after that (the client reconnects with a fresh token and ``lastEventId``)."""
+        if self._expires_at is None or time.time() < self._expires_at:
+            return False
+        self.close(CLOSE_UNAUTHORIZED, "token expired")
+        return True
+
     async def _handle(self, frame: AskFrame | CancelFrame | ApproveFrame | PongFrame) -> None:
+        if self._expired():
+            return
         if isinstance(frame, PongFrame):
             self.ping_sent_at = None
             return

@@ -59,7 +59,10 @@ def build_gateway(
         bus=bus,
         registry=registry,
         rate=rate,
-        options=GatewayOptions(max_tenant_sockets=limits.max_tenant_sockets),
+        options=GatewayOptions(
+            max_tenant_sockets=limits.max_tenant_sockets,
+            allowed_origins=settings.allowed_origins,
+        ),
     )
 
 
