@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "AuthUnavailable",
     "Authenticator",
+    "Identity",
     "Unauthorized",
     "bearer_token",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ import openai
 from agentlane.events import is_text
 from runners.agent.tokens import TokenBatcher
 from runners.engine import NonRetryable, RetryLater, StepInfo
+
+logger = logging.getLogger(__name__)
 
 
 class ModelClient(Protocol):
@@ -83,7 +86,14 @@ class OpenAIModel:
                 raise RetryLater(
                     f"{status} from {model}", after=_retry_after(exc.response)
                 ) from exc
-            raise NonRetryable(f"{status} from {model}: {exc.message}") from exc
+            # The provider's own text may echo the API key or the organisation: it stays out of
+            # the journal (which the tenant reads) and out of the logs; its kind goes to both.
+            logger.warning(
+                "model call refused: %d from %s (type %s, code %s, request %s)",
+                status, model, exc.type, exc.code, exc.request_id,
+            )
+            reason = _REFUSALS.get(status, "the model provider refused the request")
+            raise NonRetryable(f"{status} from {model}: {reason}") from None
         except openai.APITimeoutError as exc:
             raise RetryLater(f"timeout calling {model}") from exc
         except openai.APIConnectionError as exc:
@@ -175,6 +185,17 @@ class OpenAIModel:
             "usage": usage,
             "offline": False,
         }
+
+
+#: What a refusal means, said without the provider's words.
+_REFUSALS = {
+    400: "the model provider rejected the request",
+    401: "the model provider did not accept the API key",
+    403: "the model provider refused access",
+    404: "the model provider does not know this model",
+    413: "the request was too large for the model provider",
+    422: "the model provider rejected the request",
+}
 
 
 def _as_text(piece: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -258,3 +259,20 @@ async def test_crashes_mid_stream_do_not_spend_the_retry_budget(
 def test_a_providers_lone_surrogate_becomes_a_replacement_not_an_unstorable_event() -> None:
     assert _as_text("fine 😀") == "fine 😀"
     assert _as_text("bad \ud800 piece") == "bad ? piece"
+
+
+async def test_a_providers_refusal_text_never_reaches_the_journal_or_the_logs(
+    harness: Harness, openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 401 whose text echoes the key and the organisation: the run fails with the status and
+    what it means; the provider's words are neither stored (the tenant reads them) nor logged."""
+    secret = "Incorrect API key provided: sk-live-SECRET123. Organization org-SECRET456."
+    openai_server.push(Reply.error(401, message=secret))
+    executor = loopback_executor(harness, openai_server)
+    run = await harness.start("r1", "hello")
+    assert await harness.advance(executor, run) is Outcome.FAILED
+    events = await harness.events(run)
+    stored = json.dumps([e.data for e in events])
+    assert "SECRET" not in stored and "SECRET" not in caplog.text
+    failed = next(e.data for e in events if e.type == "StepFailed")
+    assert "401 from" in failed["error"] and "did not accept the API key" in failed["error"]

@@ -4,6 +4,7 @@ allowed origins: through the real gateway on a real socket."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import jwt
@@ -101,3 +102,19 @@ def test_without_authentication_only_this_machines_pages_open_sockets(database_u
             assert frames_until(ws, lambda f: len(f) == 1)[0]["type"] == "ready"
         with pytest.raises(InvalidStatus):
             connect(url, additional_headers={"Origin": "https://evil.example"})
+
+
+def test_a_token_under_a_percent_encoded_name_is_still_kept_out_of_the_logs(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``?%74oken=`` is ``token`` to the server (it authenticates), so it is one to the logs."""
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    token = _token("acme", 600)
+    auth = Authenticator(mode="jwt", secret=SECRET)
+    with (
+        gateway_thread(database_url, authenticator=auth) as gw,
+        connect(f"{gw.ws_url}/ws/s?%74oken={token}&lastEventId=0") as ws,
+    ):
+        assert frames_until(ws, lambda f: len(f) == 1)[0]["type"] == "ready"
+    assert "%74oken=***" in caplog.text
+    assert token not in caplog.text
