@@ -18,7 +18,6 @@ from the verified claim ``AGENTLANE_TENANT_CLAIM``; request headers naming a ten
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from typing import Any
 import jwt
 
 from agentlane.errors import UNAVAILABLE_RETRY_AFTER_S, AgentlaneError, ConfigError
+from agentlane.jwks import JwksKeys, JwksUnavailable
 from agentlane.settings import Settings
 
 __all__ = [
@@ -132,13 +132,8 @@ class Authenticator:
         self._issuer = issuer
         self._tenant_claim = tenant_claim
         self._leeway = leeway
-        # The client caches the key set (5 min) and rate-limits refetches for unknown key ids,
-        # so tokens with made-up ``kid`` values cannot hammer the JWKS endpoint.
-        self._jwks = (
-            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
-            if mode == "jwt" and jwks_url
-            else None
-        )
+        # The key set lives 5 minutes; one fetch serves every waiter (see agentlane.jwks).
+        self._jwks = JwksKeys(jwks_url) if mode == "jwt" and jwks_url else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -190,15 +185,16 @@ class Authenticator:
             return self._decode(token, await self._signing_key(token), "RS256")
         raise Unauthorized("token algorithm not accepted")
 
-    async def _signing_key(self, token: str) -> jwt.PyJWK:
+    async def _signing_key(self, token: str) -> Any:
         assert self._jwks is not None
+        kid = jwt.get_unverified_header(token).get("kid")
         try:
-            # urllib under the hood: keep the (rare) fetch off the event loop.
-            return await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-        except jwt.PyJWKClientConnectionError as exc:
+            key = await self._jwks.key(kid if isinstance(kid, str) else None)
+        except JwksUnavailable as exc:
             raise AuthUnavailable("cannot fetch the JWKS to verify the token") from exc
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError):
-            raise Unauthorized("token signed by an unknown key") from None
+        if key is None:
+            raise Unauthorized("token signed by an unknown key")
+        return key
 
     def _decode(self, token: str, key: Any, algorithm: str) -> Mapping[str, Any]:
         try:
