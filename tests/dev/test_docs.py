@@ -102,7 +102,16 @@ def test_the_cli_table_is_every_command_and_option_of_the_parser(contract: str) 
 
 def test_the_readme_links_the_contract_and_the_design(repo_root: Path) -> None:
     readme = (repo_root / "README.md").read_text()
-    for page in ("docs/contract.md", "docs/design.md"):
+    for page in ("docs/contract.md", "docs/design.md", "docs/security.md"):
         assert f"]({page})" in readme
         assert (repo_root / page).exists()
     assert "shared folder" not in readme
+
+
+def test_every_test_file_the_docs_cite_exists(repo_root: Path) -> None:
+    """The design and security pages prove their claims by naming tests: a renamed test would
+    leave a claim without its proof."""
+    for page in ("design.md", "security.md"):
+        text = (repo_root / "docs" / page).read_text()
+        for cited in set(re.findall(r"tests/[\w/]+\.py", text)):
+            assert (repo_root / cited).exists(), f"docs/{page} cites {cited}, which is gone"

@@ -248,3 +248,10 @@ def test_production_runs_the_major_the_suite_runs_on(repo_root: Path) -> None:
     infra = (repo_root / "infra" / "components" / "database.py").read_text()
     assert re.findall(r'database_version="POSTGRES_(\d+)"', infra) == [str(major)]
     assert "/var/lib/postgresql/data" not in (repo_root / "compose.yml").read_text()
+
+
+def test_compose_publishes_ports_on_this_machine_only(compose: dict) -> None:
+    """The stack has no TLS and, by default, no authentication: nothing listens beyond loopback."""
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
