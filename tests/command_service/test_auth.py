@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
@@ -26,6 +24,7 @@ from tests.command_service.conftest import (
     make_token,
     serve,
 )
+from tests.fixtures.jwks_server import JwksServer, jwk, serve_jwks
 
 A, B = bearer("tenant-a"), bearer("tenant-b")
 PROBLEM = "application/problem+json"
@@ -108,39 +107,18 @@ async def test_tokens_that_do_not_verify_are_401(
 
 
 @pytest.fixture
-def jwks() -> Iterator[tuple[str, rsa.RSAPrivateKey, dict[str, int]]]:
-    """A JWKS endpoint on loopback (what Google's certs URL is in production), counting hits."""
+def jwks() -> Iterator[tuple[str, rsa.RSAPrivateKey, JwksServer]]:
+    """A JWKS endpoint on loopback serving one key, ``k1``."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-    hits = {"count": 0}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits["count"] += 1
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/certs", key, hits
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_jwks() as server:
+        server.keys = [jwk(key, "k1")]
+        yield server.url, key, server
 
 
 async def test_rs256_tokens_verified_by_jwks(
-    database_url: str, jwks: tuple[str, rsa.RSAPrivateKey, dict[str, int]]
+    database_url: str, jwks: tuple[str, rsa.RSAPrivateKey, JwksServer]
 ) -> None:
-    url, key, hits = jwks
+    url, key, server = jwks
     issuer = "https://accounts.google.com"
     authenticator = Authenticator(mode="jwt", jwks_url=url, audience=AUDIENCE, issuer=issuer)
     now = int(time.time())
@@ -170,7 +148,7 @@ async def test_rs256_tokens_verified_by_jwks(
                 headers={"Authorization": f"Bearer {good}"},
             )
             assert ok.status_code == 202
-        assert hits["count"] == 1  # keys are cached
+        assert server.hits == 1  # keys are cached
         for name, token in bad.items():
             response = await client.get(
                 f"/runs/{ok.json()['executionId']}", headers={"Authorization": f"Bearer {token}"}

@@ -5,13 +5,8 @@ is refreshed, a failing JWKS is not fetched on every request, and a huge one is 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import jwt
 import pytest
@@ -19,51 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized
 from agentlane.jwks import JwksKeys, JwksUnavailable
+from tests.fixtures.jwks_server import JwksServer, jwk, serve_jwks
 
 AUDIENCE = "agentlane-tests"
 
 
-@dataclass
-class JwksServer:
-    url: str = ""
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    delay_s: float = 0.0
-    status: int = 200
-    padding: int = 0
-    hits: int = 0
-
-
-def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return {**public, "kid": kid, "use": "sig", "alg": "RS256"}
-
-
 @pytest.fixture
 def server() -> Iterator[JwksServer]:
-    state = JwksServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits += 1
-            time.sleep(state.delay_s)
-            body = json.dumps({"keys": state.keys, "pad": "x" * state.padding}).encode()
-            self.send_response(state.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{http.server_port}/certs"
-    try:
+    with serve_jwks() as state:
         yield state
-    finally:
-        http.shutdown()
-        http.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +38,7 @@ def _token(key: rsa.RSAPrivateKey, kid: str = "k1") -> str:
 async def test_concurrent_verifications_share_one_fetch(
     server: JwksServer, signer: rsa.RSAPrivateKey
 ) -> None:
-    server.keys, server.delay_s = [_jwk(signer, "k1")], 0.5
+    server.keys, server.delay_s = [jwk(signer, "k1")], 0.5
     auth = Authenticator(mode="jwt", jwks_url=server.url, audience=AUDIENCE)
     tenants = await asyncio.gather(*(auth.tenant_for(_token(signer)) for _ in range(4)))
     assert tenants == ["acme"] * 4
@@ -90,10 +49,10 @@ async def test_a_key_dropped_from_the_jwks_stops_verifying_after_the_lifetime(
     server: JwksServer, signer: rsa.RSAPrivateKey
 ) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server.keys = [_jwk(signer, "k1"), _jwk(other, "k2")]
+    server.keys = [jwk(signer, "k1"), jwk(other, "k2")]
     keys = JwksKeys(server.url, lifetime_s=0.3)
     assert await keys.key("k1") is not None
-    server.keys = [_jwk(other, "k2")]  # k1 revoked
+    server.keys = [jwk(other, "k2")]  # k1 revoked
     assert await keys.key("k1") is not None  # within the lifetime: the set as fetched
     await asyncio.sleep(0.4)
     assert await keys.key("k1") is None and await keys.key("k2") is not None
@@ -121,7 +80,7 @@ async def test_a_huge_jwks_is_refused_not_parsed(server: JwksServer) -> None:
 async def test_made_up_key_ids_fetch_again_at_most_once_a_while(
     server: JwksServer, signer: rsa.RSAPrivateKey
 ) -> None:
-    server.keys = [_jwk(signer, "k1")]
+    server.keys = [jwk(signer, "k1")]
     auth = Authenticator(mode="jwt", jwks_url=server.url, audience=AUDIENCE)
     for kid in ("k7", "k8", "k9"):
         with pytest.raises(Unauthorized):
