@@ -22,6 +22,7 @@ from agentlane.db import translate_errors
 from agentlane.errors import MigrationError
 from agentlane.leases import ensure_shards
 from agentlane.logs import redact
+from agentlane.roles import DEFAULT_APP_ROLE, DEFAULT_AUDIT_ROLE, ensure_roles
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +63,27 @@ def load_migrations(ddl_dir: Path) -> list[Migration]:
     return migrations
 
 
-def migrate(database_url: str, *, shards: int, ddl_dir: Path | None = None) -> list[Migration]:
-    """Apply pending migrations and make sure every shard row exists; return what was applied."""
+def migrate(
+    database_url: str,
+    *,
+    shards: int,
+    ddl_dir: Path | None = None,
+    app_role: str = DEFAULT_APP_ROLE,
+    audit_role: str = DEFAULT_AUDIT_ROLE,
+) -> list[Migration]:
+    """Apply pending migrations, make sure every shard row exists and the app and auditor roles
+    have exactly their grants (:mod:`agentlane.roles`); return what was applied."""
     migrations = load_migrations(ddl_dir or default_ddl_dir())
     try:
-        return _migrate(database_url, migrations, shards)
+        return _migrate(database_url, migrations, shards, (app_role, audit_role))
     except psycopg.Error as exc:
         detail = " ".join(redact(str(exc)).split())
         raise MigrationError(f"cannot migrate: {detail}") from exc
 
 
-def _migrate(database_url: str, migrations: list[Migration], shards: int) -> list[Migration]:
+def _migrate(
+    database_url: str, migrations: list[Migration], shards: int, roles: tuple[str, str]
+) -> list[Migration]:
     applied: list[Migration] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -108,6 +119,7 @@ def _migrate(database_url: str, migrations: list[Migration], shards: int) -> lis
                     f"the database has migrations this code does not know: {sorted(unknown)}"
                 )
             ensure_shards(conn, shards)
+            ensure_roles(conn, app=roles[0], auditor=roles[1])
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied

@@ -54,6 +54,8 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_MODEL_FALLBACK",
         "AGENTLANE_DEMO_TOOLS",
         "AGENTLANE_ALLOWED_ORIGINS",
+        "AGENTLANE_APP_ROLE",
+        "AGENTLANE_AUDIT_ROLE",
     }
 )
 
@@ -104,6 +106,15 @@ class Settings(BaseSettings):
     )
     # The agent's demo tools (an approval-gated send_email that sends nothing): agentlane dev.
     demo_tools: bool = Field(default=False, validation_alias="AGENTLANE_DEMO_TOOLS")
+    # The database roles agentlane migrate keeps (agentlane.roles).
+    app_role: str = Field(
+        default="agentlane_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        validation_alias="AGENTLANE_APP_ROLE",
+    )
+    audit_role: str = Field(
+        default="agentlane_auditor", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        validation_alias="AGENTLANE_AUDIT_ROLE",
+    )
     # Comma-separated origins whose pages may open the gateway's sockets ("*": any).
     allowed_origins_list: str = Field(default="", validation_alias="AGENTLANE_ALLOWED_ORIGINS")
 

@@ -39,6 +39,7 @@ from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
 from agentlane.cli.operator_db import DEV_DATA_DIR, DEV_DATABASE
 from agentlane.cli.pubsub_emulator import PubSubEmulator, emulator_available
 from agentlane.cli.supervisor import ChildSpec, Supervisor
+from agentlane.db import with_session_options
 from agentlane.errors import ConfigError
 from agentlane.logs import redact
 from agentlane.migrate import migrate
@@ -95,9 +96,18 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             with database(settings, data_dir) as database_url:
-                migrate(database_url, shards=settings.shards)
+                migrate(
+                    database_url, shards=settings.shards, app_role=settings.app_role,
+                    audit_role=settings.audit_role,
+                )
+                # The components run as the app role, as they do in production: they cannot
+                # change history. (A DATABASE_URL of your own is used as you give it.)
+                components_url = (
+                    database_url if settings.database_url is not None
+                    else with_session_options(database_url, role=settings.app_role)
+                )
                 with _bus(settings, data_dir) as bus:
-                    env = _child_env(settings, database_url, bus, json_lines=args.log_json)
+                    env = _child_env(settings, components_url, bus, json_lines=args.log_json)
                     specs, ports = _children(args, env)
                     status = _status(args, bus, database_url)
                     try:

@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(args, settings, command="migrate")
-    applied = migrate(url, shards=settings.shards)
+    applied = migrate(
+        url, shards=settings.shards, app_role=settings.app_role, audit_role=settings.audit_role
+    )
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
     sys.stdout.write(f"migrated: {names}\n")
     return 0

@@ -337,7 +337,12 @@ async def test_dev_stack_end_to_end(
         await asyncio.to_thread(model_server.wait_for_request, "slow please", 30)
         owner, token = stack.shard_owner(shard)
         assert owner in before and before[owner][shard] == token, (owner, before)
-        os.kill(stack.pid_of(owner.split("/")[0]), signal.SIGKILL)
+        # The components run as the app role, which cannot change history (tests/core/test_roles).
+        victim = stack.pid_of(owner.split("/")[0])
+        environ = Path(f"/proc/{victim}/environ").read_bytes().split(b"\0")
+        url = next(e for e in environ if e.startswith(b"DATABASE_URL="))
+        assert b"-c role=agentlane_app" in url, url
+        os.kill(victim, signal.SIGKILL)
         model_server.released.set()
         status = await _wait_status(http, third, timeout_s=90)
         assert status["status"] == "completed" and status["answer"] == "echo: slow please"
