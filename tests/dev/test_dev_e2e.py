@@ -149,6 +149,11 @@ class DevStack:
         return (row[0], row[1]) if row else (None, 0)
 
 
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in raw if b"=" in entry)
+
+
 def _process_name(pid: int) -> str:
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -339,9 +344,8 @@ async def test_dev_stack_end_to_end(
         assert owner in before and before[owner][shard] == token, (owner, before)
         # The components run as the app role, which cannot change history (tests/core/test_roles).
         victim = stack.pid_of(owner.split("/")[0])
-        environ = Path(f"/proc/{victim}/environ").read_bytes().split(b"\0")
-        url = next(e for e in environ if e.startswith(b"DATABASE_URL="))
-        assert b"-c role=agentlane_app" in url, url
+        url = _environ(victim)["DATABASE_URL"]
+        assert "-c role=agentlane_app" in url, url
         os.kill(victim, signal.SIGKILL)
         model_server.released.set()
         status = await _wait_status(http, third, timeout_s=90)
