@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["PRECONFIGURED_WAF", "Armor"]
 
 PRECONFIGURED_WAF = ("sqli-v33-stable", "xss-v33-stable")
+INTERNAL_PATHS_EXPRESSION = "request.path.matches('^/(metrics|readyz|healthz)([/?].*)?$')"
 DEFAULT_RULE_PRIORITY = 2147483647
 _EVERYONE: Match = {
     "versioned_expr": "SRC_IPS_V1",
@@ -58,9 +59,21 @@ class Armor(Component):
             for index, rule in enumerate(PRECONFIGURED_WAF)
         ]
         header = armor.tenant_header.lower()
+        # Cloud Armor stops at the first rule that matches, and a request under a rate rule's
+        # limit is allowed right there: the per-IP ban comes first, so a client cannot skip it by
+        # sending a new tenant header with every request (the app limits verified tenants).
         rate: list[Rule] = [
             {
                 "priority": 2000,
+                "action": "rate_based_ban",
+                "description": "per-IP rate ban",
+                "match": _EVERYONE,
+                "rate_limit_options": _rate_ban(
+                    armor.ip_requests_per_minute, armor.ban_seconds, key="IP"
+                ),
+            },
+            {
+                "priority": 2100,
                 "action": "rate_based_ban",
                 "description": "per-tenant rate ban",
                 # Without the header the key falls back to one shared bucket, so only
@@ -73,16 +86,15 @@ class Armor(Component):
                     key_name=header,
                 ),
             },
-            {
-                "priority": 2100,
-                "action": "rate_based_ban",
-                "description": "per-IP rate ban",
-                "match": _EVERYONE,
-                "rate_limit_options": _rate_ban(
-                    armor.ip_requests_per_minute, armor.ban_seconds, key="IP"
-                ),
-            },
         ]
+        # Operators' endpoints are scraped and probed inside the VPC, never through the public
+        # load balancer.
+        internal: Rule = {
+            "priority": 900,
+            "action": "deny(404)",
+            "description": "metrics and probes stay internal",
+            "match": {"expr": {"expression": INTERNAL_PATHS_EXPRESSION}},
+        }
         default: Rule = {
             "priority": DEFAULT_RULE_PRIORITY,
             "action": "allow",
@@ -93,7 +105,7 @@ class Armor(Component):
             name,
             name=f"{name}-{config.stack}",
             type="CLOUD_ARMOR",
-            rules=[*waf, *rate, default],
+            rules=[internal, *waf, *rate, default],
             labels=self.labels("edge"),
             opts=self.child(),
         )

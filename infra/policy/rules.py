@@ -231,6 +231,17 @@ def _armor_baseline(resource_type: str, props: Props) -> list[str]:
         for key in ("IP", "HTTP_HEADER")
         if key not in bans
     ]
+    # The first matching rule decides: a header ban before the IP ban lets a client that sends
+    # a fresh header each time skip the IP ban.
+    priority = {
+        _get(r, "rateLimitOptions", "enforceOnKey"): r.get("priority", 0)
+        for r in rules
+        if r.get("action") == "rate_based_ban"
+    }
+    if "IP" in priority and "HTTP_HEADER" in priority and priority["IP"] > priority["HTTP_HEADER"]:
+        found.append("Cloud Armor's per-IP ban must come before the per-header ban")
+    if "/(metrics|readyz" not in expressions:
+        found.append("Cloud Armor must keep /metrics and /readyz off the public load balancer")
     return found
 
 

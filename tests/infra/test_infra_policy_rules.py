@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from infra.components.armor import INTERNAL_PATHS_EXPRESSION
 from infra.policy import rules
 from infra.policy.rules import RULES
 
@@ -83,10 +84,12 @@ def _workload(*containers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _armor(*drop: str) -> dict[str, Any]:
+def _armor(*drop: str, header_first: bool = False) -> dict[str, Any]:
     def ban(key: str) -> dict[str, Any]:
+        first = (key == "HTTP_HEADER") == header_first
         return {
             "action": "rate_based_ban",
+            "priority": 2000 if first else 2100,
             "rateLimitOptions": {"enforceOnKey": key, "exceedAction": "deny(429)"},
         }
 
@@ -99,7 +102,10 @@ def _armor(*drop: str) -> dict[str, Any]:
         if w not in drop
     ]
     bans = [ban(k) for k in ("IP", "HTTP_HEADER") if k not in drop]
-    return {"rules": waf + bans, "labels": LABELS}
+    internal = [
+        {"action": "deny(404)", "match": {"expr": {"expression": INTERNAL_PATHS_EXPRESSION}}}
+    ] if "internal" not in drop else []
+    return {"rules": internal + waf + bans, "labels": LABELS}
 
 
 without_probe = _container()
@@ -220,6 +226,8 @@ CASES = [
     ),
     Case("armor-baseline", rules.SECURITY_POLICY, _armor("xss-v33-stable"), _armor()),
     Case("armor-baseline", rules.SECURITY_POLICY, _armor("HTTP_HEADER"), _armor()),
+    Case("armor-baseline", rules.SECURITY_POLICY, _armor(header_first=True), _armor()),
+    Case("armor-baseline", rules.SECURITY_POLICY, _armor("internal"), _armor()),
     Case(
         "firewall-no-world-ingress",
         rules.FIREWALL,

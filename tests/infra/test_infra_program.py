@@ -253,8 +253,15 @@ def test_load_balancer_routes_websockets_to_gateway_behind_armor(run: StackRun) 
     neg = run.one("gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup")
     assert neg.inputs["networkEndpointType"] == "SERVERLESS"
     rules = run.one("gcp:compute/securityPolicy:SecurityPolicy").inputs["rules"]
-    bans = [r for r in rules if r["action"] == "rate_based_ban"]
-    assert {r["rateLimitOptions"]["enforceOnKey"] for r in bans} == {"IP", "HTTP_HEADER"}
+    bans = sorted(
+        (r for r in rules if r["action"] == "rate_based_ban"), key=lambda r: r["priority"]
+    )
+    # The first matching rule decides: the IP ban first, so a fresh header cannot skip it.
+    assert [r["rateLimitOptions"]["enforceOnKey"] for r in bans] == ["IP", "HTTP_HEADER"]
+    first = min(rules, key=lambda r: r["priority"])
+    assert first["action"] == "deny(404)" and "metrics|readyz" in (
+        first["match"]["expr"]["expression"]
+    )
     assert {r["rateLimitOptions"]["exceedAction"] for r in bans} == {"deny(429)"}
     expressions = " ".join(r["match"].get("expr", {}).get("expression", "") for r in rules)
     assert "sqli-v33-stable" in expressions and "xss-v33-stable" in expressions
