@@ -17,6 +17,7 @@ from .components.migration import Migration
 from .components.monitoring import Monitoring
 from .components.names import COMMAND_SERVICE
 from .components.network import Network
+from .components.network_policies import NetworkPolicies
 from .components.projector import Projector
 from .components.pubsub import EventBus
 from .components.registry import Registry
@@ -66,6 +67,9 @@ def build(config: StackConfig) -> None:
         cluster.provider,
         accounts,
         {logical: secrets.versions[logical].secret_data for logical in PROJECTED_SECRETS},
+    )
+    NetworkPolicies(
+        "network-policies", config, cluster.provider, pulumi.ResourceOptions(depends_on=kube.ready)
     )
     migration = Migration(
         "migration",

@@ -13,6 +13,7 @@ import pytest
 
 from infra.components.edge import WEBSOCKET_TIMEOUT_SECONDS
 from infra.components.names import NAMESPACE
+from infra.components.network_policies import LOAD_BALANCER_RANGES
 from infra.components.pod import PRE_STOP_SECONDS
 from infra.components.pubsub import LIVE_SUBSCRIBER_PERMISSIONS
 from infra.policy.rules import LABEL_PATHS, REQUIRED_LABELS, violations
@@ -360,3 +361,24 @@ def test_alerts_watch_series_the_components_really_export() -> None:
     }
     exported = set(registry._names_to_collectors)
     assert used and used <= exported, used - exported
+
+
+def test_pods_take_ingress_only_from_the_load_balancer_and_the_metrics_collector(
+    run: StackRun,
+) -> None:
+    kind = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    policies = {p.name: p.inputs for p in run.of_type(kind)}
+    deny = policies["deny-all-ingress"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    gateway = policies["gateway-ingress"]["spec"]
+    sources = gateway["ingress"][0]["from"]
+    cidrs = {s["ipBlock"]["cidr"] for s in sources if "ipBlock" in s}
+    assert cidrs == set(LOAD_BALANCER_RANGES)
+    for name in ("gateway-ingress", "runner-ingress", "projector-ingress"):
+        (rule,) = policies[name]["spec"]["ingress"]
+        scrapers = [s for s in rule["from"] if "namespaceSelector" in s]
+        assert scrapers == [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "gmp-system"}}}], name
+        assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}], name
+    assert not any("ipBlock" in s for s in policies["runner-ingress"]["spec"]["ingress"][0]["from"])
