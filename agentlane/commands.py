@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,6 +90,15 @@ class BudgetCap:
     @property
     def deadline_s(self) -> float | None:
         return self.seconds if self.seconds > 0 else None
+
+
+#: A command's change to its run's index row, in the command's transaction: (conn, tenant,
+#: execution) -> whether the row was there to change.
+IndexUpdate = Callable[[Connection, str, str], Awaitable[bool]]
+
+
+async def _make_due(conn: Connection, tenant_id: str, execution_id: str) -> bool:
+    return await RunIndex.wake(conn, tenant_id, [execution_id]) > 0
 
 
 def _enabled(cap: ActiveRunCap | None) -> ActiveRunCap | None:
@@ -255,29 +264,17 @@ class Commands:
         assert event is not None
         return event
 
-    async def expire_run(
-        self, *, tenant_id: str, session_id: str, execution_id: str, shard_id: int
-    ) -> StoredEvent | None:
+    async def expire_run(self, *, tenant_id: str, execution_id: str) -> StoredEvent | None:
         """Cancel a run past its wall-time deadline (its owner's sweep), once: None when it
         ended meanwhile or another owner expired it first."""
-
-        async def clear_deadline(conn: Connection, written: list[StoredEvent]) -> None:
-            if not await RunIndex.expire(conn, tenant_id, execution_id):
-                raise _RunEndedMeanwhile()
-
-        try:
-            result = await self.store.append(
-                NewEvent(
-                    tenant_id, session_id, "CancelRequested",
-                    {"reason": "deadline: the run exceeded the wall time the server allows"},
-                    execution_id=execution_id,
-                ),
-                in_transaction=clear_deadline,
-            )
-        except _RunEndedMeanwhile:
-            return None
-        self.runs.wake_shard(shard_id)
-        return result.event
+        return await self._command_run(
+            tenant_id,
+            execution_id,
+            "CancelRequested",
+            {"reason": "deadline: the run exceeded the wall time the server allows"},
+            finished_ok=True,
+            index=RunIndex.expire,
+        )
 
     async def run_status(self, tenant_id: str, execution_id: str) -> str:
         """Status from the work index, or from the journal once the run has ended."""
@@ -300,7 +297,12 @@ class Commands:
         data: dict[str, Any],
         *,
         finished_ok: bool,
+        index: IndexUpdate | None = None,
     ) -> StoredEvent | None:
+        """Append a command to a run that has not ended, with ``index`` (default: make it due)
+        in the same transaction; ``index`` returning False means the run has no row any more
+        (or not the one the command needs): nothing is written."""
+        update = index or _make_due
         route = await self.runs.route(tenant_id, execution_id)
         if route is None:
             status = await self.run_status(tenant_id, execution_id)  # raises RunNotFound
@@ -310,7 +312,7 @@ class Commands:
         session_id, shard = route
 
         async def wake(conn: Connection, written: list[StoredEvent]) -> None:
-            if await RunIndex.wake(conn, tenant_id, [execution_id]) == 0:
+            if not await update(conn, tenant_id, execution_id):
                 # The run ended between our read and this transaction: write nothing.
                 raise _RunEndedMeanwhile()
 

@@ -73,16 +73,14 @@ class Limits:
 
     def rate_limiter(self) -> RateLimiter:
         """The per-tenant request rate of a process, for every door it serves."""
-        overrides = {t: (self.for_tenant(t).rate_per_s, self.for_tenant(t).burst)
-                     for t in self.tenants}
+        own = {t: self.for_tenant(t) for t in self.tenants}
+        overrides = {t: (limits.rate_per_s, limits.burst) for t, limits in own.items()}
         return RateLimiter(rate_per_s=self.rate_per_s, burst=self.burst, overrides=overrides)
 
     def commands(self, store: EventStore, runs: RunIndex) -> Commands:
         """Commands that accept runs under these caps, each tenant's own where it has them."""
-        tenant_caps = {
-            t: (self.for_tenant(t).active_run_cap(), self.for_tenant(t).budget_cap())
-            for t in self.tenants
-        }
+        own = {t: self.for_tenant(t) for t in self.tenants}
+        tenant_caps = {t: (lim.active_run_cap(), lim.budget_cap()) for t, lim in own.items()}
         return Commands(
             store, runs, cap=self.active_run_cap(), budget_cap=self.budget_cap(),
             tenant_caps=tenant_caps,

@@ -454,19 +454,13 @@ class Runner:
         assert self._commands is not None
         fences = self.plan.active_fences(time.monotonic())
         for tenant_id, execution_id in await self._commands.runs.overdue(sorted(fences)):
-            route = await self._commands.runs.route(tenant_id, execution_id)
-            if route is None:
-                continue
-            session_id, shard_id = route
             cancelled = await self._commands.expire_run(
-                tenant_id=tenant_id, session_id=session_id, execution_id=execution_id,
-                shard_id=shard_id,
+                tenant_id=tenant_id, execution_id=execution_id
             )
             if cancelled is not None:
                 self.metrics.runs_expired.inc()
                 logger.info("cancelled run %s: past its wall-time deadline", execution_id,
                             extra={"tenant": tenant_id, "execution": execution_id})
-                self._commanded.add(shard_id)
 
     async def _check_progress(self) -> float | None:
         """Publish per-shard progress, give up stalled shards; return seconds to the next timer."""

@@ -133,7 +133,7 @@ def _status(args: argparse.Namespace, bus: Bus, database_url: str) -> StackStatu
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{host}:{args.port}"
     return StackStatus(
-        pid=os.getpid(), http=base, console=f"{base}/?session=session-1",
+        pid=os.getpid(), host=host, http=base, console=f"{base}/?session=session-1",
         database=redact(database_url), bus=bus.name,
     )
 
@@ -387,8 +387,7 @@ async def _announce(
 ) -> None:
     """Once every child answers /readyz (the runners: holding their share of the shards), print
     where everything is, which pid is which and how to try it."""
-    base = status.http
-    host = base.removeprefix("http://").rsplit(":", 1)[0]
+    base, host = status.http, status.host
     probes = {
         name: f"http://{host}:{port}/readyz" for name, port in ports.items() if name != "edge"
     }

@@ -31,6 +31,8 @@ class StackStatus:
     """The stack of one data directory: what ``--status`` prints."""
 
     pid: int
+    #: Where the stack's ports are reached from this machine.
+    host: str
     http: str
     console: str
     database: str

@@ -54,6 +54,11 @@ def default_bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
+def local_url(port: int, dbname: str = "postgres") -> str:
+    """The URL of database ``dbname`` of an embedded server on ``port`` of this machine."""
+    return f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -79,7 +84,7 @@ class EmbeddedPostgres:
         self._run_as = SERVER_USER if os.geteuid() == 0 else None
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return local_url(self.port, dbname)
 
     @property
     def log_file(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from agentlane.cli.embedded_pg import local_url
 from agentlane.db import translate_errors
 from agentlane.errors import ConfigError
 from agentlane.settings import Settings, check_database_url
@@ -30,11 +31,6 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
         "--database-url", metavar="URL",
         help="the event store (default: DATABASE_URL, else the dev stack of ./.agentlane)",
     )
-
-
-def dev_database_url(port: int) -> str:
-    """The URL of the dev stack's database on its embedded server."""
-    return f"postgresql://postgres@127.0.0.1:{port}/{DEV_DATABASE}"
 
 
 def database_url(args: argparse.Namespace, settings: Settings, *, command: str) -> str:
@@ -66,4 +62,4 @@ def _dev_stack_database(command: str) -> str:
         f"agentlane {command}: using the agentlane dev database on 127.0.0.1:{port} "
         f"({port_file}); set DATABASE_URL for another\n"
     )
-    return dev_database_url(port)
+    return local_url(port, DEV_DATABASE)

@@ -51,17 +51,11 @@ async def test_the_deadline_is_recorded_rebuilt_and_expired_once(
                      "wake_at = NULL WHERE execution_id = %s", (run.execution_id,))
     runs = RunIndex(db)
     assert [ex for _, ex in await runs.overdue(list(range(TEST_SHARDS)))] == [run.execution_id]
-    route = await runs.route("t", run.execution_id)
-    assert route is not None
-    first = await capped.expire_run(
-        tenant_id="t", session_id=route[0], execution_id=run.execution_id, shard_id=route[1]
-    )
+    first = await capped.expire_run(tenant_id="t", execution_id=run.execution_id)
     assert first is not None and first.type == "CancelRequested"
     assert first.data["reason"].startswith("deadline")
     assert await runs.overdue(list(range(TEST_SHARDS))) == []
-    again = await capped.expire_run(
-        tenant_id="t", session_id=route[0], execution_id=run.execution_id, shard_id=route[1]
-    )
+    again = await capped.expire_run(tenant_id="t", execution_id=run.execution_id)
     assert again is None
     # The run is due at once, so its owner advances it into the cancel.
     assert await runs.status("t", run.execution_id) is not None

@@ -27,7 +27,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from agentlane import cli
-from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
+from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port, local_url
+from agentlane.cli.operator_db import DEV_DATABASE
 from agentlane.cli.pubsub_emulator import emulator_available
 from agentlane.sharding import shard_for
 from tests.dev.model_server import ModelServer
@@ -79,7 +80,7 @@ class DevStack:
     @property
     def database_url(self) -> str:
         pg_port = int((self.data_dir / "pg.port").read_text())
-        return f"postgresql://postgres@127.0.0.1:{pg_port}/agentlane"
+        return local_url(pg_port, DEV_DATABASE)
 
     def descendants(self) -> dict[int, str]:
         """pid -> name of every live process under ``agentlane dev``: an agentlane child by its
