@@ -1,4 +1,5 @@
-"""Per-tenant request rate, shared by every door of a process (HTTP and WebSocket).
+"""Per-tenant request rate, shared by every door of a process (HTTP and WebSocket), and the
+per-tenant counts the doors' shares and caps are kept with.
 
 A token bucket per tenant (requests per second, with a burst), in-process: each instance enforces
 its share, so the fleet-wide rate is the per-instance rate times the instance count (Cloud Armor
@@ -74,3 +75,24 @@ class RateLimiter:
             del self._buckets[tenant]
         if len(self._buckets) >= self._max_tenants:
             self._buckets.clear()
+
+
+class TenantCounts:
+    """How many of something (requests, streams, sockets) each tenant holds right now; a tenant
+    holding none has no entry, so the map stays as small as the tenants active."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}
+
+    def held(self, tenant: str) -> int:
+        return self._held.get(tenant, 0)
+
+    def add(self, tenant: str) -> None:
+        self._held[tenant] = self._held.get(tenant, 0) + 1
+
+    def remove(self, tenant: str) -> None:
+        left = self._held.get(tenant, 0) - 1
+        if left > 0:
+            self._held[tenant] = left
+        else:
+            self._held.pop(tenant, None)

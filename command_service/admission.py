@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentlane.admission import RateLimiter
+from agentlane.admission import RateLimiter, TenantCounts
 from agentlane.commands import BudgetCap, Commands
 from agentlane.problems import problem_for
 from agentlane.run_index import ActiveRunCap, RunIndex
@@ -120,8 +120,8 @@ class TenantShares:
     def __init__(self, *, share: float, retry_after_s: float) -> None:
         self.share = share
         self.retry_after_s = retry_after_s
-        self.requests: dict[str, int] = {}
-        self.streams: dict[str, int] = {}
+        self.requests = TenantCounts()
+        self.streams = TenantCounts()
         self.bounds: tuple[int, int] = (0, 0)  # (in-flight, streams) of the instance, kept live
 
     def enter(self, tenant: str, scope: Scope) -> None:
@@ -129,7 +129,7 @@ class TenantShares:
         stream = _is_stream(scope)
         counts = self.streams if stream else self.requests
         bound = self.bounds[1 if stream else 0]
-        held = counts.get(tenant, 0)
+        held = counts.held(tenant)
         if 0 < self.share < 1 and bound > 0 and held >= max(1, math.floor(bound * self.share)):
             what = "event streams" if stream else "requests in progress"
             raise TooManyRequests(
@@ -137,7 +137,7 @@ class TenantShares:
                 retry_after_s=self.retry_after_s,
                 reason="tenant_streams" if stream else "tenant_inflight",
             )
-        counts[tenant] = held + 1
+        counts.add(tenant)
         scope.setdefault("state", {})[_TENANT_SLOT] = (tenant, stream)
 
     def leave(self, scope: Scope) -> None:
@@ -145,12 +145,7 @@ class TenantShares:
         if slot is None:
             return
         tenant, stream = slot
-        counts = self.streams if stream else self.requests
-        left = counts.get(tenant, 0) - 1
-        if left > 0:
-            counts[tenant] = left
-        else:
-            counts.pop(tenant, None)
+        (self.streams if stream else self.requests).remove(tenant)
 
 
 class AdaptiveLimit:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from agentlane.admission import RateLimiter
+from agentlane.admission import RateLimiter, TenantCounts
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
 from agentlane.bus import EventBus
 from agentlane.commands import Commands, is_identifier
@@ -104,7 +104,7 @@ class Gateway:
         self.options = options or GatewayOptions()
         self.hub = Hub()
         self.connections: set[Connection] = set()
-        self._tenant_sockets: dict[str, int] = {}
+        self._tenant_sockets = TenantCounts()
         self._draining = False
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,7 +202,7 @@ class Gateway:
             )
             return
         limit = self.options.max_tenant_sockets
-        if limit and self._tenant_sockets.get(tenant_id, 0) >= limit:
+        if limit and self._tenant_sockets.held(tenant_id) >= limit:
             await self._refuse(
                 websocket, CLOSE_TRY_AGAIN_LATER,
                 f"this tenant already has {limit} sockets open here; retry later",
@@ -223,7 +223,7 @@ class Gateway:
             expires_at=identity.expires_at,
         )
         self.connections.add(connection)
-        self._tenant_sockets[tenant_id] = self._tenant_sockets.get(tenant_id, 0) + 1
+        self._tenant_sockets.add(tenant_id)
         self.metrics.sockets.inc()
         self.metrics.connects.inc()
         started = time.monotonic()
@@ -235,10 +235,7 @@ class Gateway:
                 await connection.serve(self.hub)
         finally:
             self.connections.discard(connection)
-            if (left := self._tenant_sockets[tenant_id] - 1) > 0:
-                self._tenant_sockets[tenant_id] = left
-            else:
-                del self._tenant_sockets[tenant_id]
+            self._tenant_sockets.remove(tenant_id)
             self.metrics.sockets.dec()
             if not self.connections:
                 self._emptied.set()
