@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from agentlane.db import translate_errors
 from agentlane.errors import MigrationError
 from agentlane.leases import ensure_shards
 from agentlane.logs import redact
-from agentlane.roles import DEFAULT_APP_ROLE, DEFAULT_AUDIT_ROLE, ensure_roles
+from agentlane.roles import DEFAULT_APP_ROLE, DEFAULT_AUDIT_ROLE, ensure_roles, grant_logins
 
 logger = logging.getLogger(__name__)
 
@@ -70,19 +71,27 @@ def migrate(
     ddl_dir: Path | None = None,
     app_role: str = DEFAULT_APP_ROLE,
     audit_role: str = DEFAULT_AUDIT_ROLE,
+    app_logins: Sequence[str] = (),
+    audit_logins: Sequence[str] = (),
 ) -> list[Migration]:
-    """Apply pending migrations, make sure every shard row exists and the app and auditor roles
-    have exactly their grants (:mod:`agentlane.roles`); return what was applied."""
+    """Apply pending migrations, make sure every shard row exists, the app and auditor roles
+    have exactly their grants (:mod:`agentlane.roles`) and the given logins are members of
+    them; return what was applied."""
     migrations = load_migrations(ddl_dir or default_ddl_dir())
+    members = {app_role: tuple(app_logins), audit_role: tuple(audit_logins)}
     try:
-        return _migrate(database_url, migrations, shards, (app_role, audit_role))
+        return _migrate(database_url, migrations, shards, (app_role, audit_role), members)
     except psycopg.Error as exc:
         detail = " ".join(redact(str(exc)).split())
         raise MigrationError(f"cannot migrate: {detail}") from exc
 
 
 def _migrate(
-    database_url: str, migrations: list[Migration], shards: int, roles: tuple[str, str]
+    database_url: str,
+    migrations: list[Migration],
+    shards: int,
+    roles: tuple[str, str],
+    members: dict[str, tuple[str, ...]],
 ) -> list[Migration]:
     applied: list[Migration] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -120,6 +129,7 @@ def _migrate(
                 )
             ensure_shards(conn, shards)
             ensure_roles(conn, app=roles[0], auditor=roles[1])
+            grant_logins(conn, members)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied

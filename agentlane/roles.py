@@ -15,8 +15,12 @@ default privileges, so no rebuild leaves the app without its tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import psycopg
 from psycopg import sql
+
+from agentlane.errors import MigrationError
 
 DEFAULT_APP_ROLE = "agentlane_app"
 DEFAULT_AUDIT_ROLE = "agentlane_auditor"
@@ -52,3 +56,23 @@ def ensure_roles(conn: psycopg.Connection, *, app: str, auditor: str) -> None:
     with conn.transaction():
         for statement in statements:
             conn.execute(statement)
+
+
+def grant_logins(conn: psycopg.Connection, members: Mapping[str, Sequence[str]]) -> None:
+    """Make each login (an existing role that can log in, e.g. a workload's Cloud SQL IAM user)
+    a member of its role, ``{role: logins}``, all or none (idempotent); :class:`MigrationError`
+    names a login that does not exist."""
+    for logins in members.values():
+        for login in logins:
+            found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
+            if found is None:
+                raise MigrationError(
+                    f"login {login!r} does not exist: create it first (a Cloud SQL IAM user, "
+                    "or CREATE ROLE ... LOGIN)"
+                )
+    with conn.transaction():
+        for role, logins in members.items():
+            for login in logins:
+                conn.execute(
+                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(login))
+                )

@@ -56,6 +56,10 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_ALLOWED_ORIGINS",
         "AGENTLANE_APP_ROLE",
         "AGENTLANE_AUDIT_ROLE",
+        "AGENTLANE_ANCHOR_KEY",
+        "AGENTLANE_ANCHOR_VERIFY_KEY",
+        "AGENTLANE_DB_IAM_AUTH",
+        "STORAGE_EMULATOR_HOST",
     }
 )
 
@@ -115,6 +119,18 @@ class Settings(BaseSettings):
         default="agentlane_auditor", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         validation_alias="AGENTLANE_AUDIT_ROLE",
     )
+    # Log in to Cloud SQL as DATABASE_URL's IAM user with an access token (agentlane.db_iam).
+    db_iam_auth: bool = Field(default=False, validation_alias="AGENTLANE_DB_IAM_AUTH")
+    # The key `agentlane replay anchor` signs with, and the one `verify --anchor` checks with
+    # (agentlane.replay.anchor): an Ed25519 key in PEM, or an HMAC secret.
+    anchor_key: SecretStr | None = Field(default=None, validation_alias="AGENTLANE_ANCHOR_KEY")
+    anchor_verify_key: SecretStr | None = Field(
+        default=None, validation_alias="AGENTLANE_ANCHOR_VERIFY_KEY"
+    )
+    # A Cloud Storage emulator for `replay anchor --out gs://…` (tests, dev), as Google's clients.
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
     # Comma-separated origins whose pages may open the gateway's sockets ("*": any).
     allowed_origins_list: str = Field(default="", validation_alias="AGENTLANE_ALLOWED_ORIGINS")
 
@@ -126,7 +142,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "bus_choice", "model_choice", "model_fallback", "openai_base_url", mode="before"
+        "bus_choice", "model_choice", "model_fallback", "openai_base_url", "anchor_key",
+        "anchor_verify_key", "storage_emulator_host", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pulumi
 
 __all__ = [
+    "AnchorConfig",
     "ArmorConfig",
     "AuthorizedNetwork",
     "CommandServiceConfig",
@@ -126,9 +127,22 @@ class ArmorConfig:
 
 
 @dataclass(frozen=True)
+class AnchorConfig:
+    """Signed anchors of the audit trail (docs/security.md): how often, and how long the bucket
+    keeps each one. A locked retention policy cannot be shortened or removed, not even by the
+    project's owner, so prod locks it; a dev stack must stay deletable."""
+
+    schedule: str = "17 * * * *"
+    retention_days: int = 400
+    lock_retention: bool = False
+
+
+@dataclass(frozen=True)
 class StackSecrets:
     db_password: pulumi.Input[str]
     openai_api_key: pulumi.Input[str]
+    # An Ed25519 private key (PEM) the anchor CronJob signs with; auditors hold its public key.
+    anchor_signing_key: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,7 @@ class StackConfig:
     secrets: StackSecrets
     tenant_tier: str = "shared"
     armor: ArmorConfig = field(default_factory=ArmorConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
     notification_channels: tuple[str, ...] = ()
 
     @property
@@ -210,6 +225,10 @@ def parse(
     )
     if config.gateway.min_replicas < 2 or config.gateway.max_replicas < config.gateway.min_replicas:
         raise ConfigError("gateway: minReplicas must be >= 2 and <= maxReplicas")
+    if config.anchors.retention_days < 1:
+        raise ConfigError("anchors.retentionDays: at least 1")
+    if len(config.anchors.schedule.split()) != 5:
+        raise ConfigError(f"anchors.schedule: {config.anchors.schedule!r} is not a 5-field cron")
     return config
 
 
@@ -235,6 +254,7 @@ def load() -> StackConfig:
         secrets=StackSecrets(
             db_password=cfg.require_secret("dbPassword"),
             openai_api_key=cfg.require_secret("openaiApiKey"),
+            anchor_signing_key=cfg.require_secret("anchorSigningKey"),
         ),
     )
 

@@ -9,6 +9,7 @@ every subcommand, then routes; expected errors become one line on stderr and an 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
 
+from agentlane.db_iam import iam_login
 from agentlane.errors import AgentlaneError
 from agentlane.logs import configure_logging
 from agentlane.settings import Settings
@@ -156,7 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         _configure_logging(args.command, args, settings)
-        return int(SUBCOMMANDS[args.command].load().main(args, settings))
+        with contextlib.ExitStack() as scope:
+            if settings.db_iam_auth:
+                # Every connection of this process (and its children) logs in with a token.
+                url = getattr(args, "database_url", None) or (
+                    settings.database_url.get_secret_value() if settings.database_url else None
+                )
+                scope.enter_context(iam_login(url))
+            return int(SUBCOMMANDS[args.command].load().main(args, settings))
     except AgentlaneError as exc:
         logging.getLogger("agentlane").debug("command failed", exc_info=True)
         # One line, whatever the error carries (a driver's message may run to several).

@@ -1,4 +1,4 @@
-"""``agentlane replay``: the audit CLI (timelines, verify, rebuild, export).
+"""``agentlane replay``: the audit CLI (timelines, verify, rebuild, export, anchor).
 
 Exit codes: 0 done (verify: everything agrees), 1 a failed check or an expected error (one line on
 stderr), 2 bad arguments. Output for people is a rich table on a terminal; ``--json`` (and export)
@@ -14,17 +14,20 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from agentlane.cli.operator_db import add_database_option, database_url
 from agentlane.db import open_database
 from agentlane.errors import StoreError
 from agentlane.leases import verify_shard_count
+from agentlane.replay import anchor as anchor_mod
 from agentlane.replay import export as export_mod
-from agentlane.replay import timeline
-from agentlane.replay.errors import NothingToReplay, ReplayError
+from agentlane.replay import gcs, timeline
+from agentlane.replay.errors import AnchorError, NothingToReplay, ReplayError
 from agentlane.replay.parallel import run_verify
 from agentlane.replay.progress import progress, wanted
 from agentlane.replay.verify import Mismatch
@@ -111,6 +114,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=_jobs, default=0, metavar="N",
         help="worker processes (default: one per core on large stores, else 1)",
     )
+    check.add_argument(
+        "--anchor", type=Path, action="append", default=[], metavar="FILE",
+        help="also check that history up to this anchor's stream heads is unchanged "
+        "(repeatable)",
+    )
+    check.add_argument(
+        "--anchor-key", type=Path, metavar="FILE",
+        help="the key the anchors were signed with: an Ed25519 public key (PEM) or the HMAC "
+        "secret (default: AGENTLANE_ANCHOR_VERIFY_KEY, else AGENTLANE_ANCHOR_KEY)",
+    )
+
+    seal = commands.add_parser(
+        "anchor", help="a signed checkpoint of every stream head, to keep outside the database",
+        description="Read every stream's head (last seq, event id, chain hash) from the events in "
+        "one snapshot and write them, signed, as an anchor file. Later, `replay verify --anchor "
+        "FILE` proves history up to those heads is unchanged, even against someone who rewrote "
+        "the table and recomputed its hash chains.",
+    )
+    seal.add_argument(
+        "--out", metavar="FILE|gs://BUCKET/PREFIX",
+        help="write the anchor to FILE (whole or not at all), or create a new object "
+        "PREFIX/YYYY/MM/DD/anchor-TIME.ndjson in a Cloud Storage bucket; default: stdout",
+    )
+    seal.add_argument(
+        "--key-file", type=Path, metavar="FILE",
+        help="the signing key: an Ed25519 private key (PEM) or an HMAC secret of 32+ bytes "
+        "(default: AGENTLANE_ANCHOR_KEY)",
+    )
 
     commands.add_parser(
         "rebuild",
@@ -141,6 +172,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         "verify": _verify,
         "rebuild": _rebuild,
         "export": _export,
+        "anchor": _anchor,
     }[args.replay_command]
     try:
         code = handler(url, args, settings)
@@ -217,8 +249,29 @@ def _run(url: str, args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _key_text(path: Path | None, *fallbacks: SecretStr | None, what: str) -> str:
+    if path is not None:
+        try:
+            return path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AnchorError(f"{what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    for secret in fallbacks:
+        if secret is not None:
+            return secret.get_secret_value()
+    raise AnchorError(f"no {what}: pass a file or set the environment variable")
+
+
 def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
     where = EventFilter(tenant_id=args.tenant)
+    anchored = []
+    if args.anchor:
+        verifier = anchor_mod.verifier_from(
+            _key_text(
+                args.anchor_key, settings.anchor_verify_key, settings.anchor_key,
+                what="anchor verify key (--anchor-key, AGENTLANE_ANCHOR_VERIFY_KEY)",
+            )
+        )
+        anchored = [anchor_mod.load(path, verifier) for path in args.anchor]
 
     with progress("verifying", None, enabled=wanted()) as bar:
 
@@ -230,7 +283,7 @@ def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
 
         outcome = run_verify(
             url, where, jobs=args.jobs, report=report, advance=bar.advance,
-            total=bar.set_total if bar.enabled else None,
+            total=bar.set_total if bar.enabled else None, anchored=anchored,
         )
     summary = outcome.summary
     scope = f"tenant {args.tenant}" if args.tenant else "all tenants"
@@ -285,6 +338,38 @@ def _rebuild(url: str, args: argparse.Namespace, settings: Settings) -> int:
         )
 
     sys.stdout.write(asyncio.run(run()))
+    return 0
+
+
+def _anchor(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    signer = anchor_mod.signer_from(
+        _key_text(
+            args.key_file, settings.anchor_key, what="anchor key (--key-file, AGENTLANE_ANCHOR_KEY)"
+        )
+    )
+    with snapshot(url) as conn:
+        heads, events, through = anchor_mod.take(conn)
+    created = datetime.now(UTC)
+    content = anchor_mod.render(heads, events, through, signer, created)
+    where = ""
+    if args.out is None:
+        sys.stdout.buffer.write(content)
+    elif args.out.startswith("gs://"):
+        bucket, prefix = gcs.split(args.out)
+        name = f"{prefix}{created:%Y/%m/%d}/anchor-{created:%Y%m%dT%H%M%S%fZ}.ndjson"
+        where = " to " + gcs.upload(
+            bucket, name, content, emulator=settings.storage_emulator_host
+        )
+    else:
+        try:
+            anchor_mod.write_file(Path(args.out), content)
+        except OSError as exc:
+            raise AnchorError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        where = f" to {args.out}"
+    sys.stderr.write(
+        f"anchored {len(heads)} streams, {events} events through event {through}{where} "
+        f"(key {signer.key_id})\n"
+    )
     return 0
 
 

@@ -17,11 +17,12 @@ import contextlib
 import multiprocessing
 import os
 import queue as queues
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agentlane.folds import UsageKey, UsageTotals
+from agentlane.replay import anchor as anchors
 from agentlane.replay.errors import ReplayError
 from agentlane.replay.readmodel_checks import ReadModels, UsageCheck, build_checks, discover
 from agentlane.replay.verify import Check, HeadCheck, Mismatch, Summary, scan, verify
@@ -62,11 +63,22 @@ def run_verify(
     report: Callable[[Mismatch], None],
     advance: Callable[[int], None],
     total: Callable[[int], None] | None = None,
+    anchored: Sequence[anchors.Anchor] = (),
 ) -> VerifyResult:
     """Verify with ``jobs`` processes (0: choose from the table's size); ``total`` is told how
-    many events there are (for a progress bar) when given."""
+    many events there are (for a progress bar) when given. Each anchor's heads are checked in the
+    same snapshot (:func:`agentlane.replay.anchor.check`)."""
     with snapshot(database_url) as conn:
         models = discover(conn, where)
+        against_anchors = Summary()
+        for anchor in anchored:
+            for problem in anchors.check(conn, anchor, where):
+                against_anchors.mismatches += 1
+                report(problem)
+            models.notes.append(
+                f"anchor {anchor.source} ({anchor.created_at}, key {anchor.key_id}): "
+                f"{len(anchor.heads)} streams checked"
+            )
         if jobs == 0:
             jobs = auto_jobs(conn)
         if total is not None:
@@ -76,9 +88,9 @@ def run_verify(
                 conn, where, checks=models.checks, projected_sql=models.projected_sql,
                 projected_params=models.projected_params, report=report, advance=advance,
             )
-            return VerifyResult(summary, models.notes)
-        summary = _fan_out(conn, database_url, where, models, jobs, report, advance)
-        return VerifyResult(summary, models.notes)
+        else:
+            summary = _fan_out(conn, database_url, where, models, jobs, report, advance)
+        return VerifyResult(summary.plus(against_anchors), models.notes)
 
 
 def _fan_out(

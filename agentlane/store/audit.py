@@ -230,6 +230,42 @@ def heads(
     return {(row[0], row[1]): (int(row[2]), bytes(row[3])) for row in rows}
 
 
+def chain_heads(conn: Snapshot) -> Iterator[tuple[str, str, int, int, bytes]]:
+    """Every stream's last event as the events themselves say (never the stream-head table, which
+    the app role may write): ``tenant_id, session_id, seq, event_id, hash``, in stream order."""
+    query = (
+        "SELECT DISTINCT ON (tenant_id, session_id) tenant_id, session_id, seq, event_id, hash "
+        "FROM agent_events ORDER BY tenant_id, session_id, seq DESC"
+    )
+    for tenant, session, seq, event_id, digest in stream_rows(conn, query, name="replay_chain"):
+        yield str(tenant), str(session), int(seq), int(event_id), bytes(digest)
+
+
+def log_totals(conn: Snapshot) -> tuple[int, int]:
+    """How many events there are, and the highest event id (0 when none)."""
+    row = conn.execute("SELECT count(*), coalesce(max(event_id), 0) FROM agent_events").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def events_at(
+    conn: Snapshot, keys: Sequence[tuple[str, str, int]]
+) -> list[tuple[int, bytes] | None]:
+    """For each ``(tenant_id, session_id, seq)``, that event's ``(event_id, hash)``, or None
+    where there is no such event; in the order of ``keys``."""
+    rows = conn.execute(
+        "SELECT a.i, e.event_id, e.hash FROM unnest(%s::text[], %s::text[], %s::bigint[]) "
+        "WITH ORDINALITY AS a(tenant_id, session_id, seq, i) "
+        "LEFT JOIN agent_events e USING (tenant_id, session_id, seq)",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+    ).fetchall()
+    found: list[tuple[int, bytes] | None] = [None] * len(keys)
+    for index, event_id, digest in rows:
+        if event_id is not None:
+            found[int(index) - 1] = (int(event_id), bytes(digest))
+    return found
+
+
 def orphan_heads(conn: Snapshot, where: EventFilter) -> Iterator[tuple[str, str, int]]:
     """Stream heads (of ``where``'s tenant) that no event of their stream backs."""
     query = (

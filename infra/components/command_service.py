@@ -14,17 +14,27 @@ from .base import Component
 from .identity import ServiceAccounts
 from .names import COMMAND_SERVICE, secret_id
 from .network import Network
-from .workload_env import HTTP_PORT, env_for
+from .workload_env import (
+    CA_DIR,
+    CA_FILE,
+    DATABASE_CONFIG,
+    HTTP_PORT,
+    SECRET_DATABASE_CA,
+    env_for,
+)
 
 __all__ = ["CommandService"]
 
 
-def _envs(config: StackConfig) -> list[dict[str, Any]]:
+def _envs(config: StackConfig, database_url: pulumi.Input[str]) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
     for var in env_for(COMMAND_SERVICE, config):
         if var.secret is not None:
             ref = {"secret": secret_id(var.secret), "version": "latest"}
             rendered.append({"name": var.name, "value_source": {"secret_key_ref": ref}})
+        elif var.config_map == DATABASE_CONFIG:
+            # Cloud Run has no ConfigMaps: the same (non-secret) URL as a literal.
+            rendered.append({"name": var.name, "value": database_url})
         else:
             rendered.append({"name": var.name, "value": var.value})
     return rendered
@@ -37,6 +47,7 @@ class CommandService(Component):
         config: StackConfig,
         network: Network,
         accounts: ServiceAccounts,
+        database_url: pulumi.Input[str],
         readable_secrets: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -69,13 +80,24 @@ class CommandService(Component):
                     "egress": "PRIVATE_RANGES_ONLY",
                 },
                 "labels": labels,
+                # The database's CA for verify-full (Cloud Run mounts files from Secret Manager).
+                "volumes": [
+                    {
+                        "name": "db-ca",
+                        "secret": {
+                            "secret": secret_id(SECRET_DATABASE_CA),
+                            "items": [{"version": "latest", "path": CA_FILE}],
+                        },
+                    }
+                ],
                 "containers": [
                     {
                         "name": COMMAND_SERVICE.component,
                         "image": config.image,
                         "commands": COMMAND_SERVICE.command,
                         "ports": {"name": "http1", "container_port": HTTP_PORT},
-                        "envs": _envs(config),
+                        "envs": _envs(config, database_url),
+                        "volume_mounts": [{"name": "db-ca", "mount_path": CA_DIR}],
                         "resources": {
                             "limits": {"cpu": cfg.resources.cpu, "memory": cfg.resources.memory},
                             "startup_cpu_boost": True,

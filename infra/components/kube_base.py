@@ -1,4 +1,5 @@
-"""Namespace, Kubernetes service accounts, pod-read RBAC and the projected secrets."""
+"""Namespace, Kubernetes service accounts, pod-read RBAC, the projected secrets and the
+database's ConfigMap."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .base import Component
 from .identity import ServiceAccounts
 from .names import NAMESPACE, RUNNER, secret_id
 from .pod import metadata
-from .workload_env import SECRET_KEYS
+from .workload_env import DATABASE_CONFIG, SECRET_KEYS
 
 __all__ = ["KubeBase"]
 
@@ -25,6 +26,7 @@ class KubeBase(Component):
         provider: k8s.Provider,
         accounts: ServiceAccounts,
         secret_values: Mapping[str, pulumi.Input[str]],
+        database_config: Mapping[str, pulumi.Input[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("KubeBase", name, config, opts)
@@ -80,5 +82,14 @@ class KubeBase(Component):
             )
             for logical, value in secret_values.items()
         ]
-        self.ready: list[pulumi.Resource] = [*self.service_accounts, *self.secrets]
+        # Nothing secret: each IAM workload's URL (it has no password) and the database's CA.
+        self.database_config = k8s.core.v1.ConfigMap(
+            "database-config",
+            metadata=metadata(DATABASE_CONFIG, labels),
+            data=dict(database_config),
+            opts=self.child(provider=provider, depends_on=in_namespace),
+        )
+        self.ready: list[pulumi.Resource] = [
+            *self.service_accounts, *self.secrets, self.database_config
+        ]
         self.register_outputs({})

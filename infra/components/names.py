@@ -9,7 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["APP", "NAMESPACE", "WORKLOADS", "Workload", "gateway_neg_name", "secret_id"]
+__all__ = [
+    "ANCHOR",
+    "APP",
+    "APP_LOGINS",
+    "NAMESPACE",
+    "WORKLOADS",
+    "Workload",
+    "gateway_neg_name",
+    "secret_id",
+]
 
 APP: Final = "agentlane"
 NAMESPACE: Final = "agentlane"
@@ -40,7 +49,11 @@ RUNNER: Final = Workload("runner", on_gke=True)
 PROJECTOR: Final = Workload("projector", on_gke=True)
 GATEWAY: Final = Workload("gateway", on_gke=True)
 MIGRATE: Final = Workload("migrate", on_gke=True)
-WORKLOADS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY, MIGRATE)
+# The CronJob that signs the audit trail's anchors (`agentlane replay anchor`).
+ANCHOR: Final = Workload("anchor", on_gke=True)
+WORKLOADS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY, MIGRATE, ANCHOR)
+#: Who logs in to the database as a member of the app role; the auditor role: ANCHOR.
+APP_LOGINS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
 
 
 def secret_id(logical: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import Resources, StackConfig
 from .names import APP, NAMESPACE, Workload, secret_id
-from .workload_env import HTTP_PORT, EnvVar, env_for
+from .workload_env import CA_DIR, CA_FILE, DATABASE_CONFIG, HTTP_PORT, EnvVar, env_for
 
 __all__ = [
     "PRE_STOP_SECONDS",
@@ -41,6 +41,9 @@ def _env(variables: list[EnvVar]) -> list[dict[str, Any]]:
         if var.secret is not None:
             ref = {"name": secret_id(var.secret), "key": var.name}
             rendered.append({"name": var.name, "value_from": {"secret_key_ref": ref}})
+        elif var.config_map is not None:
+            ref = {"name": var.config_map, "key": var.config_key}
+            rendered.append({"name": var.name, "value_from": {"config_map_key_ref": ref}})
         elif var.pod_field is not None:
             field = {"field_path": var.pod_field}
             rendered.append({"name": var.name, "value_from": {"field_ref": field}})
@@ -74,7 +77,10 @@ def container(
             "run_as_non_root": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+        "volume_mounts": [
+            {"name": "tmp", "mount_path": "/tmp"},
+            {"name": "db-ca", "mount_path": CA_DIR, "read_only": True},
+        ],
     }
     if serving:
         spec |= {
@@ -120,7 +126,16 @@ def pod_template(
             "seccomp_profile": {"type": "RuntimeDefault"},
         },
         "containers": containers,
-        "volumes": [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}],
+        "volumes": [
+            {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
+            {
+                "name": "db-ca",
+                "config_map": {
+                    "name": DATABASE_CONFIG,
+                    "items": [{"key": CA_FILE, "path": CA_FILE}],
+                },
+            },
+        ],
     }
     if restart_policy is not None:
         spec["restart_policy"] = restart_policy

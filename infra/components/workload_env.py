@@ -10,11 +10,17 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..config import StackConfig
-from .names import COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER, Workload
+from .names import ANCHOR, COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER, Workload
 
 __all__ = [
+    "CA_DIR",
+    "CA_FILE",
+    "CA_PATH",
+    "DATABASE_CONFIG",
     "ENV_NAMES",
     "HTTP_PORT",
+    "SECRET_ANCHOR_KEY",
+    "SECRET_DATABASE_CA",
     "SECRET_DATABASE_URL",
     "SECRET_KEYS",
     "SECRET_OPENAI_API_KEY",
@@ -25,8 +31,19 @@ __all__ = [
 HTTP_PORT: Final = 8080
 
 # Logical secrets: Secret Manager ids and Kubernetes Secret names derive from these.
+# The owner's URL (with its password): the migration Job's only.
 SECRET_DATABASE_URL: Final = "database-url"
 SECRET_OPENAI_API_KEY: Final = "openai-api-key"
+SECRET_ANCHOR_KEY: Final = "anchor-key"
+# The database's CA, for Cloud Run, which mounts files only from Secret Manager (not secret).
+SECRET_DATABASE_CA: Final = "database-ca"
+#: Where every workload finds the database's CA (a mounted ConfigMap or secret volume).
+CA_DIR: Final = "/etc/agentlane/db-ca"
+CA_FILE: Final = "ca.pem"
+CA_PATH: Final = f"{CA_DIR}/{CA_FILE}"
+# The ConfigMap of what is not secret about the database: each IAM workload's URL (key: the
+# component) and the CA (key: ca.pem).
+DATABASE_CONFIG: Final = "agentlane-database"
 
 DATABASE_URL: Final = "DATABASE_URL"
 AGENTLANE_BUS: Final = "AGENTLANE_BUS"
@@ -44,6 +61,8 @@ PORT: Final = "PORT"
 OPENAI_API_KEY: Final = "OPENAI_API_KEY"
 OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"
 AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
+AGENTLANE_DB_IAM_AUTH: Final = "AGENTLANE_DB_IAM_AUTH"
+AGENTLANE_ANCHOR_KEY: Final = "AGENTLANE_ANCHOR_KEY"
 
 ENV_NAMES: Final = frozenset(
     {
@@ -63,32 +82,46 @@ ENV_NAMES: Final = frozenset(
         OPENAI_API_KEY,
         OPENAI_BASE_URL,
         AGENTLANE_MODEL,
+        AGENTLANE_DB_IAM_AUTH,
+        AGENTLANE_ANCHOR_KEY,
     }
 )
 
 
 # The key under which each projected Kubernetes Secret holds its value: the variable's name.
-SECRET_KEYS: Final = {SECRET_DATABASE_URL: DATABASE_URL, SECRET_OPENAI_API_KEY: OPENAI_API_KEY}
+SECRET_KEYS: Final = {
+    SECRET_DATABASE_URL: DATABASE_URL,
+    SECRET_OPENAI_API_KEY: OPENAI_API_KEY,
+    SECRET_ANCHOR_KEY: AGENTLANE_ANCHOR_KEY,
+}
 
 
 @dataclass(frozen=True)
 class EnvVar:
-    """One variable: a literal, a key of a projected secret, or a pod field (downward API)."""
+    """One variable: a literal, a key of a projected secret, a key of a ConfigMap, or a pod
+    field (downward API)."""
 
     name: str
     value: str | None = None
     secret: str | None = None
+    config_map: str | None = None
+    config_key: str | None = None
     pod_field: str | None = None
 
 
 def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
     """The environment of `workload` in this stack."""
     runtime = config.runtime
-    database = [
-        EnvVar(DATABASE_URL, secret=SECRET_DATABASE_URL),
-        # Fixed per database: every component must agree or it refuses to start.
-        EnvVar(AGENTLANE_SHARDS, str(runtime.shards)),
-    ]
+    # Fixed per database: every component must agree or it refuses to start.
+    shards = EnvVar(AGENTLANE_SHARDS, str(runtime.shards))
+    if workload == MIGRATE:
+        database = [EnvVar(DATABASE_URL, secret=SECRET_DATABASE_URL), shards]
+    else:
+        database = [
+            EnvVar(DATABASE_URL, config_map=DATABASE_CONFIG, config_key=workload.component),
+            EnvVar(AGENTLANE_DB_IAM_AUTH, "true"),
+            shards,
+        ]
     bus = [
         EnvVar(AGENTLANE_BUS, "pubsub"),
         EnvVar(GOOGLE_CLOUD_PROJECT, config.project),
@@ -119,5 +152,6 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
         RUNNER: database + bus + lease + model + port,
         PROJECTOR: database + bus + lease + port,
         MIGRATE: database,
+        ANCHOR: [*database, EnvVar(AGENTLANE_ANCHOR_KEY, secret=SECRET_ANCHOR_KEY)],
     }
     return by_workload[workload]

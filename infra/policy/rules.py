@@ -31,7 +31,11 @@ CUSTOM_ROLES = (
 )
 PROJECT_IAM = ("gcp:projects/iAMMember:IAMMember", "gcp:projects/iAMBinding:IAMBinding")
 SERVING_WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
-JOBS = ("kubernetes:batch/v1:Job",)
+CRON_JOB = "kubernetes:batch/v1:CronJob"
+JOBS = ("kubernetes:batch/v1:Job", CRON_JOB)
+BUCKET = "gcp:storage/bucket:Bucket"
+# Server certificates that name the instance (its DNS name), so clients can verify-full.
+NAMED_CA_MODES = frozenset({"GOOGLE_MANAGED_CAS_CA", "CUSTOMER_MANAGED_CAS_CA"})
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 REQUIRED_LABELS = frozenset({"env", "app", "component", "tenant-tier"})
@@ -48,6 +52,8 @@ LABEL_PATHS: Mapping[str, tuple[str, ...]] = {
     "gcp:compute/globalAddress:GlobalAddress": ("labels",),
     "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("labels",),
     "gcp:monitoring/alertPolicy:AlertPolicy": ("userLabels",),
+    "gcp:dns/managedZone:ManagedZone": ("labels",),
+    BUCKET: ("labels",),
 }
 PRIMITIVE_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
@@ -105,6 +111,34 @@ def _sql_timeouts(resource_type: str, props: Props) -> list[str]:
         for flag in ("idle_in_transaction_session_timeout", "statement_timeout")
         if not str(flags.get(flag, "0")).isdigit() or int(flags.get(flag, "0")) <= 0
     ]
+
+
+def _sql_iam_verified(resource_type: str, props: Props) -> list[str]:
+    if resource_type != SQL_INSTANCE:
+        return []
+    flags = {f.get("name"): f.get("value") for f in _get(props, "settings", "databaseFlags") or []}
+    found = []
+    if flags.get("cloudsql.iam_authentication") != "on":
+        found.append("Cloud SQL must allow IAM database login (cloudsql.iam_authentication on)")
+    if _get(props, "settings", "ipConfiguration", "serverCaMode") not in NAMED_CA_MODES:
+        found.append("Cloud SQL must use a CA that names the instance (serverCaMode *_CAS_CA)")
+    return found
+
+
+def _bucket_retention(resource_type: str, props: Props) -> list[str]:
+    if resource_type != BUCKET:
+        return []
+    found = []
+    if props.get("uniformBucketLevelAccess") is not True:
+        found.append("buckets use uniform bucket-level access (no object ACLs)")
+    if props.get("publicAccessPrevention") != "enforced":
+        found.append("buckets enforce public access prevention")
+    retention = props.get("retentionPolicy") or {}
+    if not str(retention.get("retentionPeriod", "")).isdigit():
+        found.append("buckets keep objects under a retention policy")
+    elif _env_of(resource_type, props) == "prod" and retention.get("isLocked") is not True:
+        found.append("prod buckets lock their retention policy")
+    return found
 
 
 def _env_of(resource_type: str, props: Props) -> str | None:
@@ -253,14 +287,22 @@ def _firewall(resource_type: str, props: Props) -> list[str]:
     return []
 
 
+def _pod(props: Props) -> Mapping[str, Any]:
+    """The pod spec of a workload (a CronJob's is one level further down)."""
+    template = _get(props, "spec", "jobTemplate", "spec", "template") or _get(
+        props, "spec", "template"
+    )
+    return _get(template, "spec") or {}
+
+
 def _containers(props: Props) -> Iterable[Mapping[str, Any]]:
-    return _get(props, "spec", "template", "spec", "containers") or []
+    return _pod(props).get("containers") or []
 
 
 def _k8s_hardening(resource_type: str, props: Props) -> list[str]:
     if resource_type not in SERVING_WORKLOADS + JOBS:
         return []
-    pod = _get(props, "spec", "template", "spec") or {}
+    pod = _pod(props)
     pod_non_root = _get(pod, "securityContext", "runAsNonRoot") is True
     found = []
     for c in _containers(props):
@@ -325,6 +367,16 @@ RULES: tuple[Rule, ...] = (
     Rule("sql-private-tls", "Cloud SQL: private IP only, TLS required.", _sql_private_tls),
     Rule("sql-recovery", "Cloud SQL: backups and point-in-time recovery.", _sql_recovery),
     Rule("sql-timeouts", "Cloud SQL: idle-in-transaction and statement timeouts.", _sql_timeouts),
+    Rule(
+        "sql-iam-verified",
+        "Cloud SQL: IAM database login, server certificates clients can verify-full.",
+        _sql_iam_verified,
+    ),
+    Rule(
+        "bucket-retention",
+        "Storage: uniform access, never public, retention policy (locked in prod).",
+        _bucket_retention,
+    ),
     Rule("prod-deletion-guards", "prod: deletion protection and HA database.", _prod_guards),
     Rule(
         "gke-private-autopilot",

@@ -5,9 +5,11 @@ rebuild swaps in keep the grants."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 
 from agentlane import cli
 from agentlane.commands import Commands
@@ -65,3 +67,43 @@ def test_tables_a_rebuild_swaps_in_keep_the_apps_grants(
     with psycopg.connect(with_session_options(database_url, role=APP), autocommit=True) as conn:
         conn.execute("SELECT count(*) FROM read_runs").fetchone()
         conn.execute("DELETE FROM read_sessions")
+
+
+def test_migrate_makes_the_named_logins_members_all_or_none(
+    database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Infra's mapping of workloads to roles: each Cloud SQL IAM user is granted its role by the
+    migration; a login that does not exist fails the migration with nothing granted."""
+    monkeypatch.setenv("AGENTLANE_SHARDS", str(TEST_SHARDS))
+    suffix = uuid.uuid4().hex[:8]
+    runner, auditor = f"runner_{suffix}", f"anchor_{suffix}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for login in (runner, auditor):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+    try:
+        args = ["migrate", "--database-url", database_url, "--app-login", runner]
+        assert cli.main([*args, "--audit-login", f"missing_{suffix}"]) == 1
+        assert f"login 'missing_{suffix}' does not exist" in capsys.readouterr().err
+        assert _members(database_url, runner) == []
+        assert cli.main([*args, "--audit-login", auditor]) == 0
+        assert cli.main([*args, "--audit-login", auditor]) == 0  # again: nothing changes
+        assert _members(database_url, runner) == [APP]
+        assert _members(database_url, auditor) == [AUDITOR]
+        with psycopg.connect(psycopg.conninfo.make_conninfo(database_url, user=runner)) as c:
+            assert c.execute("SELECT count(*) FROM agent_events").fetchone() == (0,)
+            with pytest.raises(errors.InsufficientPrivilege):
+                c.execute("DELETE FROM agent_events")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for login in (runner, auditor):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
+def _members(database_url: str, login: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+            "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1",
+            (login,),
+        ).fetchall()
+    return [row[0] for row in rows]

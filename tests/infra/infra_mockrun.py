@@ -32,6 +32,7 @@ PROJECT = "agentlane"
 TEST_SECRETS = {
     "agentlane:dbPassword": "p@ss/word+with:url&chars",
     "agentlane:openaiApiKey": "sk-test-not-a-real-key",
+    "agentlane:anchorSigningKey": "-----BEGIN PRIVATE KEY-----\nnot-a-key\n",
 }
 TEST_IMAGE = "us-central1-docker.pkg.dev/agentlane-test/agentlane/agentlane:0123abcd"
 # Pulumi marks a secret value in a property struct with this signature key.
@@ -78,7 +79,13 @@ class Outputs(mocks.Mocks):
                     "masterAuth": {"clusterCaCertificate": "Q0E="},
                 }
             case "gcp:sql/databaseInstance:DatabaseInstance":
-                state |= {"privateIpAddress": "10.100.0.3"}
+                state |= {
+                    "privateIpAddress": "10.100.0.3",
+                    "dnsName": "0123456789ab.abcdef012345.us-central1.sql.goog.",
+                    "serverCaCerts": [
+                        {"cert": "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----\n"}
+                    ],
+                }
             case "gcp:projects/serviceIdentity:ServiceIdentity":
                 state |= {"email": "service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"}
             case "gcp:projects/iAMCustomRole:IAMCustomRole":

@@ -13,7 +13,7 @@ from tests.infra.infra_resources import run_mock
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 IMAGE = "us-central1-docker.pkg.dev/agentlane-dev/agentlane/agentlane:0123abc"
-SECRETS = StackSecrets(db_password="pw", openai_api_key="sk-test")
+SECRETS = StackSecrets(db_password="pw", openai_api_key="sk-test", anchor_signing_key="k")
 
 
 def _stack_file(stack: str) -> tuple[str, str, dict[str, Any]]:

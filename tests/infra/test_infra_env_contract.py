@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from infra.components import workload_env
-from infra.components.names import COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER
+from infra.components.names import ANCHOR, COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER
 from tests.infra.infra_resources import StackRun
 
 # A copy of docs/contract.md's environment table, kept as a second check beside
@@ -43,6 +43,7 @@ REQUIRED = {
     RUNNER.component: {"DATABASE_URL", "POD_NAME", "OPENAI_API_KEY", "AGENTLANE_MODEL"},
     PROJECTOR.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_TOPIC"},
     MIGRATE.component: {"DATABASE_URL", "AGENTLANE_SHARDS"},
+    ANCHOR.component: {"DATABASE_URL", "AGENTLANE_DB_IAM_AUTH", "AGENTLANE_ANCHOR_KEY"},
 }
 
 
@@ -55,6 +56,9 @@ def _given(run: StackRun) -> dict[str, list[str]]:
         for r in run.kubernetes()
         if r.inputs["kind"] in ("Deployment", "StatefulSet", "Job")
     }
+    cron = run.kube_named("CronJob", "agentlane-anchor")
+    template = cron.get("spec", "jobTemplate", "spec", "template", "spec")
+    given[ANCHOR.component] = [e["name"] for e in template["containers"][0]["env"]]
     service = run.one("gcp:cloudrunv2/service:Service")
     given[COMMAND_SERVICE.component] = [
         e["name"] for e in service.inputs["template"]["containers"][0]["envs"]
@@ -62,8 +66,13 @@ def _given(run: StackRun) -> dict[str, list[str]]:
     return given
 
 
+# Documented beyond the core table (docs/contract.md, the rest of "Environment"): how a workload
+# logs in to Cloud SQL, and the anchor CronJob's signing key.
+DEPLOYMENT_ENV = frozenset({"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_ANCHOR_KEY"})
+
+
 def test_infra_names_are_in_the_contract_table() -> None:
-    assert workload_env.ENV_NAMES <= CONTRACT_ENV_TABLE
+    assert workload_env.ENV_NAMES <= CONTRACT_ENV_TABLE | DEPLOYMENT_ENV
 
 
 def test_every_workload_gets_contract_names_only(run: StackRun) -> None:

@@ -33,11 +33,13 @@ def _sql(**settings: Any) -> dict[str, Any]:
             "ipv4Enabled": False,
             "privateNetwork": "projects/p/global/networks/agentlane",
             "sslMode": "ENCRYPTED_ONLY",
+            "serverCaMode": "GOOGLE_MANAGED_CAS_CA",
         },
         "backupConfiguration": {"enabled": True, "pointInTimeRecoveryEnabled": True},
         "databaseFlags": [
             {"name": "idle_in_transaction_session_timeout", "value": "60000"},
             {"name": "statement_timeout", "value": "300000"},
+            {"name": "cloudsql.iam_authentication", "value": "on"},
         ],
         "availabilityType": "REGIONAL",
         "deletionProtectionEnabled": True,
@@ -108,6 +110,15 @@ def _armor(*drop: str, header_first: bool = False) -> dict[str, Any]:
     return {"rules": internal + waf + bans, "labels": LABELS}
 
 
+def _bucket() -> dict[str, Any]:
+    return {
+        "uniformBucketLevelAccess": True,
+        "publicAccessPrevention": "enforced",
+        "retentionPolicy": {"retentionPeriod": "86400", "isLocked": True},
+        "labels": LABELS,
+    }
+
+
 without_probe = _container()
 del without_probe["readinessProbe"]
 
@@ -133,6 +144,29 @@ CASES = [
     ),
     Case("sql-recovery", rules.SQL_INSTANCE, _sql(backupConfiguration={"enabled": True}), _sql()),
     Case("sql-timeouts", rules.SQL_INSTANCE, _sql(databaseFlags=[]), _sql()),
+    Case(
+        "sql-iam-verified",
+        rules.SQL_INSTANCE,
+        _sql(
+            ipConfiguration={
+                "ipv4Enabled": False, "privateNetwork": "n", "sslMode": "ENCRYPTED_ONLY"
+            },
+            databaseFlags=[{"name": "statement_timeout", "value": "1"}],
+        ),
+        _sql(),
+    ),
+    Case(
+        "bucket-retention",
+        rules.BUCKET,
+        {**_bucket(), "retentionPolicy": {"retentionPeriod": "86400", "isLocked": False}},
+        _bucket(),
+    ),
+    Case(
+        "bucket-retention",
+        rules.BUCKET,
+        {**_bucket(), "publicAccessPrevention": "inherited", "retentionPolicy": None},
+        _bucket(),
+    ),
     Case(
         "prod-deletion-guards",
         rules.SQL_INSTANCE,
@@ -309,7 +343,7 @@ def test_every_rule_has_fixtures() -> None:
 
 def test_rules_ignore_types_they_do_not_govern() -> None:
     for rule in RULES:
-        assert rule.check("gcp:storage/bucket:Bucket", {"role": None}) == []
+        assert rule.check("gcp:storage/bucketObject:BucketObject", {"role": None}) == []
 
 
 def test_pack_registers_every_rule_and_imports_only_rules() -> None:

@@ -3,18 +3,23 @@ built by the projector's own rebuild, and a way to run ``agentlane replay`` as a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from agentlane.commands import Commands
 from agentlane.db import Database
+from agentlane.hashchain import GENESIS_HASH, chain_hash
 from agentlane.records import NewEvent
+from agentlane.store import event_hash_input
+from agentlane.store.recorder import EVENT_COLUMNS, row_to_event
 from tests.conftest import TEST_SHARDS
 
 
@@ -83,7 +88,7 @@ async def seeded(commands: Commands, db: Database) -> Seeded:
 
 
 def replay(
-    database_url: str, *args: str, timeout_s: float = 60
+    database_url: str, *args: str, timeout_s: float = 60, extra_env: Mapping[str, str] = {}
 ) -> subprocess.CompletedProcess[str]:
     """``agentlane replay ARGS`` as a real process, stdout and stderr captured (pipes: no bars)."""
     env = {
@@ -92,6 +97,7 @@ def replay(
         "DATABASE_URL": database_url,
         "AGENTLANE_SHARDS": str(TEST_SHARDS),
         "AGENTLANE_LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     return subprocess.run(
         [sys.executable, "-m", "agentlane.cli", "replay", *args],
@@ -139,3 +145,41 @@ def event_id_of(database_url: str, tenant: str, session: str, seq: int) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def rewrite_history(
+    database_url: str, tenant: str, session: str, seq: int, data: dict[str, object]
+) -> None:
+    """What a superuser can do that the chain alone cannot show: replace one event's data and
+    recompute the hash chain after it and the stream head, so ``verify`` agrees again."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM agent_events "
+            "WHERE tenant_id = %s AND session_id = %s ORDER BY seq",
+            (tenant, session),
+        ).fetchall()
+        events = [row_to_event(row) for row in rows]
+        updates, prev = [], GENESIS_HASH
+        for event in events:
+            if event.seq == seq:
+                event = dataclasses.replace(event, data=data)
+            digest = chain_hash(prev, event_hash_input(event))
+            updates.append((Jsonb(event.data), prev, digest, event.event_id))
+            prev = digest
+        with conn.transaction():
+            conn.execute(
+                "ALTER TABLE agent_events DISABLE TRIGGER agent_events_no_update_delete"
+            )
+            conn.cursor().executemany(
+                "UPDATE agent_events SET payload = %s, prev_hash = %s, hash = %s "
+                "WHERE event_id = %s",
+                updates,
+            )
+            conn.execute(
+                "ALTER TABLE agent_events ENABLE TRIGGER agent_events_no_update_delete"
+            )
+            conn.execute(
+                "UPDATE agent_stream_heads SET last_hash = %s "
+                "WHERE tenant_id = %s AND session_id = %s",
+                (prev, tenant, session),
+            )
