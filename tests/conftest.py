@@ -26,8 +26,9 @@ from psycopg import sql
 
 from agentlane.cli.embedded_pg import FAST_UNSAFE_SETTINGS, EmbeddedPostgres
 from agentlane.commands import Commands
-from agentlane.db import Database, open_database
+from agentlane.db import Database, open_database, with_session_options
 from agentlane.migrate import migrate
+from agentlane.roles import DEFAULT_APP_ROLE
 from agentlane.run_index import RunIndex
 from agentlane.store import EventStore
 
@@ -123,11 +124,25 @@ def empty_database_url(pg_server: PgServer) -> Iterator[str]:
         yield url
 
 
+def as_app(database_url: str) -> str:
+    """``database_url`` as the components see their database in production: every session runs
+    as the app role `agentlane migrate` grants (it may not change `agent_events`, nor own
+    anything), so a component that needs more than the role grants fails its tests. The plain
+    URL stays the owner's, for a test's own setup and tampering."""
+    return with_session_options(database_url, role=DEFAULT_APP_ROLE)
+
+
 @pytest.fixture
-def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+def app_database_url(database_url: str) -> str:
+    """This test's database as the app role (:func:`as_app`)."""
+    return as_app(database_url)
+
+
+@pytest.fixture
+def loop_and_db(app_database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
     """One event loop and pool for all examples (hypothesis calls the test body many times)."""
     loop = asyncio.new_event_loop()
-    db_cm = open_database(database_url, name="property", min_size=1, max_size=8)
+    db_cm = open_database(app_database_url, name="property", min_size=1, max_size=8)
     db = loop.run_until_complete(db_cm.__aenter__())
     try:
         yield loop, db
@@ -137,9 +152,18 @@ def loop_and_db(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, 
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """This test's database behind a pool large enough for concurrency tests."""
-    async with open_database(database_url, name="test", min_size=2, max_size=40) as database:
+async def db(app_database_url: str) -> AsyncIterator[Database]:
+    """This test's database, as the app role, behind a pool large enough for concurrency
+    tests."""
+    async with open_database(app_database_url, name="test", min_size=2, max_size=40) as database:
+        yield database
+
+
+@pytest.fixture
+async def owner_db(database_url: str) -> AsyncIterator[Database]:
+    """This test's database as its owner: for what only operators run (a read-model rebuild
+    swaps in tables it creates)."""
+    async with open_database(database_url, name="owner", min_size=1, max_size=4) as database:
         yield database
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.command_service.conftest import SECRET, make_token
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import spawn, stop_all
 
 CAP = 5
@@ -21,7 +21,7 @@ def test_racing_posts_to_two_processes_never_pass_the_cap(
     database_url: str, tmp_path: Path
 ) -> None:
     env = {
-        "DATABASE_URL": database_url, "AGENTLANE_SHARDS": str(TEST_SHARDS),
+        "DATABASE_URL": as_app(database_url), "AGENTLANE_SHARDS": str(TEST_SHARDS),
         "AGENTLANE_AUTH": "jwt", "AGENTLANE_JWT_SECRET": SECRET,
         "AGENTLANE_JWT_AUDIENCE": "agentlane-tests",
         "AGENTLANE_CMD_MAX_ACTIVE_RUNS": str(CAP), "AGENTLANE_CMD_RATE": "0",

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.command_service.conftest import AUDIENCE, SECRET, make_token
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import spawn, stop_all
 
 CHECKS = ",".join(
@@ -33,7 +33,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_breaks(
     database_url: str, tmp_path: Path
 ) -> None:
     env = {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": as_app(database_url),
         "AGENTLANE_AUTH": "jwt",
         "AGENTLANE_JWT_SECRET": SECRET,
         "AGENTLANE_JWT_AUDIENCE": AUDIENCE,

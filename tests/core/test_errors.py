@@ -26,11 +26,10 @@ from gateway.protocol import error_frame
 
 
 async def test_a_unique_violation_is_a_conflict_with_its_sqlstate(db: Database) -> None:
-    async with db.connection() as conn:
-        await conn.execute("CREATE TABLE t (k int PRIMARY KEY)")
-        await conn.execute("INSERT INTO t VALUES (1)")
     with pytest.raises(StoreConflict) as caught:
         async with db.connection() as conn:
+            await conn.execute("CREATE TEMP TABLE t (k int PRIMARY KEY)")
+            await conn.execute("INSERT INTO t VALUES (1)")
             await conn.execute("INSERT INTO t VALUES (1)")
     assert caught.value.sqlstate == "23505"
 

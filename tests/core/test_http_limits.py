@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket
 
 from agentlane.cli.embedded_pg import free_port
 from agentlane.http_limits import MAX_HEADER_BYTES, SERVER_LIMITS, GuardedHttpToolsProtocol
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import spawn, stop_all
 
 
@@ -98,7 +98,7 @@ async def test_a_big_body_and_kept_alive_requests_are_not_heads(server: int) -> 
 @pytest.mark.slow
 def test_a_component_process_refuses_a_huge_header(database_url: str, tmp_path: Path) -> None:
     """The limits are the server's for every component: ``agentlane command-service`` here."""
-    env = {"DATABASE_URL": database_url, "AGENTLANE_SHARDS": str(TEST_SHARDS)}
+    env = {"DATABASE_URL": as_app(database_url), "AGENTLANE_SHARDS": str(TEST_SHARDS)}
     proc = spawn("command-service", ["command-service", "--host", "127.0.0.1"], env=env,
                  log_dir=tmp_path)
     try:

@@ -20,7 +20,7 @@ import pytest
 from agentlane.client import SessionClient
 from agentlane.records import NewEvent
 from agentlane.store import EventStore
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import Proc, spawn, stop_all
 
 BATCHES, PER_BATCH = 60, 5
@@ -28,7 +28,7 @@ BATCHES, PER_BATCH = 60, 5
 
 def _env(database_url: str, bus: str) -> dict[str, str]:
     return {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": as_app(database_url),
         "AGENTLANE_BUS": bus,
         "AGENTLANE_SHARDS": str(TEST_SHARDS),
         "AGENTLANE_AUTH": "none",

@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import Proc, spawn, stop_all
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def edge_with(database_url: str, tmp_path: Path) -> Iterator[Any]:
 
     def start(**limits: str) -> Proc:
         env = {
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": as_app(database_url),
             "AGENTLANE_SHARDS": str(TEST_SHARDS),
             "AGENTLANE_BUS": "postgres",
             "AGENTLANE_AUTH": "jwt",

@@ -17,7 +17,7 @@ import pytest
 
 from agentlane.db import Database
 from agentlane.store import Checkpoints
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import Proc, spawn, stop_all
 from tests.projector.conftest import Live, PubSubTarget
 from tests.projector.workload import (
@@ -45,7 +45,7 @@ def start_projector(
         name,
         ["projector", "--host", "127.0.0.1", "--batch-size", "100", "--publish-timeout", "4"],
         env={
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": as_app(database_url),
             "AGENTLANE_SHARDS": str(TEST_SHARDS),
             "AGENTLANE_LEASE_TTL": str(LEASE_TTL_S),
             **env,

@@ -74,15 +74,16 @@ async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore, db:
 
 async def test_read_models_equal_a_fresh_fold_and_a_rebuild_while_running_keeps_them_so(
     db: Database,
+    owner_db: Database,
 ) -> None:
     async with running_projector(db, lease_ttl_s=5, batch_size=200):
         first = asyncio.create_task(write_workload(db, events=1000, sessions=30, tag="a"))
         await asyncio.sleep(0.3)
-        rebuilt = await rebuild_read_models(db, batch_size=300)
+        rebuilt = await rebuild_read_models(owner_db, batch_size=300)
         assert rebuilt.events > 0
         await first
         more = asyncio.create_task(write_workload(db, events=600, sessions=30, tag="b"))
-        await rebuild_read_models(db)  # a second rebuild replaces the first's tables
+        await rebuild_read_models(owner_db)  # a second rebuild replaces the first's tables
         await more
         await wait_caught_up(db, timeout_s=30)
         runs = await assert_read_models_match_fold(db)

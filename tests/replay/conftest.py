@@ -67,7 +67,7 @@ async def write_run(
 
 
 @pytest.fixture
-async def seeded(commands: Commands, db: Database) -> Seeded:
+async def seeded(commands: Commands, owner_db: Database) -> Seeded:
     """Three streams in two tenants: finished runs, a failed one, one still running; read models
     rebuilt by the projector so they equal the events."""
     from projector import rebuild_read_models
@@ -83,7 +83,7 @@ async def seeded(commands: Commands, db: Database) -> Seeded:
         ],
         ("acme", "s1"): [await write_run(commands, "acme", "s1", "r1", end="Failed")],
     }
-    await rebuild_read_models(db)
+    await rebuild_read_models(owner_db)  # an operator's tool: the owner's
     return Seeded(runs)
 
 

@@ -29,6 +29,7 @@ from agentlane.settings import Settings
 from agentlane.store import EventStore
 from runners.api import RunExecutor
 from runners.engine import Executor, StepInfo, WorkflowContext, WorkflowRegistry
+from tests.conftest import as_app
 from tests.fixtures.processes import Proc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def build_test_executor(
 
 def runner_env(database_url: str, name: str, *, ttl_s: float = 3, **extra: str) -> dict[str, str]:
     return {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": as_app(database_url),
         "AGENTLANE_SHARDS": "16",
         "AGENTLANE_LEASE_TTL": str(ttl_s),
         "POD_NAME": name,

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.fixtures.processes import spawn, stop_all
 
 
 @pytest.mark.slow
 def test_a_run_stops_at_the_servers_model_call_cap(database_url: str, tmp_path: Path) -> None:
     env = {
-        "DATABASE_URL": database_url, "AGENTLANE_SHARDS": str(TEST_SHARDS),
+        "DATABASE_URL": as_app(database_url), "AGENTLANE_SHARDS": str(TEST_SHARDS),
         "AGENTLANE_BUS": "postgres", "AGENTLANE_MODEL": "offline",
         "AGENTLANE_CMD_MAX_MODEL_CALLS": "1",
     }

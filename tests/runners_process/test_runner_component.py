@@ -24,7 +24,7 @@ from agentlane.sharding import shard_for
 from runners.api import DueRun, Outcome
 from runners.component import Runner, RunnerOptions
 from runners.membership import RunnerIdentity
-from tests.conftest import TEST_SHARDS
+from tests.conftest import TEST_SHARDS, as_app
 from tests.runners_process.harness import ATTEMPTS_DDL, build_test_executor, work_message
 
 
@@ -78,7 +78,7 @@ class RecordingExecutor:
 def _settings(database_url: str, name: str, ttl_s: float = 1.5) -> Settings:
     return Settings.from_env(
         {
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": as_app(database_url),
             "AGENTLANE_SHARDS": str(TEST_SHARDS),
             "AGENTLANE_LEASE_TTL": str(ttl_s),
             "POD_NAME": name,
@@ -243,8 +243,8 @@ async def test_the_engine_is_fenced_when_the_lease_moved_behind_the_runner_s_bac
     """A runner whose own clock still says "leased" (a pause, a skewed view) while the database
     gave the shard to another runner: the real engine's next append is refused by the fence, the
     runner drops the shard at once, and nothing more is written for it."""
-    async with db.connection() as conn:
-        await conn.execute(ATTEMPTS_DDL)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the test's own table
+        conn.execute(ATTEMPTS_DDL)
     run = await commands.start_run(
         tenant_id="t", session_id="s", run_id="r", message=work_message(steps=40, step_s=0.1)
     )

@@ -23,6 +23,7 @@ import psycopg
 from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
 from agentlane.cli.pubsub_emulator import PubSubEmulator
 from agentlane.migrate import migrate
+from tests.conftest import as_app
 from tests.fixtures.openai_server import OpenAIServer, Reply
 from tests.fixtures.processes import Proc, spawn
 
@@ -167,7 +168,8 @@ def _base_env(
     postgres: EmbeddedPostgres, emulator: PubSubEmulator, model: OpenAIServer
 ) -> dict[str, str]:
     return {
-        "DATABASE_URL": postgres.url(DATABASE),
+        # The components run as the app role, as in production.
+        "DATABASE_URL": as_app(postgres.url(DATABASE)),
         "AGENTLANE_SHARDS": str(SHARDS),
         "AGENTLANE_LEASE_TTL": str(LEASE_TTL_S),
         "AGENTLANE_AUTH": "jwt",
