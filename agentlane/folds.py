@@ -36,6 +36,21 @@ class EventFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """The fields of an event a resumed fold still needs, rebuilt from a folded state (the
+    event itself is not at hand when a fold resumes from a read-model row)."""
+
+    event_id: int
+    seq: int
+    tenant_id: str
+    session_id: str
+    execution_id: str | None
+    type: str
+    data: Any
+    created_at: datetime
+
+
 _ENDED = frozenset(TERMINAL_STATUS.values())
 _RUNNING = frozenset({"RunStarted", "Resumed"})
 #: Work that shows a queued run is running even before its ``RunStarted`` is read.
@@ -179,6 +194,29 @@ class RunFold:
         self._output = 0
         self._cached = 0
 
+    @classmethod
+    def resume(cls, state: RunState | None) -> RunFold:
+        """A fold that continues from ``state`` (what earlier events folded to): feeding it the
+        later events gives what ``apply_run`` over all of them gives."""
+        fold = cls()
+        if state is None:
+            return fold
+        fold._accepted = _Recorded(
+            0, 0, state.tenant_id, state.session_id, state.execution_id, "RunAccepted",
+            {"runId": state.run_id, "message": state.message}, state.created_at,
+        )
+        fold._last = _Recorded(
+            state.last_event_id, state.last_seq, state.tenant_id, state.session_id,
+            state.execution_id, "", None, state.updated_at,
+        )
+        fold._status = state.status
+        fold._answer, fold._error = state.answer, state.error
+        usage = state.usage
+        fold._input, fold._output, fold._cached = (
+            usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
+        )
+        return fold
+
     def feed(self, event: EventFields) -> None:
         kind = event.type
         if self._accepted is None:
@@ -305,6 +343,23 @@ class SessionFold:
         self._last: EventFields | None = None
         self._run_count = 0
         self._last_execution_id: str | None = None
+
+    @classmethod
+    def resume(cls, state: SessionState | None) -> SessionFold:
+        """A fold that continues from ``state``, as :meth:`RunFold.resume`."""
+        fold = cls()
+        if state is None:
+            return fold
+        fold._first = _Recorded(
+            0, 0, state.tenant_id, state.session_id, None, "", None, state.created_at
+        )
+        fold._last = _Recorded(
+            state.last_event_id, state.last_seq, state.tenant_id, state.session_id, None,
+            state.last_event_type, None, state.last_event_at,
+        )
+        fold._run_count = state.run_count
+        fold._last_execution_id = state.last_execution_id
+        return fold
 
     def feed(self, event: EventFields) -> None:
         if self._first is None:

@@ -7,14 +7,16 @@ tables equal a fresh fold of the events whatever order the tail delivered them i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
 from psycopg.rows import tuple_row
 
 from agentlane.db import Connection
-from agentlane.folds import RunState, SessionState, apply_run, apply_session, fold_usage
+from agentlane.folds import RunFold, RunState, SessionFold, SessionState, fold_usage
 from agentlane.readmodels.tables import (
     LIVE_TABLES,
     RUN_COLUMNS,
@@ -70,6 +72,50 @@ def _add_all(names: Sequence[str], key: Sequence[str]) -> sql.Composable:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The projection's statements for one set of tables, composed once (as text, so psycopg's
+    own query cache and prepared statements apply to them)."""
+
+    sessions: str
+    runs: str
+    upsert_runs: str
+    upsert_sessions: str
+    upsert_usage: str
+
+
+@functools.cache
+def _statements(tables: ReadModelTables) -> _Statements:
+    def text(query: sql.Composable) -> str:
+        return query.as_string(None)
+
+    return _Statements(
+        sessions=text(
+            sql.SQL(
+                "SELECT {cols} FROM {table} s JOIN unnest(%s::text[], %s::text[]) AS k(t, id) "
+                "ON s.tenant_id = k.t AND s.session_id = k.id"
+            ).format(cols=columns(SESSION_COLUMNS, "s"), table=sql.Identifier(tables.sessions))
+        ),
+        runs=text(
+            sql.SQL("SELECT {cols} FROM {table} WHERE execution_id = ANY(%s)").format(
+                cols=columns(RUN_COLUMNS), table=sql.Identifier(tables.runs)
+            )
+        ),
+        upsert_runs=text(
+            _upsert(tables.runs, RUN_COLUMNS, _RUN_TYPES, RUN_KEY,
+                    _replace_all(RUN_COLUMNS, RUN_KEY))
+        ),
+        upsert_sessions=text(
+            _upsert(tables.sessions, SESSION_COLUMNS, _SESSION_TYPES, SESSION_KEY,
+                    _replace_all(SESSION_COLUMNS, SESSION_KEY))
+        ),
+        upsert_usage=text(
+            _upsert(tables.usage, USAGE_COLUMNS, _USAGE_TYPES, USAGE_KEY,
+                    _add_all(USAGE_COLUMNS, USAGE_KEY))
+        ),
+    )
+
+
 def _transpose(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
@@ -85,15 +131,10 @@ async def apply_events(
     below a delivered ``seq`` is read from ``store``)."""
     if not events:
         return 0
+    statements = _statements(tables)
     cursor = conn.cursor(row_factory=tuple_row)
     keys = sorted({(e.tenant_id, e.session_id) for e in events})
-    await cursor.execute(
-        sql.SQL(
-            "SELECT {cols} FROM {table} s JOIN unnest(%s::text[], %s::text[]) AS k(t, id) "
-            "ON s.tenant_id = k.t AND s.session_id = k.id"
-        ).format(cols=columns(SESSION_COLUMNS, "s"), table=sql.Identifier(tables.sessions)),
-        ([k[0] for k in keys], [k[1] for k in keys]),
-    )
+    await cursor.execute(statements.sessions, ([k[0] for k in keys], [k[1] for k in keys]))
     sessions: dict[SessionKey, SessionState] = {
         (s.tenant_id, s.session_id): s for s in map(session_from_row, await cursor.fetchall())
     }
@@ -107,26 +148,28 @@ async def apply_events(
     execution_ids = sorted({e.execution_id for e in applied if e.execution_id})
     runs: dict[str, RunState | None] = {}
     if execution_ids:
-        await cursor.execute(
-            sql.SQL("SELECT {cols} FROM {table} WHERE execution_id = ANY(%s)").format(
-                cols=columns(RUN_COLUMNS), table=sql.Identifier(tables.runs)
-            ),
-            (execution_ids,),
-        )
+        await cursor.execute(statements.runs, (execution_ids,))
         runs = {r.execution_id: r for r in map(run_from_row, await cursor.fetchall())}
 
-    changed_runs: set[str] = set()
+    # Mutable folds resumed from the rows (one RunState per run, not one per event: most events
+    # move nothing but a position); the same meaning as apply_run/apply_session, property-tested.
+    run_folds: dict[str, RunFold] = {}
     for key, stream in ordered.items():
-        state = sessions.get(key)
+        session = SessionFold.resume(sessions.get(key))
         for event in stream:
-            state = apply_session(state, event)
-            if event.execution_id:
-                folded = apply_run(runs.get(event.execution_id), event)
-                if folded is not None:
-                    runs[event.execution_id] = folded
-                    changed_runs.add(event.execution_id)
+            session.feed(event)
+            execution = event.execution_id
+            if execution:
+                fold = run_folds.get(execution)
+                if fold is None:
+                    fold = run_folds[execution] = RunFold.resume(runs.get(execution))
+                fold.feed(event)
+        state = session.state()
         assert state is not None
         sessions[key] = state
+    for execution, fold in run_folds.items():
+        runs[execution] = fold.state()
+    changed_runs = {e for e, r in runs.items() if e in run_folds and r is not None}
 
     run_rows = [run_to_row(r) for e in sorted(changed_runs) if (r := runs[e]) is not None]
     session_rows = [session_to_row(sessions[key]) for key in ordered]
@@ -136,20 +179,12 @@ async def apply_events(
         for k, u in sorted(fold_usage(applied).items())
     ]
     if run_rows:
-        await cursor.execute(
-            _upsert(tables.runs, RUN_COLUMNS, _RUN_TYPES, RUN_KEY,
-                    _replace_all(RUN_COLUMNS, RUN_KEY)),
-            _transpose(run_rows, len(RUN_COLUMNS)),
-        )
+        await cursor.execute(statements.upsert_runs, _transpose(run_rows, len(RUN_COLUMNS)))
     await cursor.execute(
-        _upsert(tables.sessions, SESSION_COLUMNS, _SESSION_TYPES, SESSION_KEY,
-                _replace_all(SESSION_COLUMNS, SESSION_KEY)),
-        _transpose(session_rows, len(SESSION_COLUMNS)),
+        statements.upsert_sessions, _transpose(session_rows, len(SESSION_COLUMNS))
     )
     if usage_rows:
         await cursor.execute(
-            _upsert(tables.usage, USAGE_COLUMNS, _USAGE_TYPES, USAGE_KEY,
-                    _add_all(USAGE_COLUMNS, USAGE_KEY)),
-            _transpose(usage_rows, len(USAGE_COLUMNS)),
+            statements.upsert_usage, _transpose(usage_rows, len(USAGE_COLUMNS))
         )
     return len(applied)

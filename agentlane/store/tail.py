@@ -15,6 +15,7 @@ that need session order use :mod:`agentlane.store.ordering`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -234,6 +235,14 @@ def in_memory(start: Checkpoint) -> Resume:
     return resume
 
 
+def _drop(task: asyncio.Task[list[TailedEvent]] | None) -> None:
+    """Abandon a read-ahead (its result, or its error, is not wanted any more)."""
+    if task is not None:
+        task.cancel()
+        # Retrieve an error it may already hold, so asyncio does not log it as never retrieved.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 class Follower:
     """read → handle → checkpoint → back off → wait, over the gap-safe log.
 
@@ -274,44 +283,71 @@ class Follower:
         self.position: Checkpoint | None = None
 
     async def run(self) -> NoReturn:
-        """Follow the log forever (cancel to stop)."""
+        """Follow the log forever (cancel to stop).
+
+        After a full batch the next read starts while the batch is handled (the read touches only
+        the log, the handler its own tables), so a follower that is behind costs
+        max(read, handle) per batch rather than their sum; a failed or moved handler drops that
+        read and resumes from its checkpoint as before."""
         reload = True
-        async with self._tail.wakeups() as wakeups:
-            while True:
-                full = False
-                try:
-                    if reload or self.position is None:
-                        self.position = await self._resume(self.position)
-                        reload = False
-                    after = self.position
-                    batch = await self._tail.read(after, limit=self._batch_size)
-                    if batch:
-                        await self._handle(batch, after)
-                        self.position = batch[-1].position
-                        full = len(batch) == self._batch_size
-                    self._backoff.reset()
-                except CheckpointMoved:
-                    reload = True  # the stored checkpoint is the truth: resume from it at once
-                    continue
-                except FencedOut:
-                    raise  # the holder lost its lease: retrying here would only be refused again
-                except self._retry_on as exc:
-                    self._failed(exc)
-                    reload = True
-                    await self._backoff.sleep()
-                    continue
-                if not full:
-                    await wakeups.wait(self._poll_s)
+        ahead: asyncio.Task[list[TailedEvent]] | None = None
+        try:
+            async with self._tail.wakeups() as wakeups:
+                while True:
+                    full = False
+                    try:
+                        if reload or self.position is None:
+                            _drop(ahead)
+                            ahead = None
+                            self.position = await self._resume(self.position)
+                            reload = False
+                        after = self.position
+                        if ahead is not None:
+                            batch, ahead = await ahead, None
+                        else:
+                            batch = await self._tail.read(after, limit=self._batch_size)
+                        if batch:
+                            full = len(batch) == self._batch_size
+                            if full:
+                                ahead = self._read_after(batch)
+                            await self._handle(batch, after)
+                            self.position = batch[-1].position
+                        self._backoff.reset()
+                    except CheckpointMoved:
+                        reload = True  # the stored checkpoint is the truth: resume from it now
+                        continue
+                    except FencedOut:
+                        raise  # the holder lost its lease: retrying would only be refused again
+                    except self._retry_on as exc:
+                        self._failed(exc)
+                        reload = True
+                        await self._backoff.sleep()
+                        continue
+                    if not full:
+                        await wakeups.wait(self._poll_s)
+        finally:
+            _drop(ahead)
 
     async def catch_up(self, after: Checkpoint) -> Checkpoint:
-        """Handle everything below the horizon after ``after`` now (no waiting, no retries);
-        returns the position reached."""
+        """Handle everything below the horizon after ``after`` now (no waiting, no retries; the
+        next read overlaps the handling of each batch, as in :meth:`run`); returns the position
+        reached."""
         position = after
-        while batch := await self._tail.read(position, limit=self._batch_size):
-            await self._handle(batch, position)
-            position = batch[-1].position
+        ahead: asyncio.Task[list[TailedEvent]] | None = None
+        try:
+            batch = await self._tail.read(position, limit=self._batch_size)
+            while batch:
+                ahead = self._read_after(batch)
+                await self._handle(batch, position)
+                position = batch[-1].position
+                batch, ahead = await ahead, None
+        finally:
+            _drop(ahead)
         self.position = position
         return position
+
+    def _read_after(self, batch: list[TailedEvent]) -> asyncio.Task[list[TailedEvent]]:
+        return asyncio.ensure_future(self._tail.read(batch[-1].position, limit=self._batch_size))
 
     def _failed(self, exc: BaseException) -> None:
         if self._on_failure is not None:

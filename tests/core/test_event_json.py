@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentlane.db import load_json
 from agentlane.errors import InvalidEvent
 from agentlane.events import DATA_MODELS, parse_event, validate_data
 from agentlane.hashchain import canonical_json
@@ -140,3 +141,36 @@ async def test_any_json_survives_storage_with_an_intact_chain(
     read = (await store.read_session("t1", "hyp", gt=stored.event.event_id - 1))[0]
     assert canonical_json(read.data["result"]) == canonical_json(stored.event.data["result"])
     assert await store.check_chain("t1", "hyp") == []
+
+
+_numbers_and_text = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_numbers_and_text)
+def test_the_jsonb_loader_reads_what_json_loads_reads(value: Any) -> None:
+    """Every event read decodes with ``load_json`` (orjson where safe): the values, and their
+    types (an integer beyond 64 bits stays an integer), are ``json.loads``'s."""
+    text = json.dumps(value)
+    assert canonical_json(load_json(text)) == canonical_json(json.loads(text))
+    assert canonical_json(load_json(text.encode())) == canonical_json(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "15031635710519662723727360",  # beyond 64 bits: orjson alone would give a float
+        "-18446744073709551617",
+        "[18446744073709551615, 9223372036854775808]",
+        '{"id": "1234567890123456789012"}',
+        "0.00000000000000000000012968429076834746",  # how jsonb spells a small float
+        '"\\ud800"',  # an escaped lone surrogate: orjson refuses it
+    ],
+)
+def test_the_jsonb_loader_agrees_where_orjson_alone_would_not(text: str) -> None:
+    assert repr(load_json(text)) == repr(json.loads(text))

@@ -4,14 +4,19 @@ and the one loop that follows it."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from agentlane.backoff import Backoff
 from agentlane.db import Database
 from agentlane.errors import CheckpointMoved, FencedOut, StoreUnavailable
 from agentlane.records import Checkpoint, NewEvent, TailedEvent
 from agentlane.store import Checkpoints, EventStore, Follower, Tail, in_memory
+from tests.conftest import TEST_SHARDS
 
 
 def token(session: str, index: int) -> NewEvent:
@@ -223,3 +228,72 @@ async def test_tail_order_is_numeric_across_a_transaction_id_digit_boundary(
         delivered.append(batch[0].event.seq)
         position = batch[0].position
     assert delivered == [1, 2, 3, 4, 5, 6]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=st.integers(1, 12),
+    batch_size=st.integers(1, 4),
+    failures=st.lists(st.sampled_from(["ok", "fail", "moved"]), max_size=12),
+)
+def test_the_read_ahead_never_skips_or_reorders_whatever_the_handler_does(
+    loop_and_db: tuple[asyncio.AbstractEventLoop, Database],
+    events: int,
+    batch_size: int,
+    failures: list[str],
+) -> None:
+    """Full batches start the next read while they are handled; a handler that fails or finds
+    its checkpoint moved drops that read, and the batches it goes on to handle are still the log
+    in order, each starting where the last one handled ended."""
+    loop, db = loop_and_db
+    session = f"ahead-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        store, tail = EventStore(db, shards=TEST_SHARDS), Tail(db)
+        await store.append_batch([token(session, i) for i in range(events)])
+        outcomes = iter(failures)
+        handled: list[list[int]] = []
+        done = asyncio.Event()
+
+        async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+            mine = [t.event.seq for t in batch if t.event.session_id == session]
+            outcome = next(outcomes, "ok")
+            if outcome == "fail":
+                raise StoreUnavailable("gone mid-batch")
+            if outcome == "moved":
+                raise CheckpointMoved("publish")
+            handled.append(mine)
+            if mine and mine[-1] == events:
+                done.set()
+
+        follower = Follower(
+            tail, handle, name="test", resume=in_memory(Checkpoint()), batch_size=batch_size,
+            poll_s=0.05, backoff=Backoff(initial_s=0.001, maximum_s=0.001),
+        )
+        following = asyncio.create_task(follower.run())
+        try:
+            await asyncio.wait_for(done.wait(), timeout=20)
+        finally:
+            following.cancel()
+            await asyncio.wait([following])
+        mine = [seq for batch in handled for seq in batch]
+        assert mine == list(range(1, events + 1))
+
+    loop.run_until_complete(scenario())
+
+
+async def test_catch_up_reads_ahead_and_hands_over_every_batch_in_order(
+    store: EventStore, tail: Tail
+) -> None:
+    await store.append_batch([token("c", i) for i in range(9)])
+    handled: list[list[int]] = []
+
+    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+        handled.append([t.event.seq for t in batch])
+
+    follower = Follower(tail, handle, name="test", resume=in_memory(Checkpoint()), batch_size=4)
+    end = await follower.catch_up(Checkpoint())
+    assert handled == [[1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    assert end == (await tail.read(Checkpoint()))[-1].position

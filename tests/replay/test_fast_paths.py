@@ -159,3 +159,29 @@ def test_fast_digest_bytes_are_the_definitions_without_floats(
     """What agents journal (strings, 64-bit integers, bools, nulls) needs no fallback."""
     event = StoredEvent(7, 1, "t", "s", None, "Token", data, moment)
     assert fast_digest(prev, event, rfc3339(moment)) == chain_hash(prev, event_hash_input(event))
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=_streams(), split=st.integers(0, 30))
+def test_a_fold_resumed_from_a_state_is_the_fold_of_everything(
+    events: list[StoredEvent], split: int
+) -> None:
+    """The projector folds a batch onto the states its rows hold (``resume``), not from the
+    first event: the same states as ``apply_run``/``apply_session`` over the whole stream."""
+    before, after = events[:split], events[split:]
+    run_state: RunState | None = None
+    session_state: SessionState | None = None
+    for event in before:
+        run_state = apply_run(run_state, event)
+        session_state = apply_session(session_state, event)
+    run, session = RunFold.resume(run_state), SessionFold.resume(session_state)
+    for event in after:
+        run.feed(event)
+        session.feed(event)
+    expected_run: RunState | None = None
+    expected_session: SessionState | None = None
+    for event in events:
+        expected_run = apply_run(expected_run, event)
+        expected_session = apply_session(expected_session, event)
+    assert run.state() == expected_run
+    assert session.state() == expected_session
