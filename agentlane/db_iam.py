@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -107,11 +108,13 @@ class PasswordFile:
                 )
 
     def stop(self) -> None:
+        """Stop refreshing and remove the file (and its directory)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.path.unlink(missing_ok=True)
-        self.path.parent.rmdir()
+        if os.environ.get("PGPASSFILE") == str(self.path):
+            del os.environ["PGPASSFILE"]
+        shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 def login_user(database_url: str) -> str:
@@ -137,8 +140,8 @@ def iam_login(
     if database_url is None:
         raise ConfigError("AGENTLANE_DB_IAM_AUTH needs DATABASE_URL (or --database-url)")
     password = PasswordFile(login_user(database_url), source)
-    password.start()
     try:
+        password.start()
         yield password
     finally:
         password.stop()

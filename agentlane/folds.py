@@ -36,21 +36,6 @@ class EventFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Recorded:
-    """The fields of an event a resumed fold still needs, rebuilt from a folded state (the
-    event itself is not at hand when a fold resumes from a read-model row)."""
-
-    event_id: int
-    seq: int
-    tenant_id: str
-    session_id: str
-    execution_id: str | None
-    type: str
-    data: Any
-    created_at: datetime
-
-
 _ENDED = frozenset(TERMINAL_STATUS.values())
 _RUNNING = frozenset({"RunStarted", "Resumed"})
 #: Work that shows a queued run is running even before its ``RunStarted`` is read.
@@ -197,17 +182,18 @@ class RunFold:
     @classmethod
     def resume(cls, state: RunState | None) -> RunFold:
         """A fold that continues from ``state`` (what earlier events folded to): feeding it the
-        later events gives what ``apply_run`` over all of them gives."""
+        later events gives what ``apply_run`` over all of them gives. The events it starts from
+        are stand-ins built from the state: only the fields :meth:`state` reads are real."""
         fold = cls()
         if state is None:
             return fold
-        fold._accepted = _Recorded(
+        fold._accepted = StoredEvent(
             0, 0, state.tenant_id, state.session_id, state.execution_id, "RunAccepted",
             {"runId": state.run_id, "message": state.message}, state.created_at,
         )
-        fold._last = _Recorded(
+        fold._last = StoredEvent(
             state.last_event_id, state.last_seq, state.tenant_id, state.session_id,
-            state.execution_id, "", None, state.updated_at,
+            state.execution_id, "", {}, state.updated_at,
         )
         fold._status = state.status
         fold._answer, fold._error = state.answer, state.error
@@ -350,12 +336,12 @@ class SessionFold:
         fold = cls()
         if state is None:
             return fold
-        fold._first = _Recorded(
-            0, 0, state.tenant_id, state.session_id, None, "", None, state.created_at
+        fold._first = StoredEvent(
+            0, 0, state.tenant_id, state.session_id, None, "", {}, state.created_at
         )
-        fold._last = _Recorded(
+        fold._last = StoredEvent(
             state.last_event_id, state.last_seq, state.tenant_id, state.session_id, None,
-            state.last_event_type, None, state.last_event_at,
+            state.last_event_type, {}, state.last_event_at,
         )
         fold._run_count = state.run_count
         fold._last_execution_id = state.last_execution_id
