@@ -2,6 +2,12 @@
 
 The four ids live in context variables, so every line logged inside ``log_context(...)`` carries
 them, across awaits, without passing loggers around.
+
+The JSON lines are what Cloud Logging reads from a container's stderr (its "structured logging"
+special fields): ``severity``, an RFC 3339 UTC ``time``, ``stack_trace`` for an exception (Error
+Reporting groups those), and, inside a request that carried a W3C ``traceparent``
+(:mod:`agentlane.trace_context`), ``logging.googleapis.com/trace``, ``…/spanId`` and
+``…/trace_sampled``, so the request's lines show under its trace.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -57,6 +64,44 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class CloudLoggingFormatter(JsonFormatter):
+    """One JSON object per line, in Cloud Logging's field names (see the module docstring);
+    ``project`` makes the trace field the full ``projects/P/traces/T`` Cloud Logging links."""
+
+    def __init__(self, project: str | None = None) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={
+                "asctime": "time", "levelname": "severity", "name": "logger",
+                "exc_info": "stack_trace",
+            },
+            timestamp=False,
+        )
+        self._project = project
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        trace = log_data.pop("trace", None)
+        span = log_data.pop("span", None)
+        sampled = log_data.pop("trace_sampled", None)
+        if trace:
+            project = self._project
+            log_data[_TRACE] = f"projects/{project}/traces/{trace}" if project else trace
+        if span:
+            log_data[_SPAN] = span
+        if sampled is not None:
+            log_data[_SAMPLED] = sampled
+        return log_data
+
+
+_TRACE = "logging.googleapis.com/trace"
+_SPAN = "logging.googleapis.com/spanId"
+_SAMPLED = "logging.googleapis.com/trace_sampled"
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
@@ -66,18 +111,15 @@ class _TextFormatter(logging.Formatter):
         return f"{base} {extras}".rstrip()
 
 
-def configure_logging(component: str, *, level: str = "INFO", json_lines: bool = True) -> None:
-    """Send this process's logs to stderr, one JSON object per line (or readable text)."""
+def configure_logging(
+    component: str, *, level: str = "INFO", json_lines: bool = True, project: str | None = None
+) -> None:
+    """Send this process's logs to stderr, one JSON object per line (or readable text);
+    ``project`` is the Google Cloud project traces belong to."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter(component))
     if json_lines:
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                timestamp=False,
-            )
-        )
+        handler.setFormatter(CloudLoggingFormatter(project))
     else:
         handler.setFormatter(_TextFormatter(f"%(asctime)s {component} %(levelname)s %(message)s"))
     root = logging.getLogger()

@@ -32,12 +32,14 @@ from prometheus_client import (
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentlane.http_limits import SERVER_LIMITS
 from agentlane.problems import http_exception_problem
+from agentlane.trace_context import TraceContextMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +114,12 @@ def build_app(
     for component in components:
         routes.extend(component.routes())
     # Unknown routes and methods answer problem+json like every other HTTP error (docs/contract.md).
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_exception_problem})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_exception_problem},
+        # Every line a request logs carries its trace (agentlane.trace_context).
+        middleware=[Middleware(TraceContextMiddleware)],
+    )
 
 
 async def run_service(

@@ -151,6 +151,9 @@ class _Api:
             )
         if accepted.created:
             self.deps.metrics.runs_started.inc()
+        if logger.isEnabledFor(logging.DEBUG):
+            with log_context(tenant=tenant, session=session_id, execution=accepted.execution_id):
+                logger.debug("run accepted", extra={"replayed": not accepted.created})
         # A retry gets the first answer: the run as it was accepted, not as it is now.
         answer = RunAcceptedResponse(
             executionId=accepted.execution_id,

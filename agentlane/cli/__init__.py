@@ -145,6 +145,7 @@ def _configure_logging(command: str, args: argparse.Namespace, settings: Setting
         command,
         level="WARNING" if quiet else settings.log_level,
         json_lines=settings.log_format == "json" if json_lines is None else json_lines,
+        project=settings.google_cloud_project,
     )
 
 

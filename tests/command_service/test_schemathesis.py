@@ -78,7 +78,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_breaks(
         )
         (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-        assert '"level": "ERROR"' not in proc.log()
+        assert '"severity": "ERROR"' not in proc.log()
         assert proc.terminate() == 0
     finally:
         stop_all([proc])

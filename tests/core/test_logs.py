@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
 
-def run_logging(code: str) -> list[dict[str, object]]:
+def run_logging(code: str, *, project: str | None = None) -> list[dict[str, object]]:
     program = (
         "import logging\n"
         "from agentlane.logs import configure_logging, log_context\n"
-        "configure_logging('runner')\n"
+        f"configure_logging('runner', project={project!r})\n"
         "log = logging.getLogger('agentlane.test')\n" + code
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
@@ -34,7 +35,7 @@ def test_lines_carry_the_context_of_the_work() -> None:
     }
     assert "step" not in lines[1] and lines[1]["execution"] == "ex_1"
     assert "tenant" not in lines[2]
-    assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "agentlane.test"
+    assert lines[0]["severity"] == "INFO" and lines[0]["logger"] == "agentlane.test"
 
 
 def test_passwords_in_urls_are_redacted() -> None:
@@ -55,3 +56,46 @@ def test_redact_leaves_plain_text_alone() -> None:
 
     assert redact("no url here: a:b@c") == "no url here: a:b@c"
     assert logging.getLogger("agentlane").name == "agentlane"
+
+
+def test_lines_are_what_cloud_logging_reads() -> None:
+    """``severity``, an RFC 3339 UTC ``time``, ``stack_trace`` for an exception, and the trace
+    fields inside a traced request (with the project, the full resource name)."""
+    lines = run_logging(
+        "log.warning('slow')\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    log.exception('failed')\n"
+        "with log_context(trace='4bf92f3577b34da6a3ce929d0e0e4736', span='00f067aa0ba902b7',"
+        " trace_sampled=True):\n"
+        "    log.info('traced')\n",
+        project="agentlane-prod",
+    )
+    assert [line["severity"] for line in lines] == ["WARNING", "ERROR", "INFO"]
+    for line in lines:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", str(line["time"]))
+        assert "level" not in line
+    assert "ZeroDivisionError" in str(lines[1]["stack_trace"])
+    assert "stack_trace" not in lines[0]
+    traced = lines[2]
+    assert traced["logging.googleapis.com/trace"] == (
+        "projects/agentlane-prod/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+    )
+    assert traced["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
+    assert traced["logging.googleapis.com/trace_sampled"] is True
+    assert "trace" not in traced and "logging.googleapis.com/trace" not in lines[0]
+
+
+def test_a_traceparent_is_read_only_when_it_is_one() -> None:
+    from agentlane.trace_context import parse_traceparent
+
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert parse_traceparent(good) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True
+    )
+    assert parse_traceparent(good[:-2] + "00")[2] is False  # type: ignore[index]
+    for bad in (None, "", "garbage", good.upper(), "01" + good[2:],
+                "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01"):
+        assert parse_traceparent(bad) is None
