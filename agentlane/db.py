@@ -25,6 +25,7 @@ import psycopg.types.json
 from psycopg import errors as pg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from agentlane import pool_metrics
 from agentlane.errors import (
     SchemaMissing,
     StoreConflict,
@@ -178,9 +179,11 @@ async def open_pool(
     pool = create_pool(database_url, name=name, min_size=min_size, max_size=max_size)
     with translate_errors():
         await pool.open(wait=True, timeout=wait_s)
+    pool_metrics.track(pool)
     try:
         yield pool
     finally:
+        pool_metrics.untrack(pool)
         await pool.close()
 
 

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentlane.http_limits import SERVER_LIMITS
+from agentlane.pool_metrics import PoolCollector
 from agentlane.problems import http_exception_problem
 from agentlane.trace_context import TraceContextMiddleware
 
@@ -81,6 +82,7 @@ def metrics_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+    registry.register(PoolCollector())
     return registry
 
 

@@ -22,7 +22,7 @@ class ProjectorMetrics:
             registry=registry,
         )
         self.batch_size = Histogram(
-            "agentlane_projector_batch_size",
+            "agentlane_projector_batch_events",
             "Events per batch",
             ["checkpoint"],
             buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),

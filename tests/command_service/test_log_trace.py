@@ -1,5 +1,6 @@
 """A request's log lines carry its W3C trace in Cloud Logging's fields: ``agentlane
-command-service`` as a real process behind its real uvicorn, a POST with a ``traceparent``."""
+command-service`` as a real process behind its real uvicorn, a POST with a ``traceparent``; and
+its pool's statistics are at ``/metrics``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def test_the_lines_a_request_logs_carry_its_trace(database_url: str, tmp_path: P
             f"{proc.base_url}/agents/s2/runs", json={"runId": "r2", "message": "hi"}, timeout=10
         )
         assert traced.status_code == plain.status_code == 202
+        # The process's pool reports at /metrics (agentlane.pool_metrics).
+        metrics = httpx.get(f"{proc.base_url}/metrics", timeout=10).text
+        assert 'agentlane_db_pool_requests_total{pool="command-service"}' in metrics
+        assert 'agentlane_db_pool_connections{pool="command-service"}' in metrics
         deadline = time.monotonic() + 10
         while True:
             accepted = [
