@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agentlane.backoff import Backoff
 from agentlane.errors import ConfigError
+from agentlane.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,7 @@ class PasswordFile:
         """Fetch a token and write it; the seconds until the next refresh is due."""
         token, expiry = self._source()
         line = f"*:*:*:{_escape(self._user)}:{_escape(token)}\n"
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(line)
-        os.replace(temporary, self.path)
+        write_atomically(self.path, line.encode())
         if expiry is None:
             return DEFAULT_REFRESH_S
         left = (expiry - datetime.now(UTC)).total_seconds()
@@ -121,13 +118,14 @@ def login_user(database_url: str) -> str:
     """The user a URL logs in as (an IAM login must name it: the token says who, not the URL)."""
     import psycopg.conninfo
 
-    user = psycopg.conninfo.conninfo_to_dict(database_url).get("user")
+    params = psycopg.conninfo.conninfo_to_dict(database_url)
+    user = params.get("user")
     if not user:
         raise ConfigError(
             "AGENTLANE_DB_IAM_AUTH needs the IAM database user in DATABASE_URL "
             "(e.g. postgresql://runner%40my-project.iam@10.0.0.5/agentlane)"
         )
-    if psycopg.conninfo.conninfo_to_dict(database_url).get("password"):
+    if params.get("password"):
         raise ConfigError("AGENTLANE_DB_IAM_AUTH: DATABASE_URL must not carry a password")
     return str(user)
 

@@ -30,14 +30,14 @@ def untrack(pool: AsyncConnectionPool) -> None:
     _OPEN.discard(pool)
 
 
-#: (stat, metric suffix, help, scale): gauges of the pool's state now.
+#: (stat, metric suffix, help): gauges of the pool's state now.
 _GAUGES = (
-    ("pool_size", "connections", "Connections the pool holds, lent or idle", 1.0),
-    ("pool_available", "connections_idle", "Connections idle in the pool", 1.0),
-    ("pool_max", "connections_max", "The most connections the pool may hold", 1.0),
-    ("requests_waiting", "requests_waiting", "Requests waiting for a connection now", 1.0),
+    ("pool_size", "connections", "Connections the pool holds, lent or idle"),
+    ("pool_available", "connections_idle", "Connections idle in the pool"),
+    ("pool_max", "connections_max", "The most connections the pool may hold"),
+    ("requests_waiting", "requests_waiting", "Requests waiting for a connection now"),
 )
-#: Cumulative counts since the pool opened.
+#: (stat, metric suffix, help, scale to the unit): cumulative counts since the pool opened.
 _COUNTERS = (
     ("requests_num", "requests", "Connections asked of the pool", 1.0),
     ("requests_queued", "requests_queued", "Requests that had to wait for a connection", 1.0),
@@ -56,10 +56,10 @@ class PoolCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = [(pool.name, pool.get_stats()) for pool in list(_OPEN)]
-        for stat, suffix, text, scale in _GAUGES:
+        for stat, suffix, text in _GAUGES:
             gauge = GaugeMetricFamily(f"agentlane_db_pool_{suffix}", text, labels=["pool"])
             for name, values in stats:
-                gauge.add_metric([name], values.get(stat, 0) * scale)
+                gauge.add_metric([name], values.get(stat, 0))
             yield gauge
         for stat, suffix, text, scale in _COUNTERS:
             counter = CounterMetricFamily(f"agentlane_db_pool_{suffix}", text, labels=["pool"])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agentlane.errors import ConfigError
+from agentlane.files import write_atomically
 
 STATUS_FILE = "dev.json"
 LOCK_FILE = "dev.lock"
@@ -45,10 +45,8 @@ class StackStatus:
         self.write(data_dir)
 
     def write(self, data_dir: Path) -> None:
-        target = data_dir / STATUS_FILE
-        scratch = target.with_suffix(".tmp")
-        scratch.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(scratch, target)
+        text = json.dumps(asdict(self), indent=2) + "\n"
+        write_atomically(data_dir / STATUS_FILE, text.encode(), mode=0o644)
 
     def lines(self) -> list[str]:
         """One line per process, ``NAME PID URL``: ``awk '$1 == "runner-0" {print $2}'``."""

@@ -23,6 +23,7 @@ from rich.console import Console
 from agentlane.cli.operator_db import add_database_option, database_url
 from agentlane.db import open_database
 from agentlane.errors import StoreError
+from agentlane.files import write_atomically
 from agentlane.leases import verify_shard_count
 from agentlane.replay import anchor as anchor_mod
 from agentlane.replay import export as export_mod
@@ -362,7 +363,7 @@ def _anchor(url: str, args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         try:
-            anchor_mod.write_file(Path(args.out), content)
+            write_atomically(Path(args.out), content)
         except OSError as exc:
             raise AnchorError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         where = f" to {args.out}"

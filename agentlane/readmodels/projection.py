@@ -146,7 +146,7 @@ async def apply_events(
         return 0
 
     execution_ids = sorted({e.execution_id for e in applied if e.execution_id})
-    runs: dict[str, RunState | None] = {}
+    runs: dict[str, RunState] = {}
     if execution_ids:
         await cursor.execute(statements.runs, (execution_ids,))
         runs = {r.execution_id: r for r in map(run_from_row, await cursor.fetchall())}
@@ -167,11 +167,12 @@ async def apply_events(
         state = session.state()
         assert state is not None
         sessions[key] = state
-    for execution, fold in run_folds.items():
-        runs[execution] = fold.state()
-    changed_runs = {e for e, r in runs.items() if e in run_folds and r is not None}
 
-    run_rows = [run_to_row(r) for e in sorted(changed_runs) if (r := runs[e]) is not None]
+    run_rows = [
+        run_to_row(run)
+        for execution in sorted(run_folds)
+        if (run := run_folds[execution].state()) is not None
+    ]
     session_rows = [session_to_row(sessions[key]) for key in ordered]
     usage_rows = [
         (k.tenant_id, k.model, k.day, u.calls, u.input_tokens, u.output_tokens,

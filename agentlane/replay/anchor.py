@@ -24,8 +24,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,36 +67,29 @@ class Verifier(Protocol):
     def verify(self, message: bytes, signature: bytes) -> bool: ...
 
 
-def _ed25519_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
-class Ed25519Signer:
-    key: Ed25519PrivateKey
+class Ed25519Key:
+    """An Ed25519 public key, and its private half when this side signs."""
+
+    public: Ed25519PublicKey
+    private: Ed25519PrivateKey | None = None
     algorithm: str = "Ed25519"
 
     @property
     def key_id(self) -> str:
-        return _ed25519_id(self.key.public_key())
+        raw = self.public.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
 
     def sign(self, message: bytes) -> bytes:
-        return self.key.sign(message)
-
-
-@dataclass(frozen=True)
-class Ed25519Verifier:
-    key: Ed25519PublicKey
-    algorithm: str = "Ed25519"
-
-    @property
-    def key_id(self) -> str:
-        return _ed25519_id(self.key)
+        if self.private is None:
+            raise AnchorError("an Ed25519 public key cannot sign anchors")
+        return self.private.sign(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
-            self.key.verify(signature, message)
+            self.public.verify(signature, message)
         except InvalidSignature:
             return False
         return True
@@ -139,7 +130,7 @@ def _pem(text: str) -> bytes | None:
     return stripped.encode() if stripped.startswith("-----BEGIN") else None
 
 
-def signer_from(text: str) -> Signer:
+def signer_from(text: str) -> Ed25519Key | HmacKey:
     """The signing key in ``text``: an Ed25519 private key (PEM) or an HMAC secret."""
     pem = _pem(text)
     if pem is None:
@@ -150,7 +141,7 @@ def signer_from(text: str) -> Signer:
         raise AnchorError(f"the anchor key is not a readable private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise AnchorError("the anchor key is not an Ed25519 key")
-    return Ed25519Signer(key)
+    return Ed25519Key(key.public_key(), key)
 
 
 def verifier_from(text: str) -> Verifier:
@@ -160,16 +151,14 @@ def verifier_from(text: str) -> Verifier:
     if pem is None:
         return _hmac_key(text)
     if b"PRIVATE KEY" in pem.split(b"\n", 1)[0]:
-        signer = signer_from(text)
-        assert isinstance(signer, Ed25519Signer)
-        return Ed25519Verifier(signer.key.public_key())
+        return signer_from(text)
     try:
         public = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
         raise AnchorError(f"the anchor verify key is not a readable public key: {exc}") from None
     if not isinstance(public, Ed25519PublicKey):
         raise AnchorError("the anchor verify key is not an Ed25519 key")
-    return Ed25519Verifier(public)
+    return Ed25519Key(public)
 
 
 # --- the anchor ---------------------------------------------------------------------------------
@@ -235,21 +224,6 @@ def render(
     }
     header["signature"] = base64.b64encode(signer.sign(_header_bytes(header))).decode()
     return b"\n".join([canonical_json(header), *lines]) + b"\n"
-
-
-def write_file(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` whole or not at all (a temporary file, then a rename)."""
-    directory = path.resolve().parent
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load(path: Path, verifier: Verifier) -> Anchor:
