@@ -27,6 +27,7 @@ from agentlane.bus import EventBus
 from agentlane.commands import Commands, is_identifier
 from agentlane.logs import log_context
 from agentlane.store import EventStore
+from gateway.history import HistoryReads
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import (
@@ -37,7 +38,7 @@ from gateway.protocol import (
     MAX_FRAME_BYTES,
     error_frame,
 )
-from gateway.redaction import redact_tokens_in_server_logs
+from gateway.server_logs import tame_server_logs
 from gateway.sockets import Connection, SocketPolicy
 from gateway.sources import BusSource, LiveSource
 
@@ -72,6 +73,8 @@ class GatewayOptions:
     max_tenant_sockets: int = 0
     #: Origins whose pages may open sockets (``*``: any); empty: the gateway's own only.
     allowed_origins: frozenset[str] = frozenset()
+    #: History reads running at once (each holds a pooled connection); more wait, joinable.
+    history_reads: int = 6
 
 
 class Gateway:
@@ -95,7 +98,6 @@ class Gateway:
         ``source`` (something else that feeds the hub, e.g. a test's)."""
         if (bus is None) == (source is None):
             raise ValueError("give the gateway exactly one of a bus or a live source")
-        self._store = store
         self._commands = commands
         self._auth = authenticator
         self._rate = rate
@@ -103,13 +105,14 @@ class Gateway:
         self.source: LiveSource = source or BusSource(bus, self.metrics)  # type: ignore[arg-type]
         self.options = options or GatewayOptions()
         self.hub = Hub()
+        self._reads = HistoryReads(store, self.metrics, concurrency=self.options.history_reads)
         self.connections: set[Connection] = set()
         self._tenant_sockets = TenantCounts()
         self._draining = False
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._emptied = asyncio.Event()
-        redact_tokens_in_server_logs()
+        tame_server_logs()
 
     async def __aenter__(self) -> Gateway:
         self._group = asyncio.TaskGroup()
@@ -125,6 +128,7 @@ class Gateway:
             connection.close(CLOSE_GOING_AWAY, "server going away")
         for task in self._tasks:
             task.cancel()
+        await self._reads.close()
         assert self._group is not None
         with contextlib.suppress(asyncio.CancelledError):
             await self._group.__aexit__(None, None, None)
@@ -212,7 +216,7 @@ class Gateway:
         await websocket.accept()
         connection = Connection(
             websocket,
-            store=self._store,
+            reads=self._reads,
             commands=self._commands,
             metrics=self.metrics,
             tenant_id=tenant_id,

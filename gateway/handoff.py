@@ -5,7 +5,10 @@ history is being sent can be missed: it waits in a bounded buffer. History after
 comes from Postgres; then the buffer is drained, dropping what was already sent and reading any
 gap from Postgres again. The bus may deliver late, twice or out of order; the store may not.
 
-An idle socket costs no task: a sender task exists only while there is something to send.
+An idle socket costs no task, and a socket that keeps up costs none either: a live event that
+follows the last one sent is written inline, in the hub's loop, when the transport takes it
+without waiting. A sender task exists only while a socket has a backlog (a blocked write, a gap,
+history).
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from agentlane.store import EventStore
+from gateway.eager import run_until_blocked
+from gateway.history import HistoryReads
 from gateway.hub import LiveEvent
-from gateway.metrics import GatewayMetrics
-from gateway.protocol import event_frame, ready_frame
+from gateway.protocol import ready_frame
 
-Send = Callable[[str], Awaitable[None]]
+Send = Callable[[str], Coroutine[Any, Any, None]]
 
 
 def _nothing() -> None:
@@ -40,14 +44,14 @@ class SessionFeed:
         "_buffer_size",
         "_control",
         "_history_sent",
-        "_metrics",
         "_on_failure",
         "_on_overflow",
         "_page_size",
+        "_reads",
         "_send",
         "_stall_s",
-        "_store",
         "_task",
+        "frames_sent",
         "last_event_id",
         "last_seq",
         "on_ready",
@@ -59,24 +63,24 @@ class SessionFeed:
 
     def __init__(
         self,
-        store: EventStore,
+        reads: HistoryReads,
         *,
         tenant_id: str,
         session_id: str,
         after_event_id: int,
         send: Send,
-        metrics: GatewayMetrics,
+        on_failure: Callable[[BaseException], None],
         buffer_size: int = 1024,
         page_size: int = 500,
         stall_s: float = 2.0,
         on_overflow: Callable[[], None] = _nothing,
-        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self._store = store
+        """``on_failure`` is told of a send or read that failed (the socket must end); it is
+        called from the hub's loop too, so it must not raise."""
+        self._reads = reads
         self.tenant_id = tenant_id
         self.session_id = session_id
         self._send = send
-        self._metrics = metrics
         # Created on the first live event and dropped when drained: idle sockets hold none.
         self._buffer: deque[LiveEvent] | None = None
         self._buffer_size = buffer_size
@@ -94,8 +98,11 @@ class SessionFeed:
         #: Set when the buffer overflowed while the client was not reading: the socket must close.
         self.overflowed = False
         self.last_event_id = after_event_id
-        #: ``seq`` of the last event sent, or at ``lastEventId`` once history is sent.
-        self.last_seq: int | None = None
+        #: ``seq`` of the last event sent, or at ``lastEventId`` once history is read (-1 before:
+        #: no live event follows it).
+        self.last_seq = -1
+        #: Frames written or being written (the keepalive tells a reader that stopped by it).
+        self.frames_sent = 0
         #: Called once history has been sent (metrics).
         self.on_ready: Callable[[], None] = _nothing
 
@@ -112,20 +119,26 @@ class SessionFeed:
     def offer(self, event: LiveEvent) -> None:
         """Called by the hub for each live event; never blocks, never grows past the bound.
 
-        On overflow the buffer is dropped: a socket stuck in one send for ``stall_s`` is a slow
+        The next event of a socket with no backlog is written at once. Otherwise it is buffered;
+        on overflow the buffer is dropped: a socket stuck in one send for ``stall_s`` is a slow
         consumer (closed, 4008); otherwise it is behind a burst and re-reads from Postgres.
         """
         if self.overflowed:
             return
+        if self._task is None and self._history_sent and not self._behind:
+            if event.event_id <= self.last_event_id:
+                return  # sent already (a duplicate, or a late copy after a read)
+            if event.seq == self.last_seq + 1:
+                self.last_event_id, self.last_seq = event.event_id, event.seq
+                self._write(event.frame)
+                return
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = deque()
         if len(buffer) >= self._buffer_size:
             buffer.clear()
-            started = self.sending_since
-            if started is not None and time.monotonic() - started >= self._stall_s:
-                self.overflowed = True
-                self._on_overflow()
+            if self.stalled(time.monotonic()):
+                self._give_up()
                 return
             self._behind = True
         else:
@@ -138,25 +151,52 @@ class SessionFeed:
         self._kick()
 
     def send_control(self, frame: str) -> None:
-        """Queue a control frame (a ping) ahead of the next events, on this feed's single sender,
-        so frames never interleave and a slow socket never stalls the caller."""
+        """Send a control frame (a ping) now if nothing is queued, else ahead of the next events,
+        on this feed's single sender: frames never interleave, a slow socket never stalls the
+        caller."""
+        if self._task is None and self._history_sent and not self.overflowed:
+            self._write(frame)
+            return
         self._control = frame
         self._kick()
+
+    def stalled(self, now: float) -> bool:
+        """True when one send has been waiting ``stall_s`` for the client to read."""
+        started = self.sending_since
+        return started is not None and now - started >= self._stall_s
+
+    def _give_up(self) -> None:
+        self.overflowed = True
+        self._on_overflow()
 
     @property
     def buffered(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
 
-    def _kick(self) -> None:
+    def _kick(self, blocked: Awaitable[None] | None = None) -> None:
         if self._task is None and not self.overflowed:
-            self._task = asyncio.get_running_loop().create_task(self._pump())
+            self._task = asyncio.get_running_loop().create_task(self._pump(blocked))
 
-    async def _pump(self) -> None:
+    def _write(self, frame: str) -> None:
+        """Write ``frame`` inline; if the transport makes it wait, a task finishes the write and
+        then sends whatever queued behind it. Only called with no sender task."""
+        self.frames_sent += 1
         try:
+            blocked = run_until_blocked(self._send(frame))
+        except Exception as exc:
+            self._on_failure(exc)
+            return
+        if blocked is not None:
+            self.sending_since = time.monotonic()
+            self._kick(blocked)
+
+    async def _pump(self, blocked: Awaitable[None] | None) -> None:
+        try:
+            if blocked is not None:
+                await blocked
+                self.sending_since = None
             if not self._history_sent:
                 await self._catch_up()
-                if self.last_seq is None:
-                    self.last_seq = await self._seq_at(self.last_event_id)
                 await self._emit(ready_frame(self.last_event_id))
                 self._history_sent = True
                 self.on_ready()
@@ -175,48 +215,36 @@ class SessionFeed:
                     break
                 event = buffer.popleft()
                 if event.event_id <= self.last_event_id:
-                    continue  # sent already (history, a duplicate, or a late copy after a fetch)
-                if self.last_seq is not None and event.seq == self.last_seq + 1:
+                    continue  # sent already (history, a duplicate, or a late copy after a read)
+                if event.seq == self.last_seq + 1:
                     await self._emit(event.frame)
                     self.last_event_id, self.last_seq = event.event_id, event.seq
                 else:
-                    # Early (a gap) or first of the connection: the store has everything up to it.
-                    await self._catch_up()
+                    await self._catch_up()  # early (a gap): the store has everything up to it
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if self._on_failure is None:
-                raise
             self._on_failure(exc)
         finally:
             # No await between the empty-buffer check and here: an offer cannot slip between.
             self._task = None
 
-    async def _seq_at(self, event_id: int) -> int:
-        """``seq`` of the session's last event with ``eventId <= event_id`` (0: none).
-
-        A socket that is up to date at connect learns where the live stream continues from, so
-        its first live event needs no read (1,000 sockets would otherwise all read at once).
-        """
-        last = await self._store.read_session(
-            self.tenant_id, self.session_id, lte=event_id, desc=True, limit=1
-        )
-        return last[0].seq if last else 0
-
     async def _catch_up(self) -> None:
         """Send everything the store holds after ``last_event_id``, page by page."""
-        self._metrics.gap_fetches.inc()
         while True:
-            events = await self._store.read_session(
-                self.tenant_id, self.session_id, gt=self.last_event_id, limit=self._page_size
+            history = await self._reads.after(
+                self.tenant_id, self.session_id, self.last_event_id, self._page_size
             )
-            for event in events:
-                await self._emit(event_frame(event))
+            # The seq at our position: where the first event read, or the first live one, follows.
+            self.last_seq = history.seq_at
+            for event in history.events:
+                await self._emit(event.frame)
                 self.last_event_id, self.last_seq = event.event_id, event.seq
-            if len(events) < self._page_size:
+            if len(history.events) < self._page_size:
                 return
 
     async def _emit(self, frame: str) -> None:
+        self.frames_sent += 1
         self.sending_since = time.monotonic()
         await self._send(frame)
         self.sending_since = None

@@ -66,11 +66,19 @@ class Hub:
 
     def publish(self, event: LiveEvent) -> int:
         """Offer ``event`` to its stream's sockets; returns how many there were."""
-        subscribers = self._streams.get((event.tenant_id, event.session_id))
+        return self.publish_stream([event])
+
+    def publish_stream(self, events: list[LiveEvent]) -> int:
+        """Offer consecutive events of one stream to its sockets, all of them to one socket
+        before the next: a client behind a burst takes its frames in one read, not one wake-up
+        per frame. Returns how many sockets there were."""
+        first = events[0]
+        subscribers = self._streams.get((first.tenant_id, first.session_id))
         if not subscribers:
             return 0
         for subscriber in tuple(subscribers):
-            subscriber.offer(event)
+            for event in events:
+                subscriber.offer(event)
         return len(subscribers)
 
     def resync(self) -> None:

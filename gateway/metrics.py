@@ -39,7 +39,12 @@ class GatewayMetrics:
         )
         self.gap_fetches = Counter(
             "agentlane_gateway_gap_fetches_total",
-            "Postgres reads of a socket's history or of a gap in its live events",
+            "Postgres reads of session history (at connect, or a gap in live events)",
+            registry=registry,
+        )
+        self.history_reads_joined = Counter(
+            "agentlane_gateway_history_reads_joined_total",
+            "history requests answered by another socket's identical read (reconnect bursts)",
             registry=registry,
         )
         self.replay_seconds = Histogram(

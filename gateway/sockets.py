@@ -14,8 +14,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agentlane.admission import RateLimiter
 from agentlane.commands import Commands
 from agentlane.errors import AgentlaneError, StoreUnavailable
-from agentlane.store import EventStore
 from gateway.handoff import SessionFeed
+from gateway.history import HistoryReads
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import (
@@ -73,6 +73,7 @@ class Connection:
         "_rate",
         "_ws",
         "feed",
+        "frames_at_ping",
         "next_ping_at",
         "ping_sent_at",
         "session_id",
@@ -83,7 +84,7 @@ class Connection:
         self,
         websocket: WebSocket,
         *,
-        store: EventStore,
+        reads: HistoryReads,
         commands: Commands,
         metrics: GatewayMetrics,
         tenant_id: str,
@@ -106,12 +107,11 @@ class Connection:
         self._handler: asyncio.Task[object] | None = None
         self._interrupted = False
         self.feed = SessionFeed(
-            store,
+            reads,
             tenant_id=tenant_id,
             session_id=session_id,
             after_event_id=after_event_id,
             send=websocket.send_text,
-            metrics=metrics,
             buffer_size=policy.buffer_size,
             page_size=policy.page_size,
             stall_s=policy.stall_s,
@@ -119,6 +119,7 @@ class Connection:
             on_failure=self._send_failed,
         )
         self.ping_sent_at: float | None = None
+        self.frames_at_ping = 0
         self.next_ping_at = time.monotonic() + policy.ping_interval_s
 
     def close(self, code: int, reason: str) -> None:
@@ -147,16 +148,27 @@ class Connection:
             self.close(CLOSE_INTERNAL, "internal error")
 
     def tick(self, now: float) -> None:
-        """Keepalive, called by the gateway's one ticker for every socket (no task per socket)."""
+        """Keepalive and slow-consumer checks, called by the gateway's one ticker for every
+        socket (no task per socket)."""
         if self._expired():
+            return
+        if self.feed.stalled(now):
+            # One send has waited stall_s for the client to read: its buffers are full.
+            self._slow_consumer()
             return
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at > self._policy.pong_timeout_s:
-                self.close(CLOSE_INTERNAL, "pong timeout")
+                # Frames went out after the ping and none of them, nor the ping, was read: a
+                # reader that stopped, whose kernel buffers have not filled yet (a slow stream).
+                if self.feed.frames_sent > self.frames_at_ping + 1:
+                    self._slow_consumer()
+                else:
+                    self.close(CLOSE_INTERNAL, "pong timeout")
             return
         if now >= self.next_ping_at:
             self.ping_sent_at = now
             self.next_ping_at = now + self._policy.ping_interval_s
+            self.frames_at_ping = self.feed.frames_sent
             self.feed.send_control(ping_frame(round(time.time(), 3)))
 
     async def serve(self, hub: Hub) -> None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from agentlane.backoff import Backoff
 from agentlane.bus import EventBus
-from gateway.hub import Hub, LiveEvent
+from gateway.hub import Hub, LiveEvent, StreamKey
 from gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
@@ -54,11 +54,17 @@ class BusSource:
                     self.ready.set()
                     hub.resync()
                     logger.info("live source subscribed", extra={"bus": self.name})
-                    async for event in subscription:
+                    while True:
+                        batch = await subscription.get_batch()
                         backoff.reset()
-                        self._live_events.inc()
-                        if hub.wants(event.tenant_id, event.session_id):
-                            hub.publish(LiveEvent.of(event))
+                        self._live_events.inc(len(batch))
+                        streams: dict[StreamKey, list[LiveEvent]] = {}
+                        for event in batch:
+                            key = (event.tenant_id, event.session_id)
+                            if hub.wants(*key):
+                                streams.setdefault(key, []).append(LiveEvent.of(event))
+                        for events in streams.values():
+                            hub.publish_stream(events)
             except Exception as exc:  # any failure: resubscribe, never stream silently stale
                 logger.warning("live source failed; resubscribing: %r", exc)
             self.ready.clear()

@@ -43,6 +43,8 @@ class Subscription:
     def __init__(self, *, capacity: int = 10_000, dedupe_capacity: int = 100_000) -> None:
         self._queue: asyncio.Queue[StoredEvent | BaseException] = asyncio.Queue(capacity)
         self.deduper = Deduper(dedupe_capacity)
+        #: The failure a batch stopped at, raised by the next read.
+        self._failure: BaseException | None = None
 
     @property
     def duplicates(self) -> int:
@@ -65,10 +67,28 @@ class Subscription:
         await self._queue.put(error)
 
     async def get(self) -> StoredEvent:
+        if self._failure is not None:
+            raise self._failure
         item = await self._queue.get()
         if isinstance(item, BaseException):
+            self._failure = item  # every later read fails too, rather than wait forever
             raise item
         return item
+
+    async def get_batch(self, limit: int = 1000) -> list[StoredEvent]:
+        """The next event and those already queued behind it (at most ``limit``), without
+        waiting for more: a consumer that fell behind catches up a batch at a time."""
+        batch = [await self.get()]
+        while len(batch) < limit:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, BaseException):
+                self._failure = item
+                break
+            batch.append(item)
+        return batch
 
     def __aiter__(self) -> Subscription:
         return self

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 from typing import Any
 
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from agentlane.admission import RateLimiter
@@ -20,6 +22,7 @@ from agentlane.auth import Authenticator
 from agentlane.bus import bus_for
 from agentlane.cli.command_service import limits_from
 from agentlane.db import Database, database_of
+from agentlane.gc_policy import DEFAULT_GC_POLICY, GcPolicy
 from agentlane.leases import check_recorded_shard_count
 from agentlane.run_index import RunIndex
 from agentlane.service import metrics_registry, run_service
@@ -34,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(serve(settings, host=args.host))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, host=args.host))
     return 0
 
 
@@ -68,9 +72,14 @@ def build_gateway(
 
 
 async def serve(
-    settings: Settings, *, host: str, uvicorn_options: dict[str, Any] | None = None
+    settings: Settings,
+    *,
+    host: str,
+    uvicorn_options: dict[str, Any] | None = None,
+    gc_policy: GcPolicy | None = DEFAULT_GC_POLICY,
 ) -> None:
-    """Serve the gateway until SIGTERM/SIGINT (``uvicorn_options`` only for benchmarks)."""
+    """Serve the gateway until SIGTERM/SIGINT (``uvicorn_options`` and ``gc_policy=None`` only
+    for benchmarks)."""
     registry = metrics_registry()
     async with database_of(settings, name="gateway") as db:
         # Commands over the socket route by shard: refuse to start with another shard count.
@@ -80,10 +89,11 @@ async def serve(
             settings, db, authenticator=Authenticator.from_settings(settings), registry=registry,
             limits=limits, rate=limits.rate_limiter(),
         )
-        await run_service(
-            [gateway],
-            host=host,
-            port=settings.port,
-            registry=registry,
-            uvicorn_options=UVICORN_WS_OPTIONS if uvicorn_options is None else uvicorn_options,
-        )
+        async with gc_policy.applied() if gc_policy else contextlib.nullcontext():
+            await run_service(
+                [gateway],
+                host=host,
+                port=settings.port,
+                registry=registry,
+                uvicorn_options=UVICORN_WS_OPTIONS if uvicorn_options is None else uvicorn_options,
+            )

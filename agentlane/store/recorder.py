@@ -38,6 +38,24 @@ EVENT_COLUMNS = (
     "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
 )
 
+# The seq at a reader's position and the page after it; the outer row exists even when the page
+# is empty (LEFT JOIN), so one round trip answers both.
+_READ_HISTORY = f"""
+SELECT at.seq, e.* FROM (
+    SELECT coalesce((
+        SELECT seq FROM agent_events
+        WHERE tenant_id = %(t)s AND session_id = %(s)s AND event_id <= %(after)s
+        ORDER BY event_id DESC LIMIT 1
+    ), 0) AS seq
+) AS at
+LEFT JOIN LATERAL (
+    SELECT {EVENT_COLUMNS} FROM agent_events
+    WHERE tenant_id = %(t)s AND session_id = %(s)s AND event_id > %(after)s
+    ORDER BY event_id LIMIT %(limit)s
+) AS e ON true
+ORDER BY e.event_id
+"""
+
 #: NOTIFY channel of appends, sent after the commit (``Database.notify_after_commit``).
 WAKEUP_CHANNEL = "agentlane_events"
 
@@ -437,6 +455,22 @@ class EventStore:
             query += " LIMIT %s"
             params.append(limit)
         return await self._fetch(query, params)
+
+    async def read_history(
+        self, tenant_id: str, session_id: str, *, after_event_id: int, limit: int
+    ) -> tuple[int, list[StoredEvent]]:
+        """What a reader that holds ``after_event_id`` is missing, in one statement: the ``seq``
+        of the session's last event with ``eventId <= after_event_id`` (0: none) and up to
+        ``limit`` events after it, in order."""
+        async with self._db.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(
+                _READ_HISTORY,
+                {"t": tenant_id, "s": session_id, "after": after_event_id, "limit": limit},
+            )
+            rows = await cursor.fetchall()
+        seq_at = rows[0][0] if rows else 0
+        return seq_at, [row_to_event(row[1:]) for row in rows if row[1] is not None]
 
     async def read_execution(
         self,

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.store import EventStore
 from gateway.handoff import SessionFeed
+from gateway.history import HistoryReads
 from gateway.hub import LiveEvent
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ping_frame
@@ -53,9 +54,11 @@ async def test_a_second_overflow_during_a_re_read_still_sends_the_rest_and_the_p
             progressed.clear()
             await progressed.wait()
 
+    reads = HistoryReads(store, GatewayMetrics(CollectorRegistry()), concurrency=2)
+    failures: list[BaseException] = []
     feed = SessionFeed(
-        store, tenant_id=TENANT, session_id=SESSION, after_event_id=0, send=send,
-        metrics=GatewayMetrics(CollectorRegistry()), buffer_size=2, stall_s=60,
+        reads, tenant_id=TENANT, session_id=SESSION, after_event_id=0, send=send,
+        on_failure=failures.append, buffer_size=2, stall_s=60,
     )
     feed.start()
     await asyncio.wait_for(until(lambda: bool(sent)), 5)  # the ready frame
@@ -87,3 +90,4 @@ async def test_a_second_overflow_during_a_re_read_still_sends_the_rest_and_the_p
     await feed.stop()
     assert event_ids() == expected, "each event once, in order, without waiting for a ping"
     assert ping_frame(0) in sent, "the queued ping was sent"
+    assert failures == []

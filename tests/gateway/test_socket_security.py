@@ -108,7 +108,9 @@ def test_a_token_under_a_percent_encoded_name_is_still_kept_out_of_the_logs(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``?%74oken=`` is ``token`` to the server (it authenticates), so it is one to the logs."""
-    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    # The handshake line is DEBUG (gateway.server_logs): log at DEBUG to see what it holds.
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    caplog.set_level(logging.DEBUG, logger="uvicorn.error")
     token = _token("acme", 600)
     auth = Authenticator(mode="jwt", secret=SECRET)
     with (
@@ -118,3 +120,31 @@ def test_a_token_under_a_percent_encoded_name_is_still_kept_out_of_the_logs(
         assert frames_until(ws, lambda f: len(f) == 1)[0]["type"] == "ready"
     assert "%74oken=***" in caplog.text
     assert token not in caplog.text
+
+
+def test_accepted_sockets_are_logged_at_debug_only(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reconnect storm would write three INFO lines per socket."""
+
+    def handshake_lines() -> list[logging.LogRecord]:
+        return [
+            r for r in caplog.records
+            if r.name == "uvicorn.error"
+            and ("/ws/s" in r.getMessage() or r.getMessage().startswith("connection "))
+        ]
+
+    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    caplog.set_level(logging.INFO, logger="gateway")
+    with gateway_thread(database_url) as gw:
+        with connect(f"{gw.ws_url}/ws/s") as ws:
+            assert frames_until(ws, lambda f: len(f) == 1)[0]["type"] == "ready"
+        assert handshake_lines() == []
+        caplog.set_level(logging.DEBUG, logger="gateway")
+        caplog.set_level(logging.DEBUG, logger="uvicorn.error")
+        with connect(f"{gw.ws_url}/ws/s") as ws:
+            assert frames_until(ws, lambda f: len(f) == 1)[0]["type"] == "ready"
+        lines = handshake_lines()
+        assert {r.levelno for r in lines} == {logging.DEBUG}
+        assert any("[accepted]" in r.getMessage() for r in lines)
+        assert any(r.getMessage() == "connection open" for r in lines)

@@ -77,7 +77,9 @@ def token(tenant: str) -> str:
 def test_tenants_see_only_their_own_stream(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="uvicorn.error")
+    # The handshake line is DEBUG (gateway.server_logs): log at DEBUG to see what it holds.
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    caplog.set_level(logging.DEBUG, logger="uvicorn.error")
     acme_token = token("acme")
     auth = Authenticator(mode="jwt", secret=SECRET)
     with gateway_thread(database_url, authenticator=auth) as gw:
