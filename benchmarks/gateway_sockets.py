@@ -21,9 +21,9 @@ Cases:
   gets ``--slow-rate`` events/s; when and with which code the gateway closes it.
 
 Clients run in ``--client-procs`` processes (benchmarks/_ws_clients.py). The load average is
-printed beside every figure. ``BENCH_LOOP=asyncio`` runs both servers on asyncio's own loop
-(default: uvloop, as ``agentlane gateway`` does); ``BENCH_GC=off`` runs the gateway without its
-GC policy.
+printed beside every figure. ``BENCH_LOOP=uvloop`` runs both servers on uvloop (the ``bench``
+extra; default: asyncio's loop, as ``agentlane gateway`` does); ``BENCH_GC=off`` runs the gateway
+without its GC policy.
 """
 
 from __future__ import annotations
@@ -128,21 +128,23 @@ def serve_echo(port: int) -> None:
         Route("/readyz", healthz),
     ])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                loop=os.environ.get("BENCH_LOOP", "uvloop"), **UVICORN_WS_OPTIONS)
+                loop=os.environ.get("BENCH_LOOP", "asyncio"), **UVICORN_WS_OPTIONS)
 
 
 def serve_gateway(port: int) -> None:
     """``agentlane gateway``, on the event loop ``BENCH_LOOP`` names, with its GC policy unless
     ``BENCH_GC=off``."""
-    import uvloop
-
     from agentlane.cli.gateway import serve
     from agentlane.gc_policy import GcPolicy
     from agentlane.logs import configure_logging
     from agentlane.settings import Settings
 
     configure_logging("gateway", level="WARNING")
-    factory = uvloop.new_event_loop if os.environ.get("BENCH_LOOP", "uvloop") == "uvloop" else None
+    factory = None
+    if os.environ.get("BENCH_LOOP", "asyncio") == "uvloop":
+        import uvloop  # the bench extra
+
+        factory = uvloop.new_event_loop
     policy = None if os.environ.get("BENCH_GC") == "off" else GcPolicy()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(Settings.from_env(PORT=str(port)), host="127.0.0.1", gc_policy=policy))
@@ -336,6 +338,7 @@ async def case_storm(mode: str, server: Server, store: Any, args: argparse.Names
         server.wait_ready()
         listening = time.time()
         results = [client.answer() for client in clients]
+        reads = await history_reads(server) if mode == "gateway" else {}
     finally:
         close_clients(clients)
     last = max(r["last_ready_at"] for r in results)
@@ -343,7 +346,17 @@ async def case_storm(mode: str, server: Server, store: Any, args: argparse.Names
             "sessions": args.storm_sessions,
             "ready": f"{sum(r['ready'] for r in results)}/{args.storm_sockets}",
             "kill_to_all_ready_s": last - killed, "restart_to_ready_s": listening - restarted,
-            "listening_to_all_ready_s": last - listening, "load": load_average()}
+            "listening_to_all_ready_s": last - listening, **reads, "load": load_average()}
+
+
+async def history_reads(server: Server) -> dict[str, float]:
+    """The restarted gateway's history reads: Postgres reads, and requests that joined one."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{server.http}/metrics")).text
+    found = dict(re.findall(
+        r"^agentlane_gateway_(gap_fetches|history_reads_joined)_total ([0-9.e+]+)$", text, re.M
+    ))
+    return {f"history_{k.removeprefix('history_')}": float(v) for k, v in found.items()}
 
 
 async def case_slow(server: Server, store: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -75,6 +75,9 @@ class GatewayOptions:
     allowed_origins: frozenset[str] = frozenset()
     #: History reads running at once (each holds a pooled connection); more wait, joinable.
     history_reads: int = 6
+    #: How long a history read waits for identical requests to join it (a reconnect storm's
+    #: sockets of one session arrive within milliseconds of each other).
+    history_join_window_s: float = 0.01
 
 
 class Gateway:
@@ -105,7 +108,10 @@ class Gateway:
         self.source: LiveSource = source or BusSource(bus, self.metrics)  # type: ignore[arg-type]
         self.options = options or GatewayOptions()
         self.hub = Hub()
-        self._reads = HistoryReads(store, self.metrics, concurrency=self.options.history_reads)
+        self._reads = HistoryReads(
+            store, self.metrics, concurrency=self.options.history_reads,
+            join_window_s=self.options.history_join_window_s,
+        )
         self.connections: set[Connection] = set()
         self._tenant_sockets = TenantCounts()
         self._draining = False
@@ -190,6 +196,7 @@ class Gateway:
                 websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable"
             )
             return
+        del token  # a socket may live for hours: its credential is not kept with it
         tenant_id = identity.tenant
         raw_after = websocket.query_params.get("lastEventId") or "0"
         # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
@@ -230,10 +237,6 @@ class Gateway:
         self._tenant_sockets.add(tenant_id)
         self.metrics.sockets.inc()
         self.metrics.connects.inc()
-        started = time.monotonic()
-        connection.feed.on_ready = lambda: self.metrics.replay_seconds.observe(
-            time.monotonic() - started
-        )
         try:
             with log_context(tenant=tenant_id, session=session_id):
                 await connection.serve(self.hub)

@@ -33,9 +33,18 @@ class History:
 class HistoryReads:
     """Shared, bounded reads of session history for one gateway process."""
 
-    def __init__(self, store: EventStore, metrics: GatewayMetrics, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: GatewayMetrics,
+        *,
+        concurrency: int,
+        join_window_s: float = 0.0,
+    ) -> None:
         self._store = store
         self._metrics = metrics
+        # How long a new read waits for others to join it before it queues for a turn.
+        self._join_window_s = join_window_s
         # At most this many reads hold connections; the rest wait here, where they can be joined.
         self._turns = asyncio.Semaphore(concurrency)
         self._waiting: dict[HistoryKey, asyncio.Future[History]] = {}
@@ -60,6 +69,8 @@ class HistoryReads:
     async def _read(self, key: HistoryKey, future: asyncio.Future[History]) -> None:
         tenant_id, session_id, after_event_id, limit = key
         try:
+            if self._join_window_s:
+                await asyncio.sleep(self._join_window_s)
             async with self._turns:
                 del self._waiting[key]  # no joiner after this point: the snapshot comes later
                 self._metrics.gap_fetches.inc()

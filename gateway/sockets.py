@@ -69,6 +69,7 @@ class Connection:
         "_handler",
         "_interrupted",
         "_metrics",
+        "_opened_at",
         "_policy",
         "_rate",
         "_ws",
@@ -118,6 +119,8 @@ class Connection:
             on_overflow=self._slow_consumer,
             on_failure=self._send_failed,
         )
+        self.feed.on_ready = self._ready
+        self._opened_at = time.monotonic()
         self.ping_sent_at: float | None = None
         self.frames_at_ping = 0
         self.next_ping_at = time.monotonic() + policy.ping_interval_s
@@ -133,6 +136,9 @@ class Connection:
         self._interrupted = True
         if self._handler is not None and self._handler is not asyncio.current_task():
             self._handler.cancel()
+
+    def _ready(self) -> None:
+        self._metrics.replay_seconds.observe(time.monotonic() - self._opened_at)
 
     def _slow_consumer(self) -> None:
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
@@ -177,7 +183,26 @@ class Connection:
         hub.subscribe(self.tenant_id, self.session_id, self.feed)
         try:
             self.feed.start()
-            await self._receive()
+            # The receive loop is inline, not a method: one coroutine frame less per socket.
+            try:
+                while not self._interrupted:
+                    message = await self._ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    text = message.get("text")
+                    if text is None:
+                        await self._reject(BadFrame("binary_frame", "send JSON in text frames"))
+                        continue
+                    # Servers configured without a frame limit still get one here.
+                    if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
+                        self.close(CLOSE_TOO_BIG, "frame larger than 64 KiB")
+                        break
+                    try:
+                        await self._handle(parse_inbound(text))
+                    except BadFrame as bad:
+                        await self._reject(bad)
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                pass  # the client is gone
         except asyncio.CancelledError:
             if not self._interrupted:
                 raise  # cancelled from outside (server shutdown), not by close()
@@ -194,27 +219,6 @@ class Connection:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._policy.close_timeout_s):
                     await self._ws.close(code, reason)
-
-    async def _receive(self) -> None:
-        try:
-            while not self._interrupted:
-                message = await self._ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                text = message.get("text")
-                if text is None:
-                    await self._reject(BadFrame("binary_frame", "send JSON in text frames"))
-                    continue
-                # Servers configured without a frame limit still get one here.
-                if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
-                    self.close(CLOSE_TOO_BIG, "frame larger than 64 KiB")
-                    return
-                try:
-                    await self._handle(parse_inbound(text))
-                except BadFrame as bad:
-                    await self._reject(bad)
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            return
 
     async def _reject(self, bad: BadFrame) -> None:
         self._metrics.bad_frames.labels(bad.code).inc()

@@ -14,7 +14,6 @@ import contextlib
 import os
 from typing import Any
 
-import uvloop
 from prometheus_client import CollectorRegistry
 
 from agentlane.admission import RateLimiter
@@ -37,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings, host=args.host))
+    # asyncio's own loop: uvloop saved 1 KiB per socket but made a reconnect storm 1 s slower
+    # (BENCHMARKS.md, "Gateway at scale").
+    asyncio.run(serve(settings, host=args.host))
     return 0
 
 

@@ -252,7 +252,8 @@ class Follower:
     Errors in ``retry_on`` are logged, reported to ``on_failure``, backed off, and the follower
     resumes (``resume``: a durable follower rewinds to its stored checkpoint); CheckpointMoved
     resumes at once; FencedOut (its holder lost the lease) and anything else end :meth:`run`.
-    NOTIFY only wakes it; it also polls.
+    NOTIFY only wakes it; it also polls: ``recheck_s`` after a wake-up or a batch, doubling while
+    reads come back empty, up to ``poll_s``.
     """
 
     def __init__(
@@ -264,6 +265,7 @@ class Follower:
         resume: Resume,
         batch_size: int = 1000,
         poll_s: float = 1.0,
+        recheck_s: float = 0.05,
         backoff: Backoff | None = None,
         retry_on: tuple[type[BaseException], ...] = (StoreError,),
         on_failure: Callable[[BaseException], None] | None = None,
@@ -276,6 +278,7 @@ class Follower:
         self._resume = resume
         self._batch_size = batch_size
         self._poll_s = poll_s
+        self._recheck_s = min(recheck_s, poll_s)
         self._backoff = backoff or Backoff(initial_s=0.2, maximum_s=5.0)
         self._retry_on = retry_on
         self._on_failure = on_failure
@@ -291,10 +294,11 @@ class Follower:
         read and resumes from its checkpoint as before."""
         reload = True
         ahead: asyncio.Task[list[TailedEvent]] | None = None
+        idle_s = self._recheck_s
         try:
             async with self._tail.wakeups() as wakeups:
                 while True:
-                    full = False
+                    full = got = False
                     try:
                         if reload or self.position is None:
                             _drop(ahead)
@@ -307,6 +311,7 @@ class Follower:
                         else:
                             batch = await self._tail.read(after, limit=self._batch_size)
                         if batch:
+                            got = True
                             full = len(batch) == self._batch_size
                             if full:
                                 ahead = self._read_after(batch)
@@ -324,7 +329,13 @@ class Follower:
                         await self._backoff.sleep()
                         continue
                     if not full:
-                        await wakeups.wait(self._poll_s)
+                        # A wake-up can come before its event is below the horizon: a transaction
+                        # that sends none (a lease renewal, a checkpoint) may hold it back. So the
+                        # follower looks again soon after a wake-up or a batch and only backs off
+                        # to poll_s while nothing comes.
+                        idle_s = self._recheck_s if got else min(idle_s * 2, self._poll_s)
+                        if await wakeups.wait(idle_s):
+                            idle_s = self._recheck_s
         finally:
             _drop(ahead)
 

@@ -127,6 +127,36 @@ async def test_a_follower_wakes_on_notify_not_on_its_poll(store: EventStore, tai
         await asyncio.wait([following])
 
 
+async def test_an_event_held_behind_a_silent_transaction_comes_soon_not_at_the_poll(
+    store: EventStore, tail: Tail, database_url: str
+) -> None:
+    """The wake-up for an append can arrive while another transaction that announces nothing (a
+    lease renewal, a checkpoint) holds the horizon below it; the follower looks again soon after
+    that transaction ends instead of sleeping its whole poll interval."""
+    batches: asyncio.Queue[list[TailedEvent]] = asyncio.Queue()
+
+    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
+        await batches.put(batch)
+
+    start = await tail.live_position()
+    follower = Follower(tail, handle, name="test", resume=in_memory(start), poll_s=30)
+    following = asyncio.create_task(follower.run())
+    silent = await psycopg.AsyncConnection.connect(database_url)
+    try:
+        await asyncio.sleep(0.5)  # listening
+        await silent.execute("SELECT pg_current_xact_id()")  # holds the horizon, notifies nothing
+        await store.append(token("held", 0))
+        await asyncio.sleep(0.5)  # the wake-up came and its read found nothing below the horizon
+        assert batches.empty()
+        await silent.commit()
+        batch = await asyncio.wait_for(batches.get(), timeout=5)
+        assert [t.event.session_id for t in batch] == ["held"]
+    finally:
+        await silent.close()
+        following.cancel()
+        await asyncio.wait([following])
+
+
 async def test_a_failed_batch_is_handled_again_and_nothing_is_skipped(
     store: EventStore, tail: Tail
 ) -> None:

@@ -110,3 +110,16 @@ async def test_a_failed_read_fails_every_joiner_and_the_next_request_reads_again
     assert all(isinstance(o, ConnectionError) for o in outcomes)
     history = await reads.after(TENANT, SESSION, 0, 500)
     assert [e.event_id for e in history.events] == [events[0].event_id]
+
+
+async def test_requests_within_the_join_window_share_one_read(store: EventStore) -> None:
+    """Sockets of a reconnect storm arrive milliseconds apart, not in the same loop turn."""
+    events = await _append(store, "a")
+    metrics = GatewayMetrics(CollectorRegistry())
+    reads = HistoryReads(store, metrics, concurrency=4, join_window_s=0.2)
+    first = asyncio.ensure_future(reads.after(TENANT, SESSION, 0, 500))
+    await asyncio.sleep(0.05)
+    second = await reads.after(TENANT, SESSION, 0, 500)
+    assert [e.event_id for e in (await first).events] == [events[0].event_id]
+    assert second.events == (await first).events
+    assert metrics.gap_fetches._value.get() == 1
