@@ -105,14 +105,21 @@ async def test_concurrent_writers_with_late_commits_lose_nothing(
     assert len(delivered) == len(set(delivered)) == 240
 
 
-async def test_a_follower_wakes_on_notify_not_on_its_poll(store: EventStore, tail: Tail) -> None:
-    batches: asyncio.Queue[list[TailedEvent]] = asyncio.Queue()
+async def queueing_follower(
+    tail: Tail, batches: asyncio.Queue[list[TailedEvent]], *, poll_s: float
+) -> Follower:
+    """A follower from now on that puts each batch it handles on ``batches``."""
 
     async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
         await batches.put(batch)
 
     start = await tail.live_position()
-    follower = Follower(tail, handle, name="test", resume=in_memory(start), poll_s=30)
+    return Follower(tail, handle, name="test", resume=in_memory(start), poll_s=poll_s)
+
+
+async def test_a_follower_wakes_on_notify_not_on_its_poll(store: EventStore, tail: Tail) -> None:
+    batches: asyncio.Queue[list[TailedEvent]] = asyncio.Queue()
+    follower = await queueing_follower(tail, batches, poll_s=30)
     following = asyncio.create_task(follower.run())
     try:
         await asyncio.sleep(0.5)  # listening
@@ -134,12 +141,7 @@ async def test_an_event_held_behind_a_silent_transaction_comes_soon_not_at_the_p
     lease renewal, a checkpoint) holds the horizon below it; the follower looks again soon after
     that transaction ends instead of sleeping its whole poll interval."""
     batches: asyncio.Queue[list[TailedEvent]] = asyncio.Queue()
-
-    async def handle(batch: list[TailedEvent], _after: Checkpoint) -> None:
-        await batches.put(batch)
-
-    start = await tail.live_position()
-    follower = Follower(tail, handle, name="test", resume=in_memory(start), poll_s=30)
+    follower = await queueing_follower(tail, batches, poll_s=30)
     following = asyncio.create_task(follower.run())
     silent = await psycopg.AsyncConnection.connect(database_url)
     try:
