@@ -34,11 +34,21 @@ _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Attach ``tenant``/``session``/``execution``/``step`` (and more) to every line inside."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = _context.set(_with(fields))
     try:
         yield
     finally:
         _context.reset(token)
+
+
+def bind_log_context(**fields: Any) -> None:
+    """Attach fields to every line for the rest of the current task: for a task that ends with
+    what it logs about (a socket's handler), without a context manager held for its whole life."""
+    _context.set(_with(fields))
+
+
+def _with(fields: dict[str, Any]) -> dict[str, Any]:
+    return {**_context.get(), **{k: v for k, v in fields.items() if v is not None}}
 
 
 def redact(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -25,7 +26,7 @@ from agentlane.admission import RateLimiter, TenantCounts
 from agentlane.auth import Authenticator, AuthUnavailable, Unauthorized, bearer_token
 from agentlane.bus import EventBus
 from agentlane.commands import Commands, is_identifier
-from agentlane.logs import log_context
+from agentlane.logs import bind_log_context
 from agentlane.store import EventStore
 from gateway.history import HistoryReads
 from gateway.hub import Hub
@@ -178,10 +179,12 @@ class Gateway:
         if self._draining:
             await self._refuse(websocket, CLOSE_GOING_AWAY, "server going away", "draining")
             return
-        token = websocket.query_params.get("token") or bearer_token(
-            websocket.headers.get("authorization")
-        )
-        if not self._origin_allowed(websocket):
+        # Read from the scope, not websocket.headers/query_params: those cache their parses on
+        # the socket for its whole life (~0.5 KiB each of 10,000 sockets).
+        headers = Headers(scope=websocket.scope)
+        query = QueryParams(websocket.scope["query_string"])
+        token = query.get("token") or bearer_token(headers.get("authorization"))
+        if not self._origin_allowed(headers):
             # Before the handshake completes: the browser's page gets a failed connection (403).
             self.metrics.rejected.labels("origin").inc()
             await websocket.close(_CLOSE_POLICY)
@@ -198,7 +201,7 @@ class Gateway:
             return
         del token  # a socket may live for hours: its credential is not kept with it
         tenant_id = identity.tenant
-        raw_after = websocket.query_params.get("lastEventId") or "0"
+        raw_after = query.get("lastEventId") or "0"
         # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
         if not _LAST_EVENT_ID.fullmatch(raw_after):
             await self._refuse(
@@ -237,9 +240,11 @@ class Gateway:
         self._tenant_sockets.add(tenant_id)
         self.metrics.sockets.inc()
         self.metrics.connects.inc()
+        # The task is this socket's own (one per connection), so its context can be bound for
+        # good rather than held in a context manager for the socket's life.
+        bind_log_context(tenant=tenant_id, session=session_id)
         try:
-            with log_context(tenant=tenant_id, session=session_id):
-                await connection.serve(self.hub)
+            await connection.serve(self.hub)
         finally:
             self.connections.discard(connection)
             self._tenant_sockets.remove(tenant_id)
@@ -247,12 +252,12 @@ class Gateway:
             if not self.connections:
                 self._emptied.set()
 
-    def _origin_allowed(self, websocket: WebSocket) -> bool:
+    def _origin_allowed(self, headers: Headers) -> bool:
         """A browser's page may open a socket only from an allowed origin: those
         ``AGENTLANE_ALLOWED_ORIGINS`` names (``*``: any), else the gateway's own (same host);
         without authentication only pages on this machine. Clients that are not browsers send
         no Origin."""
-        origin = websocket.headers.get("origin")
+        origin = headers.get("origin")
         if origin is None:
             return True
         parts = urlsplit(origin)
@@ -261,7 +266,7 @@ class Gateway:
         allowed = self.options.allowed_origins
         if allowed:
             return "*" in allowed or origin.rstrip("/") in allowed
-        return parts.netloc != "" and parts.netloc == websocket.headers.get("host")
+        return parts.netloc != "" and parts.netloc == headers.get("host")
 
     async def _refuse(
         self,

@@ -38,6 +38,29 @@ def test_lines_carry_the_context_of_the_work() -> None:
     assert lines[0]["severity"] == "INFO" and lines[0]["logger"] == "agentlane.test"
 
 
+def test_context_bound_in_a_task_stays_in_that_task() -> None:
+    """A socket's handler binds its tenant and session for the rest of its own task."""
+    lines = run_logging(
+        "import asyncio\n"
+        "from agentlane.logs import bind_log_context\n"
+        "async def socket(session):\n"
+        "    bind_log_context(tenant='acme', session=session)\n"
+        "    await asyncio.sleep(0)\n"
+        "    log.info('frame')\n"
+        "async def main():\n"
+        "    with log_context(execution='ex_1'):\n"
+        "        await asyncio.gather(socket('s1'), socket('s2'))\n"
+        "        log.info('after')\n"
+        "asyncio.run(main())\n"
+    )
+    frames = [line for line in lines if line["message"] == "frame"]
+    assert sorted((f["session"], f["tenant"], f["execution"]) for f in frames) == [
+        ("s1", "acme", "ex_1"), ("s2", "acme", "ex_1")
+    ]
+    after = next(line for line in lines if line["message"] == "after")
+    assert "session" not in after and after["execution"] == "ex_1"
+
+
 def test_passwords_in_urls_are_redacted() -> None:
     lines = run_logging(
         "log.warning('cannot reach postgresql://app:hunter2@db:5432/agentlane')\n"
