@@ -110,7 +110,7 @@ def build(config: StackConfig) -> None:
     )
     armor = Armor("edge-armor", config, after_apis)
     edge = Edge("edge", config, command, armor, gateway.service, after_apis)
-    Monitoring("alerts", config, bus, after_apis)
+    Monitoring("alerts", config, after_apis)
 
     pulumi.export("url", edge.url)
     pulumi.export("address", edge.address.address)

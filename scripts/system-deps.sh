@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond Python: Debian packages (installed only when missing; needs root
-# or sudo: chromium, Node, Java and the Pub/Sub emulator, PostgreSQL 15 as the second major) and
-# the browser test's npm packages (from its lockfile).
+# or sudo: chromium, Node, Java and the Pub/Sub emulator, PostgreSQL 15 as the second major,
+# promtool) and the browser test's npm packages (from its lockfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -10,6 +10,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v gcloud >/dev/null 2>&1 || missing+=(google-cloud-cli)
 [ -d /usr/lib/google-cloud-sdk/platform/pubsub-emulator ] || missing+=(google-cloud-cli-pubsub-emulator)
+# promtool, for the alert rules' tests (tests/infra/test_alert_rules.py).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The second PostgreSQL major the database tests run on (scripts/test.sh).
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 if [ ${#missing[@]} -gt 0 ]; then

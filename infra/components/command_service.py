@@ -23,7 +23,10 @@ from .workload_env import (
     env_for,
 )
 
-__all__ = ["CommandService"]
+__all__ = ["COMMAND_SERVICE_NAME", "CommandService"]
+
+#: The Cloud Run service (its name is also the label Cloud Run's request metrics carry).
+COMMAND_SERVICE_NAME = f"agentlane-{COMMAND_SERVICE.component}"
 
 
 def _envs(config: StackConfig, database_url: pulumi.Input[str]) -> list[dict[str, Any]]:
@@ -57,7 +60,7 @@ class CommandService(Component):
         http_get = {"path": "/healthz", "port": HTTP_PORT}
         self.service = gcp.cloudrunv2.Service(
             name,
-            name=f"agentlane-{COMMAND_SERVICE.component}",
+            name=COMMAND_SERVICE_NAME,
             location=config.region,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
             # Callers are authenticated by the service itself (AGENTLANE_AUTH=jwt) and can

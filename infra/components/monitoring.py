@@ -1,23 +1,43 @@
 """Alert policies for the failure modes that have no other signal (docs/design.md, seed module 16).
 
 The conditions are PromQL over the agentlane_* series the components export and Managed
-Prometheus scrapes (scraping.py); Cloud Monitoring stores them as
-prometheus.googleapis.com/<name>/<kind>. Metric validation is off because the series exist only
-after the first scrape, which comes after the first `pulumi up`.
+Prometheus scrapes (scraping.py), and over Cloud Run's own request counts; Cloud Monitoring
+stores them as prometheus.googleapis.com/<name>/<kind>. Metric validation is off because the
+series exist only after the first scrape, which comes after the first `pulumi up`.
+
+Every alert must also fire when its exporters are gone, not only when they report trouble: a
+series that disappears makes `max(x) > 30` or `N - sum(x) > 0` empty, that is silent. So the
+shards owned are `sum(x) or vector(0)` (no runner: none owned), and the projector's alert asks
+whether one leads (`max(leader) or vector(0)`), which no projector at all answers with 0.
+
+The same alerts are written as a Prometheus rule file (`infra/alerts/agentlane.rules.yml`,
+``python -m infra.components.monitoring``) that promtool checks and tests
+(`tests/infra/test_alert_rules.py`).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+import yaml
 
-from ..config import StackConfig
+from ..config import RuntimeConfig, StackConfig
 from .base import Component
-from .pubsub import EventBus
+from .command_service import COMMAND_SERVICE_NAME
+from .pubsub import dead_letter_hold_name
 
-__all__ = ["Alert", "Monitoring", "alerts", "metric_type"]
+__all__ = [
+    "RULE_FILE", "Alert", "Monitoring", "alerts", "metric_type", "prometheus_rules", "stack_alerts",
+]
+
+#: The rule file for every stack that keeps the default shards and topic (all of them today).
+RULE_FILE = Path(__file__).resolve().parents[1] / "alerts" / "agentlane.rules.yml"
 
 
 def metric_type(name: str, kind: str) -> str:
@@ -35,8 +55,14 @@ class Alert:
     runbook: str
 
 
-def alerts(dead_letter_subscription: str, shards: int) -> tuple[Alert, ...]:
+def alerts(
+    *, dead_letter_subscription: str, shards: int, command_service: str
+) -> tuple[Alert, ...]:
     """Every alert of a stack; thresholds are where a human should look, not where it broke."""
+    cloud_run_requests = (
+        "run_googleapis_com:request_count{"
+        f'monitored_resource="cloud_run_revision",service_name="{command_service}"'
+    )
     return (
         Alert(
             "projector-lag",
@@ -45,6 +71,17 @@ def alerts(dead_letter_subscription: str, shards: int) -> tuple[Alert, ...]:
             duration_s=300,
             metric=metric_type("agentlane_projector_lag_seconds", "gauge"),
             runbook="Is one projector holding the lease and publishing? Check Pub/Sub errors.",
+        ),
+        Alert(
+            "projector-unled",
+            "No projector holds the lease: read models and live events have stopped",
+            # Every projector process exports agentlane_projector_leader (1 while it leads); no
+            # series at all means no projector is running.
+            "(max(agentlane_projector_leader) or vector(0)) < 1",
+            duration_s=180,
+            metric=metric_type("agentlane_projector_leader", "gauge"),
+            runbook="kubectl get pods -l component=projector: crash-looping, unschedulable, "
+            "scaled to zero, or unable to reach the database? runbooks/projector-lag.md.",
         ),
         Alert(
             "tx-horizon-age",
@@ -66,11 +103,23 @@ def alerts(dead_letter_subscription: str, shards: int) -> tuple[Alert, ...]:
             "shards-unowned",
             "Shards without an owner: their sessions make no progress",
             # Every runner reports the shards it holds; fewer than all of them means some sessions
-            # have no owner (no runner alive, or none ready to claim).
-            f"({shards} - sum(agentlane_runner_owned_shards)) > 0",
+            # have no owner. With no runner left there is no series at all: owned is then 0.
+            f"({shards} - (sum(agentlane_runner_owned_shards) or vector(0))) > 0",
             duration_s=120,
             metric=metric_type("agentlane_runner_owned_shards", "gauge"),
             runbook="Run `agentlane shards`; are runners ready, and is the StatefulSet scaled?",
+        ),
+        Alert(
+            "command-5xx",
+            "The command API answers 5xx",
+            # Cloud Run's own count: it includes the 5xx of instances that crashed or never
+            # started, which the service's /metrics cannot report.
+            f'sum(rate({cloud_run_requests},response_code_class="5xx"}}[5m]))'
+            f" / sum(rate({cloud_run_requests}}}[5m])) > 0.05",
+            duration_s=120,
+            metric="run.googleapis.com/request_count",
+            runbook="Cloud Run logs of agentlane-command-service: failing readiness (database?), "
+            "crashes, or 503 from no instance; runbooks/database-restart.md if Postgres.",
         ),
         Alert(
             "dead-letters",
@@ -85,17 +134,55 @@ def alerts(dead_letter_subscription: str, shards: int) -> tuple[Alert, ...]:
     )
 
 
+def stack_alerts(runtime: RuntimeConfig) -> tuple[Alert, ...]:
+    """The alerts of a stack with this runtime configuration."""
+    return alerts(
+        dead_letter_subscription=dead_letter_hold_name(runtime.topic),
+        shards=runtime.shards,
+        command_service=COMMAND_SERVICE_NAME,
+    )
+
+
+def prometheus_rules(rules: Sequence[Alert]) -> dict[str, Any]:
+    """The alerts as a Prometheus rule file (for promtool, or a Prometheus of one's own)."""
+    return {
+        "groups": [
+            {
+                "name": "agentlane",
+                "rules": [
+                    {
+                        "alert": alert.key,
+                        "expr": alert.query,
+                        "for": f"{alert.duration_s}s",
+                        "labels": {"severity": "page"},
+                        "annotations": {
+                            "summary": alert.title,
+                            "runbook": alert.runbook,
+                            "metric": alert.metric,
+                        },
+                    }
+                    for alert in rules
+                ],
+            }
+        ]
+    }
+
+
+def rule_file_text(rules: Sequence[Alert]) -> str:
+    header = "# Generated by `python -m infra.components.monitoring` from alerts(); do not edit.\n"
+    return header + yaml.safe_dump(prometheus_rules(rules), sort_keys=False, width=100)
+
+
 class Monitoring(Component):
     def __init__(
         self,
         name: str,
         config: StackConfig,
-        bus: EventBus,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Monitoring", name, config, opts)
         labels = self.labels("monitoring")
-        for alert in alerts(bus.dead_letter_hold_name, config.runtime.shards):
+        for alert in stack_alerts(config.runtime):
             gcp.monitoring.AlertPolicy(
                 alert.key,
                 display_name=f"agentlane {config.stack}: {alert.title}",
@@ -120,3 +207,15 @@ class Monitoring(Component):
                 opts=self.child(),
             )
         self.register_outputs({})
+
+
+def main() -> int:
+    """Write the rule file of the default runtime configuration (every stack's today)."""
+    RULE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RULE_FILE.write_text(rule_file_text(stack_alerts(RuntimeConfig(jwt_audience="", model=""))))
+    print(RULE_FILE, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

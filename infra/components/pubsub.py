@@ -14,7 +14,7 @@ from .base import Component
 from .identity import ServiceAccounts, member
 from .names import COMMAND_SERVICE, GATEWAY, PROJECTOR
 
-__all__ = ["LIVE_SUBSCRIBER_PERMISSIONS", "EventBus"]
+__all__ = ["LIVE_SUBSCRIBER_PERMISSIONS", "EventBus", "dead_letter_hold_name"]
 
 LIVE_SUBSCRIBER_PERMISSIONS = (
     "pubsub.subscriptions.consume",
@@ -24,6 +24,11 @@ LIVE_SUBSCRIBER_PERMISSIONS = (
     "pubsub.topics.attachSubscription",
 )
 DEAD_LETTER_SUFFIX = "-dead-letter"
+
+
+def dead_letter_hold_name(topic: str) -> str:
+    """The subscription that keeps ``topic``'s dead letters for an operator."""
+    return f"{topic}{DEAD_LETTER_SUFFIX}-hold"
 MAX_DELIVERY_ATTEMPTS = 10
 
 
@@ -47,7 +52,7 @@ class EventBus(Component):
         )
         # A topic without a subscription drops what it receives; this one keeps dead letters
         # for an operator (and the dead-letter alert) for a week.
-        self.dead_letter_hold_name = f"{topic_name}{DEAD_LETTER_SUFFIX}-hold"
+        self.dead_letter_hold_name = dead_letter_hold_name(topic_name)
         self.dead_letter_hold = gcp.pubsub.Subscription(
             self.dead_letter_hold_name,
             name=self.dead_letter_hold_name,

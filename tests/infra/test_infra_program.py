@@ -314,6 +314,7 @@ def test_alert_policies_watch_the_agentlane_metrics(run: StackRun) -> None:
         ("agentlane_transaction_horizon_age_seconds", "gauge"),
         ("agentlane_runs_finished_total", "counter"),
         ("agentlane_runner_owned_shards", "gauge"),
+        ("agentlane_projector_leader", "gauge"),
     ):
         assert name in queries
         assert f"prometheus.googleapis.com/{name}/{kind}" in docs
@@ -345,7 +346,8 @@ def test_alerts_watch_series_the_components_really_export() -> None:
 
     from command_service.metrics import CommandServiceMetrics
     from gateway.metrics import GatewayMetrics
-    from infra.components.monitoring import alerts
+    from infra.components.monitoring import stack_alerts
+    from infra.config import RuntimeConfig
     from projector.metrics import ProjectorMetrics
     from runners.engine._metrics import EngineMetrics
     from runners.metrics import RunnerMetrics
@@ -357,7 +359,7 @@ def test_alerts_watch_series_the_components_really_export() -> None:
         metrics(registry)
     used = {
         name
-        for alert in alerts("hold", 64)
+        for alert in stack_alerts(RuntimeConfig(jwt_audience="", model=""))
         for name in re.findall(r"agentlane_[a-z_]+", alert.query)
     }
     exported = set(registry._names_to_collectors)
