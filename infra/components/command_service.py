@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 
 from ..config import StackConfig
 from .base import Component
-from .identity import ServiceAccounts
+from .identity import ServiceAccounts, member
 from .names import COMMAND_SERVICE, secret_id
 from .network import Network
 from .workload_env import (
@@ -23,10 +23,17 @@ from .workload_env import (
     env_for,
 )
 
-__all__ = ["COMMAND_SERVICE_NAME", "CommandService"]
+__all__ = ["COMMAND_SERVICE_NAME", "PROMETHEUS_SIDECAR_IMAGE", "CommandService"]
 
 #: The Cloud Run service (its name is also the label Cloud Run's request metrics carry).
 COMMAND_SERVICE_NAME = f"agentlane-{COMMAND_SERVICE.component}"
+#: Google's Managed Service for Prometheus collector for Cloud Run, run beside the service: its
+#: default RunMonitoring configuration scrapes localhost:8080/metrics, the service's own port, and
+#: scrapes once more at shutdown however short the instance lived. Pinned, like every image.
+PROMETHEUS_SIDECAR_IMAGE = (
+    "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+)
+PROMETHEUS_SIDECAR = "collector"
 
 
 def _envs(config: StackConfig, database_url: pulumi.Input[str]) -> list[dict[str, Any]]:
@@ -111,10 +118,23 @@ class CommandService(Component):
                             "failure_threshold": 30,
                         },
                         "liveness_probe": {"http_get": http_get, "period_seconds": 10},
-                    }
+                    },
+                    {
+                        "name": PROMETHEUS_SIDECAR,
+                        "image": PROMETHEUS_SIDECAR_IMAGE,
+                        "depends_ons": [COMMAND_SERVICE.component],
+                    },
                 ],
             },
             # A revision that cannot read its secret fails to deploy.
             opts=self.child(depends_on=list(readable_secrets)),
+        )
+        # The collector writes the scraped series to Cloud Monitoring as the service's account.
+        gcp.projects.IAMMember(
+            f"{name}-metric-writer",
+            project=config.project,
+            role="roles/monitoring.metricWriter",
+            member=member(accounts.workloads[COMMAND_SERVICE]),
+            opts=self.child(),
         )
         self.register_outputs({"uri": self.service.uri})

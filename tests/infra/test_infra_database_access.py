@@ -100,7 +100,9 @@ def test_every_workload_but_the_migration_logs_in_as_its_own_iam_user(run: Stack
         )
 
     service = run.one("gcp:cloudrunv2/service:Service")
-    (container,) = service.inputs["template"]["containers"]
+    (container,) = [
+        c for c in service.inputs["template"]["containers"] if c["name"] == "command-service"
+    ]
     envs = {e["name"]: e for e in container["envs"]}
     _check_iam_url(envs["DATABASE_URL"]["value"], _login(run, "command-service"))
     assert envs["AGENTLANE_DB_IAM_AUTH"]["value"] == "true"

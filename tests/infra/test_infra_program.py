@@ -102,6 +102,27 @@ def test_cloud_run_is_internal_with_direct_vpc_egress(run: StackRun) -> None:
     assert grant.urn in service.dependencies
 
 
+def test_the_command_services_metrics_are_collected_on_cloud_run(run: StackRun) -> None:
+    """Cloud Run has no PodMonitoring: a Managed Prometheus sidecar scrapes the service's
+    /metrics on its own port and writes them as the service's account."""
+    from infra.components.command_service import PROMETHEUS_SIDECAR_IMAGE
+    from infra.components.workload_env import HTTP_PORT
+
+    service = run.one(CLOUD_RUN)
+    app, collector = service.inputs["template"]["containers"]
+    assert app["ports"]["containerPort"] == HTTP_PORT == 8080  # the sidecar's default target
+    assert collector["image"] == PROMETHEUS_SIDECAR_IMAGE
+    assert collector["dependsOns"] == [app["name"]]
+    assert "ports" not in collector, "only the service's container takes requests"
+    writers = [
+        r for r in run.of_type("gcp:projects/iAMMember:IAMMember")
+        if r.inputs["role"] == "roles/monitoring.metricWriter"
+    ]
+    (writer,) = writers
+    account = service.inputs["template"]["serviceAccount"]
+    assert writer.inputs["member"] == f"serviceAccount:{account}"
+
+
 def test_no_owner_editor_or_admin_role_anywhere(run: StackRun) -> None:
     roles = [r.inputs["role"] for r in run.resources if "role" in r.inputs]
     assert roles, "the program grants roles; the recorder must see them"
