@@ -9,6 +9,7 @@ from .components.apis import Apis
 from .components.armor import Armor
 from .components.cluster import Cluster
 from .components.command_service import CommandService
+from .components.dashboard import Dashboard
 from .components.database import Database
 from .components.edge import Edge
 from .components.gateway import Gateway
@@ -111,6 +112,7 @@ def build(config: StackConfig) -> None:
     armor = Armor("edge-armor", config, after_apis)
     edge = Edge("edge", config, command, armor, gateway.service, after_apis)
     Monitoring("alerts", config, after_apis)
+    Dashboard("dashboard", config, after_apis)
 
     pulumi.export("url", edge.url)
     pulumi.export("address", edge.address.address)

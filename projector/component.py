@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
@@ -41,6 +42,10 @@ logger = logging.getLogger(__name__)
 PUBLISH_CHECKPOINT = "publish"
 #: The key of the one row of ``projector_lease``.
 LEASE_KEY = "projector"
+#: The metric's token kinds and the Usage fields they come from.
+_TOKEN_KINDS = (
+    ("input", "inputTokens"), ("output", "outputTokens"), ("cached_input", "cachedInputTokens")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +244,13 @@ class Projector:
         for event in events:
             if event.type in TERMINAL_TYPES:
                 self.metrics.runs_finished.labels(event.type).inc()
+            elif event.type == "Usage":
+                self._count_tokens(event.data)
+
+    def _count_tokens(self, usage: dict[str, Any]) -> None:
+        for kind, key in _TOKEN_KINDS:
+            if tokens := usage.get(key):
+                self.metrics.model_tokens.labels(usage["model"], kind).inc(tokens)
 
     # --- publishing ---------------------------------------------------------------------------
 

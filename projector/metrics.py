@@ -42,6 +42,14 @@ class ProjectorMetrics:
             ["type"],
             registry=registry,
         )
+        # Counted like runs_finished: once per Usage event, when the read models apply it.
+        self.model_tokens = Counter(
+            "agentlane_model_tokens_total",
+            "Model tokens recorded by Usage events, by model and kind (input, output, "
+            "cached_input; cached input is part of input)",
+            ["model", "kind"],
+            registry=registry,
+        )
         self.published = Counter(
             "agentlane_projector_published_total", "Messages published to Pub/Sub",
             registry=registry,

@@ -33,7 +33,8 @@ from .command_service import COMMAND_SERVICE_NAME
 from .pubsub import dead_letter_hold_name
 
 __all__ = [
-    "RULE_FILE", "Alert", "Monitoring", "alerts", "metric_type", "prometheus_rules", "stack_alerts",
+    "RULE_FILE", "Alert", "Monitoring", "alerts", "cloud_run_requests", "metric_type",
+    "prometheus_rules", "stack_alerts",
 ]
 
 #: The rule file for every stack that keeps the default shards and topic (all of them today).
@@ -43,6 +44,14 @@ RULE_FILE = Path(__file__).resolve().parents[1] / "alerts" / "agentlane.rules.ym
 def metric_type(name: str, kind: str) -> str:
     """The Cloud Monitoring type of a Prometheus series (what Metrics Explorer shows)."""
     return f"prometheus.googleapis.com/{name}/{kind}"
+
+
+def cloud_run_requests(service: str, **labels: str) -> str:
+    """Cloud Run's request count of ``service`` as a PromQL selector (exported for every
+    service, whatever runs in it)."""
+    matchers = {"monitored_resource": "cloud_run_revision", "service_name": service, **labels}
+    inner = ",".join(f'{k}="{v}"' for k, v in matchers.items())
+    return f"run_googleapis_com:request_count{{{inner}}}"
 
 
 @dataclass(frozen=True)
@@ -59,10 +68,6 @@ def alerts(
     *, dead_letter_subscription: str, shards: int, command_service: str
 ) -> tuple[Alert, ...]:
     """Every alert of a stack; thresholds are where a human should look, not where it broke."""
-    cloud_run_requests = (
-        "run_googleapis_com:request_count{"
-        f'monitored_resource="cloud_run_revision",service_name="{command_service}"'
-    )
     return (
         Alert(
             "projector-lag",
@@ -114,8 +119,8 @@ def alerts(
             "The command API answers 5xx",
             # Cloud Run's own count: it includes the 5xx of instances that crashed or never
             # started, which the service's /metrics cannot report.
-            f'sum(rate({cloud_run_requests},response_code_class="5xx"}}[5m]))'
-            f" / sum(rate({cloud_run_requests}}}[5m])) > 0.05",
+            f'sum(rate({cloud_run_requests(command_service, response_code_class="5xx")}[5m]))'
+            f" / sum(rate({cloud_run_requests(command_service)}[5m])) > 0.05",
             duration_s=120,
             metric="run.googleapis.com/request_count",
             runbook="Cloud Run logs of agentlane-command-service: failing readiness (database?), "

@@ -72,6 +72,38 @@ async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore, db:
     assert await ReadModels(db).get_usage("t2") == {}
 
 
+async def test_the_projector_counts_finished_runs_and_tokens_per_model_once(
+    store: EventStore, db: Database
+) -> None:
+    """What the dashboard's run outcomes and token usage read: each terminal and Usage event
+    counted once, by the projector applying it."""
+    runs = [run_events("t1", "a", f"ex{i}", i) for i in range(4)]
+    async with running_projector(db, batch_size=3) as projector:
+        for run in runs:
+            for chunk in run:
+                await store.append_batch(chunk)
+        await wait_caught_up(db, timeout_s=30)
+        metrics = projector.metrics
+        for _ in range(100):  # counted just after the batch's commit, which the wait may see first
+            if (finished := metrics.runs_finished.labels("Completed")._value.get()) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        tokens = {
+            (model, kind): metrics.model_tokens.labels(model, kind)._value.get()
+            for model in ("model-a", "model-b")
+            for kind in ("input", "output", "cached_input")
+        }
+    assert finished == 4
+    expected: dict[tuple[str, str], float] = dict.fromkeys(tokens, 0)
+    for run in runs:
+        (usage,) = [e for chunk in run for e in chunk if e.type == "Usage"]
+        model = usage.data["model"]
+        expected[model, "input"] += usage.data["inputTokens"]
+        expected[model, "output"] += usage.data["outputTokens"]
+        expected[model, "cached_input"] += usage.data["cachedInputTokens"]
+    assert tokens == expected and sum(tokens.values()) > 0
+
+
 async def test_read_models_equal_a_fresh_fold_and_a_rebuild_while_running_keeps_them_so(
     db: Database,
     owner_db: Database,
