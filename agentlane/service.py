@@ -4,8 +4,8 @@ Every deployable (command service, runner, projector, gateway) is a :class:`Comp
 context manager that owns its background tasks, contributes routes, says when it is ready, and
 knows how to drain. :func:`run_service` adds ``/healthz``, ``/readyz`` and ``/metrics``, serves on a
 real ASGI server (uvicorn, with the limits of :mod:`agentlane.http_limits`), and on SIGTERM/SIGINT:
-marks the process not ready, drains every component (bounded by ``grace_s``), stops the server,
-then exits the components.
+marks the process not ready, drains every component, stops the server (requests in flight finish
+or are cut), then exits the components: all of it within ``grace_s``, give or take a second.
 
 Metrics: the process's composition root makes one :func:`metrics_registry`, gives it to each
 component (which creates its collectors on it) and to :func:`run_service`, which serves it. No
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -165,11 +166,15 @@ async def run_service(
                 raise RuntimeError("the HTTP server stopped unexpectedly")
             logger.info("shutdown requested; draining", extra={"grace_s": grace_s})
             draining.set()
+            deadline = loop.time() + grace_s
             try:
                 async with asyncio.timeout(grace_s):
                     await asyncio.gather(*(c.drain() for c in components))
             except TimeoutError:
                 logger.warning("drain exceeded the grace period; stopping anyway")
+            # Requests still in flight get what is left of the one grace period, not a second
+            # one: the platform's SIGKILL comes at a fixed time after SIGTERM (Cloud Run: 10 s).
+            config.timeout_graceful_shutdown = max(1, math.ceil(deadline - loop.time()))
             server.should_exit = True
             await serving
     finally:

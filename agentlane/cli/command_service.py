@@ -99,6 +99,11 @@ LIMIT_ENV_VARS: frozenset[str] = frozenset(env for _, env, _ in _LIMIT_OPTIONS.v
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (port: PORT)")
+    parser.add_argument(
+        "--drain-grace", type=_argument(_seconds), default=30.0,
+        help="on SIGTERM, seconds to end event streams and finish requests in flight before "
+             "exiting (default 30; on Cloud Run less than its 10)",
+    )
     defaults = Limits()
     for name, (flag, env, kind) in _LIMIT_OPTIONS.items():
         default = getattr(defaults, name) or "none"
@@ -106,6 +111,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             flag, dest=name, type=_argument(kind), default=None,
             help=f"admission limit (env {env}; default {default}; 0 = off)",
         )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be more than 0 seconds, not {text}")
+    return value
 
 
 def _argument(kind: Any) -> Any:
@@ -146,11 +158,13 @@ def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     limits = limits_from(args, os.environ)
-    asyncio.run(serve(settings, limits, host=args.host))
+    asyncio.run(serve(settings, limits, host=args.host, drain_grace_s=args.drain_grace))
     return 0
 
 
-async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
+async def serve(
+    settings: Settings, limits: Limits, *, host: str, drain_grace_s: float = 30.0
+) -> None:
     """The command API alone in this process, on ``settings.port``, until SIGTERM/SIGINT."""
     registry = metrics_registry()
     async with database_of(settings, name="command-service") as db:
@@ -163,5 +177,5 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
         )
         await run_service(
             [service], host=host, port=settings.port, registry=registry,
-            uvicorn_options={"backlog": 4096},
+            grace_s=drain_grace_s, uvicorn_options={"backlog": 4096},
         )

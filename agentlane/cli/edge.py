@@ -28,11 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     limits = command_service.limits_from(args, os.environ)
-    asyncio.run(serve(settings, limits, host=args.host))
+    asyncio.run(serve(settings, limits, host=args.host, drain_grace_s=args.drain_grace))
     return 0
 
 
-async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
+async def serve(
+    settings: Settings, limits: Limits, *, host: str, drain_grace_s: float = 30.0
+) -> None:
     """Serve both components on ``settings.port`` until SIGTERM/SIGINT."""
     authenticator = Authenticator.from_settings(settings)
     registry = metrics_registry()
@@ -54,5 +56,6 @@ async def serve(settings: Settings, limits: Limits, *, host: str) -> None:
             host=host,
             port=settings.port,
             registry=registry,
+            grace_s=drain_grace_s,
             uvicorn_options={**UVICORN_WS_OPTIONS, "backlog": 4096},
         )

@@ -135,7 +135,7 @@ class WorkloadComponent(Component):
             resource_name, metadata=self.metadata(object_name), spec=spec, opts=self.child()
         )
 
-    def serve(self, resource_name: str, object_name: str, **budget: int) -> None:
+    def serve(self, resource_name: str, object_name: str, **budget: int | str) -> None:
         """What every serving workload has beside its pods: a PodDisruptionBudget (`budget` is
         its `min_available` or `max_unavailable`) and the scrape config of its `/metrics`."""
         k8s.policy.v1.PodDisruptionBudget(

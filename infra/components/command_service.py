@@ -34,6 +34,10 @@ PROMETHEUS_SIDECAR_IMAGE = (
     "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
 )
 PROMETHEUS_SIDECAR = "collector"
+#: Cloud Run's longest request (60 minutes), so that SSE streams are not cut at 5.
+REQUEST_TIMEOUT_SECONDS = 3600
+#: Cloud Run sends SIGKILL 10 s after SIGTERM; the process's whole drain fits well inside.
+DRAIN_GRACE_SECONDS = 8
 
 
 def _envs(config: StackConfig, database_url: pulumi.Input[str]) -> list[dict[str, Any]]:
@@ -64,7 +68,9 @@ class CommandService(Component):
         super().__init__("CommandService", name, config, opts)
         cfg = config.command_service
         labels = self.labels(COMMAND_SERVICE.component)
-        http_get = {"path": "/healthz", "port": HTTP_PORT}
+        health = {"path": "/healthz", "port": HTTP_PORT}
+        # No traffic before it is ready: database reachable, migrations applied, shards agreed.
+        ready = {"path": "/readyz", "port": HTTP_PORT}
         self.service = gcp.cloudrunv2.Service(
             name,
             name=COMMAND_SERVICE_NAME,
@@ -82,6 +88,9 @@ class CommandService(Component):
                     "max_instance_count": cfg.max_instances,
                 },
                 "max_instance_request_concurrency": cfg.concurrency,
+                # Cloud Run ends a request at this timeout (default 300 s), event streams
+                # included; at the most it allows, a stream reconnects with Last-Event-ID hourly.
+                "timeout": f"{REQUEST_TIMEOUT_SECONDS}s",
                 "vpc_access": {
                     "network_interfaces": [
                         {"network": network.vpc.id, "subnetwork": network.subnet.id}
@@ -105,6 +114,7 @@ class CommandService(Component):
                         "name": COMMAND_SERVICE.component,
                         "image": config.image,
                         "commands": COMMAND_SERVICE.command,
+                        "args": ["--drain-grace", str(DRAIN_GRACE_SECONDS)],
                         "ports": {"name": "http1", "container_port": HTTP_PORT},
                         "envs": _envs(config, database_url),
                         "volume_mounts": [{"name": "db-ca", "mount_path": CA_DIR}],
@@ -113,11 +123,11 @@ class CommandService(Component):
                             "startup_cpu_boost": True,
                         },
                         "startup_probe": {
-                            "http_get": http_get,
+                            "http_get": ready,
                             "period_seconds": 2,
                             "failure_threshold": 30,
                         },
-                        "liveness_probe": {"http_get": http_get, "period_seconds": 10},
+                        "liveness_probe": {"http_get": health, "period_seconds": 10},
                     },
                     {
                         "name": PROMETHEUS_SIDECAR,

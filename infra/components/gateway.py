@@ -14,13 +14,16 @@ import pulumi_kubernetes as k8s
 from ..config import StackConfig
 from .base import WorkloadComponent
 from .names import GATEWAY, gateway_neg_name
-from .pod import selector
+from .pod import SERVICE_GRACE_SECONDS, selector
 from .workload_env import HTTP_PORT
 
 __all__ = ["Gateway"]
 
 # On SIGTERM the gateway closes sockets with 1001 and clients reconnect elsewhere.
-GRACE_SECONDS = 30
+GRACE_SECONDS = SERVICE_GRACE_SECONDS
+# Evictions at once as a share of the replicas (rounded up: 1 of 2, 2 of 20), where a count
+# ("at least 1 available") would let 19 of 20 go together.
+DISRUPTION_BUDGET = "10%"
 CPU_TARGET_PERCENT = 70
 
 
@@ -84,5 +87,5 @@ class Gateway(WorkloadComponent):
             },
             opts=self.child(),
         )
-        self.serve("gateway", "agentlane-gateway", min_available=1)
+        self.serve("gateway", "agentlane-gateway", max_unavailable=DISRUPTION_BUDGET)
         self.register_outputs({"service": self.service.metadata.name})

@@ -14,15 +14,25 @@ from .names import APP, NAMESPACE, Workload, secret_id
 from .workload_env import CA_DIR, CA_FILE, DATABASE_CONFIG, HTTP_PORT, EnvVar, env_for
 
 __all__ = [
+    "EXIT_MARGIN_SECONDS",
     "PRE_STOP_SECONDS",
+    "PROCESS_GRACE_SECONDS",
+    "SERVICE_GRACE_SECONDS",
     "container",
     "metadata",
     "pod_template",
     "selector",
 ]
 
-# Long enough for kube-proxy and the load balancer to stop routing to a pod marked for deletion.
-PRE_STOP_SECONDS = 5
+# Long enough for kube-proxy and the load balancer (NEG endpoints) to stop routing to a pod marked
+# for deletion; the course's figure.
+PRE_STOP_SECONDS = 10
+# What a service process takes at most after SIGTERM (run_service's default grace_s).
+PROCESS_GRACE_SECONDS = 30
+# Slack after the drain for the process to exit on its own before SIGKILL.
+EXIT_MARGIN_SECONDS = 10
+# The course's 60 s: more than preStop, the process's drain and the margin together (50).
+SERVICE_GRACE_SECONDS = 60
 RUN_AS = 10001
 
 

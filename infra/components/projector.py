@@ -8,12 +8,13 @@ import pulumi_kubernetes as k8s
 from ..config import StackConfig
 from .base import WorkloadComponent
 from .names import PROJECTOR
+from .pod import SERVICE_GRACE_SECONDS
 
 __all__ = ["Projector"]
 
 # The standby takes over within one lease TTL; a second pod is the whole point of the lease.
 REPLICAS = 2
-GRACE_SECONDS = 30
+GRACE_SECONDS = SERVICE_GRACE_SECONDS
 
 
 class Projector(WorkloadComponent):

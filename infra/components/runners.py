@@ -8,13 +8,11 @@ import pulumi_kubernetes as k8s
 from ..config import StackConfig
 from .base import WorkloadComponent
 from .names import RUNNER
-from .pod import PRE_STOP_SECONDS, selector
+from .pod import EXIT_MARGIN_SECONDS, PRE_STOP_SECONDS, selector
 from .workload_env import HTTP_PORT
 
 __all__ = ["Runners"]
 
-# Slack after the drain for the process to exit on its own before SIGKILL.
-EXIT_MARGIN_SECONDS = 10
 
 
 class Runners(WorkloadComponent):

@@ -14,7 +14,7 @@ import pytest
 from infra.components.edge import WEBSOCKET_TIMEOUT_SECONDS
 from infra.components.names import NAMESPACE
 from infra.components.network_policies import LOAD_BALANCER_RANGES
-from infra.components.pod import PRE_STOP_SECONDS
+from infra.components.pod import EXIT_MARGIN_SECONDS, PRE_STOP_SECONDS, PROCESS_GRACE_SECONDS
 from infra.components.pubsub import LIVE_SUBSCRIBER_PERMISSIONS
 from infra.policy.rules import LABEL_PATHS, REQUIRED_LABELS, violations
 from tests.infra.infra_resources import K8S_PROVIDER, Resource, StackRun
@@ -100,6 +100,27 @@ def test_cloud_run_is_internal_with_direct_vpc_egress(run: StackRun) -> None:
     # Cloud Run reads DATABASE_URL from Secret Manager; its grant must exist first.
     grant = run.one("gcp:secretmanager/secretIamMember:SecretIamMember")
     assert grant.urn in service.dependencies
+
+
+def test_cloud_run_streams_for_an_hour_routes_only_when_ready_and_drains_before_sigkill(
+    run: StackRun,
+) -> None:
+    template = run.one(CLOUD_RUN).inputs["template"]
+    assert template["timeout"] == "3600s", "the 300 s default would cut event streams"
+    app = template["containers"][0]
+    assert app["startupProbe"]["httpGet"]["path"] == "/readyz"  # migrations applied first
+    assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    flag = app["args"].index("--drain-grace")
+    assert 0 < float(app["args"][flag + 1]) < 10, "Cloud Run sends SIGKILL 10 s after SIGTERM"
+
+
+def test_the_process_grace_the_pods_assume_is_run_services() -> None:
+    import inspect
+
+    from agentlane.service import run_service
+
+    default = inspect.signature(run_service).parameters["grace_s"].default
+    assert default == PROCESS_GRACE_SECONDS
 
 
 def test_the_command_services_metrics_are_collected_on_cloud_run(run: StackRun) -> None:
@@ -211,8 +232,11 @@ def test_every_container_has_probes_prestop_and_fixed_resources(run: StackRun) -
             assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert c["lifecycle"]["preStop"]
-            assert pod["terminationGracePeriodSeconds"] > PRE_STOP_SECONDS
+            assert c["lifecycle"]["preStop"]["sleep"]["seconds"] == PRE_STOP_SECONDS == 10
+            # SIGKILL only after preStop, the process's whole drain and a margin to exit.
+            assert pod["terminationGracePeriodSeconds"] >= (
+                PRE_STOP_SECONDS + PROCESS_GRACE_SECONDS + EXIT_MARGIN_SECONDS
+            )
 
 
 def test_container_commands_are_the_cli_subcommands(run: StackRun) -> None:
@@ -252,6 +276,8 @@ def test_gateway_scales_and_keeps_websockets_open(run: StackRun) -> None:
     assert "replicas" not in deployment.inputs["spec"], "the HPA owns the replica count"
     pdb = run.kube_named("PodDisruptionBudget", "agentlane-gateway")
     assert pdb.get("spec", "selector") == deployment.get("spec", "selector")
+    # A share, not "minAvailable: 1": at 20 replicas that would let 19 go at once.
+    assert pdb.get("spec", "maxUnavailable") == "10%" and "minAvailable" not in pdb.inputs["spec"]
     projector = run.kube_named("Deployment", "agentlane-projector")
     assert projector.get("spec", "replicas") == 2
     backends = {b.name: b for b in run.of_type("gcp:compute/backendService:BackendService")}
