@@ -225,6 +225,13 @@ def parse(
     )
     if config.gateway.min_replicas < 2 or config.gateway.max_replicas < config.gateway.min_replicas:
         raise ConfigError("gateway: minReplicas must be >= 2 and <= maxReplicas")
+    if config.deletion_protection and not config.notification_channels:
+        # A stack guarded against deletion is one people depend on: its alerts must reach someone.
+        raise ConfigError(
+            "notificationChannels: a stack with deletionProtection must name at least one "
+            "(pulumi config set --path 'notificationChannels[0]' "
+            "projects/P/notificationChannels/ID)"
+        )
     if config.anchors.retention_days < 1:
         raise ConfigError("anchors.retentionDays: at least 1")
     if len(config.anchors.schedule.split()) != 5:

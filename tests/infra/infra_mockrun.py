@@ -35,6 +35,7 @@ TEST_SECRETS = {
     "agentlane:anchorSigningKey": "-----BEGIN PRIVATE KEY-----\nnot-a-key\n",
 }
 TEST_IMAGE = "us-central1-docker.pkg.dev/agentlane-test/agentlane/agentlane:0123abcd"
+TEST_CHANNEL = "projects/agentlane-test/notificationChannels/123"
 # Pulumi marks a secret value in a property struct with this signature key.
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
@@ -42,8 +43,16 @@ _SECRET_SIG = "4dabf18193072939515e22adb298388d"
 def stack_config(stack: str, overrides: dict[str, Any]) -> dict[str, str]:
     """The stack file's config as the engine passes it: strings, objects as JSON."""
     raw = yaml.safe_load((REPO / "infra" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    merged = {**raw, **TEST_SECRETS, "agentlane:image": TEST_IMAGE, **overrides}
+    merged = {**raw, **TEST_SECRETS, **_deploy_time(raw), "agentlane:image": TEST_IMAGE,
+              **overrides}
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in merged.items()}
+
+
+def _deploy_time(raw: dict[str, Any]) -> dict[str, Any]:
+    """What an operator sets per deploy beside the secrets: prod's alert channel."""
+    if raw.get("agentlane:deletionProtection", True) is False:
+        return {}
+    return {"agentlane:notificationChannels": [TEST_CHANNEL]}
 
 
 def plain(value: Any) -> Any:

@@ -13,13 +13,18 @@ from tests.infra.infra_resources import run_mock
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 IMAGE = "us-central1-docker.pkg.dev/agentlane-dev/agentlane/agentlane:0123abc"
+CHANNEL = "projects/agentlane-prod/notificationChannels/42"
 SECRETS = StackSecrets(db_password="pw", openai_api_key="sk-test", anchor_signing_key="k")
 
 
 def _stack_file(stack: str) -> tuple[str, str, dict[str, Any]]:
     config = yaml.safe_load((INFRA / f"Pulumi.{stack}.yaml").read_text())["config"]
     raw = {k.removeprefix("agentlane:"): v for k, v in config.items() if k.startswith("agentlane:")}
-    return config["gcp:project"], config["gcp:region"], {**raw, "image": IMAGE}
+    # Set per deploy, like the image: where a protected stack's alerts go.
+    channels = [CHANNEL] if raw["deletionProtection"] else []
+    return config["gcp:project"], config["gcp:region"], {
+        **raw, "image": IMAGE, "notificationChannels": channels
+    }
 
 
 def _parse(stack: str = "dev", **changes: Any) -> Any:
@@ -92,6 +97,13 @@ def test_control_plane_is_never_open_to_everyone(cidr: str) -> None:
 def test_invalid_settings_name_the_key(changes: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         _parse(**changes)
+
+
+def test_a_protected_stack_must_send_its_alerts_somewhere() -> None:
+    assert _parse("prod").notification_channels == (CHANNEL,)
+    with pytest.raises(ConfigError, match="notificationChannels: a stack with deletionProtection"):
+        _parse("prod", notificationChannels=[])
+    assert _parse("dev", notificationChannels=[]).notification_channels == ()
 
 
 def test_the_program_refuses_a_latest_image_before_declaring_anything() -> None:
