@@ -12,6 +12,7 @@ declare -A DRILLS=(
   [socket-storm]="tests/gateway/test_slow_consumer.py tests/gateway/test_processes.py"
   [model-outage]="tests/engine/test_openai_loopback.py"
   [audit-mismatch]="tests/replay"
+  [restore]="tests/runbooks/test_restore_drill.py"
 )
 name="${1:-}"
 if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; then
@@ -27,7 +28,7 @@ if ! "$python" -c "import pytest, pytest_asyncio, pytest_timeout, hypothesis, em
   bash scripts/install.sh test
 fi
 # A drill that skips proves nothing: missing parts are an error here, not a skip.
-export AGENTLANE_REQUIRE_PUBSUB=1
+export AGENTLANE_REQUIRE_PUBSUB=1 AGENTLANE_REQUIRE_POSTGRES15=1
 if [[ "$name" == pubsub-outage || "$name" == all ]] && ! "$python" -c \
      "from agentlane.cli.pubsub_emulator import emulator_available as a; raise SystemExit(not a())"
 then
