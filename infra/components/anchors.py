@@ -89,4 +89,12 @@ class Anchors(WorkloadComponent):
             },
             opts=self.child(depends_on=[self.bucket]),
         )
+        # What an operator runs in a deployed stack, read-only, as the auditor (runbooks/).
+        self.verify = self.on_demand_job(
+            "verify", "agentlane-verify", [APP, "replay", "verify"], SIZE,
+            deadline_s=RUN_DEADLINE_SECONDS,
+        )
+        self.shards = self.on_demand_job(
+            "shards", "agentlane-shards", [APP, "shards"], SIZE, deadline_s=300
+        )
         self.register_outputs({"bucket": self.bucket.name})

@@ -19,7 +19,10 @@ from .names import Workload
 from .pod import container, metadata, pod_template, selector
 from .scraping import pod_monitoring
 
-__all__ = ["Component", "WorkloadComponent"]
+__all__ = ["ON_DEMAND_SCHEDULE", "Component", "WorkloadComponent"]
+
+#: The schedule of a suspended CronJob (required by the API, never used while suspended).
+ON_DEMAND_SCHEDULE = "0 0 1 1 *"
 
 
 class Component(pulumi.ComponentResource):
@@ -108,6 +111,40 @@ class WorkloadComponent(Component):
             grace_seconds=grace_seconds,
             restart_policy=restart_policy,
             spread=spread,
+        )
+
+    def on_demand_job(
+        self,
+        resource_name: str,
+        object_name: str,
+        command: list[str],
+        size: Resources,
+        *,
+        deadline_s: int,
+    ) -> k8s.batch.v1.CronJob:
+        """An operator's command as a suspended CronJob: it never runs by itself, and
+        `kubectl create job --from=cronjob/OBJECT_NAME NAME` runs it once with this workload's
+        identity and database login (no keys, no database port opened to anyone)."""
+        template = self.pod_template(
+            size, grace_seconds=30, serving=False, restart_policy="Never", spread=False
+        )
+        template["spec"]["containers"][0]["command"] = command
+        return k8s.batch.v1.CronJob(
+            resource_name,
+            metadata=self.metadata(object_name),
+            spec={
+                "schedule": ON_DEMAND_SCHEDULE,
+                "suspend": True,
+                "job_template": {
+                    "spec": {
+                        "backoff_limit": 0,
+                        "active_deadline_seconds": deadline_s,
+                        "ttl_seconds_after_finished": 7 * 86400,
+                        "template": template,
+                    }
+                },
+            },
+            opts=self.child(),
         )
 
     def rolling_deployment(

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from ..config import Resources, StackConfig
 from .base import WorkloadComponent
-from .names import MIGRATE
+from .names import APP, MIGRATE
 
 __all__ = ["Migration"]
 
@@ -50,5 +50,10 @@ class Migration(WorkloadComponent):
                 "template": template,
             },
             opts=self.child(),
+        )
+        # The one operator command that writes (stream heads, run index, read models), as the
+        # owner: after a restore, or when verify finds a derived table wrong (runbooks/).
+        self.rebuild = self.on_demand_job(
+            "rebuild", "agentlane-rebuild", [APP, "replay", "rebuild"], SIZE, deadline_s=3600
         )
         self.register_outputs({"job": self.job.metadata.name})

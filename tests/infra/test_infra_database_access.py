@@ -75,7 +75,8 @@ def test_every_workload_but_the_migration_logs_in_as_its_own_iam_user(run: Stack
         r for r in run.kubernetes()
         if r.inputs.get("kind") in ("Deployment", "StatefulSet", "Job", "CronJob")
     ]
-    assert len(workloads) == 5
+    # runner, projector, gateway, migrate, anchor; and the operator's on-demand jobs.
+    assert len(workloads) == 8
     for workload in workloads:
         pod = _pod(workload)
         (container,) = pod["containers"]

@@ -253,6 +253,31 @@ def test_container_commands_are_the_cli_subcommands(run: StackRun) -> None:
     assert len(images) == 1 and not images.pop().endswith(":latest")
 
 
+def test_operators_run_audits_and_rebuilds_as_on_demand_jobs(run: StackRun) -> None:
+    """`kubectl create job --from=cronjob/NAME` is the operator's way in: the database has no
+    public address and the commands run with a workload's identity, read-only where they can."""
+    jobs = {
+        r.get("metadata", "name"): r
+        for r in run.kubernetes()
+        if r.inputs.get("kind") == "CronJob" and r.get("spec", "suspend")
+    }
+    expected = {
+        "agentlane-verify": (["agentlane", "replay", "verify"], "anchor"),
+        "agentlane-shards": (["agentlane", "shards"], "anchor"),
+        "agentlane-rebuild": (["agentlane", "replay", "rebuild"], "migrate"),
+    }
+    assert set(jobs) == set(expected)
+    for name, (command, identity) in expected.items():
+        job = jobs[name].get("spec", "jobTemplate", "spec")
+        pod = job["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["command"] == command
+        assert jobs[name].get("metadata", "labels", "component") == identity
+        assert pod["restartPolicy"] == "Never" and job["backoffLimit"] == 0
+    anchor = run.kube_named("CronJob", "agentlane-anchor")
+    assert not anchor.get("spec").get("suspend"), "the anchors are scheduled, not on demand"
+
+
 def test_runner_statefulset_has_stable_names_and_drains(run: StackRun) -> None:
     (sts,) = _pod_workloads(run, ("StatefulSet",))
     service = run.kube_named("Service", sts.get("spec", "serviceName"))
