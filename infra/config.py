@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import pulumi
 
+from .connection_budget import budget
+
 __all__ = [
     "AnchorConfig",
     "ArmorConfig",
@@ -76,6 +78,9 @@ class DatabaseConfig:
     # Bounds how long one transaction can hold back the gap-safe tail (docs/design.md).
     idle_in_transaction_timeout_ms: int = 60_000
     statement_timeout_ms: int = 300_000
+    #: Set on the instance (not the tier's default), and the budget every stack must fit under
+    #: (infra/connection_budget.py).
+    max_connections: int = 100
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class RunnerConfig:
     resources: Resources
     # How long a runner may take after SIGTERM to finish in-flight steps and release shards.
     drain_seconds: int = 30
+    #: Each runner's pool (AGENTLANE_DB_POOL_MAX): its advances' writes and reads.
+    db_pool: int = 10
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class GatewayConfig:
     min_replicas: int
     max_replicas: int
     resources: Resources
+    #: Each gateway's pool: history reads (6 at once) and socket commands.
+    db_pool: int = 6
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class CommandServiceConfig:
     max_instances: int
     concurrency: int
     resources: Resources
+    #: Each instance's pool: writes are group-committed, so a few connections carry many requests.
+    db_pool: int = 6
 
 
 @dataclass(frozen=True)
@@ -225,6 +236,20 @@ def parse(
     )
     if config.gateway.min_replicas < 2 or config.gateway.max_replicas < config.gateway.min_replicas:
         raise ConfigError("gateway: minReplicas must be >= 2 and <= maxReplicas")
+    connections = budget(
+        max_connections=config.database.max_connections,
+        runners=config.runners.replicas,
+        runner_pool=config.runners.db_pool,
+        gateways=config.gateway.max_replicas,
+        gateway_pool=config.gateway.db_pool,
+        command_instances=config.command_service.max_instances,
+        command_pool=config.command_service.db_pool,
+    )
+    if not connections.fits():
+        raise ConfigError(
+            f"database.maxConnections: {connections.describe()}; raise it (and the tier), or "
+            "lower replicas, instances or a dbPool"
+        )
     if config.deletion_protection and not config.notification_channels:
         # A stack guarded against deletion is one people depend on: its alerts must reach someone.
         raise ConfigError(

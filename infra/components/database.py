@@ -89,6 +89,8 @@ class Database(Component):
                         "value": str(db.idle_in_transaction_timeout_ms),
                     },
                     {"name": "statement_timeout", "value": str(db.statement_timeout_ms)},
+                    # Set, not the tier's default: the budget the stack was checked against.
+                    {"name": "max_connections", "value": str(db.max_connections)},
                     # Workloads log in as IAM users with tokens, not passwords.
                     {"name": "cloudsql.iam_authentication", "value": "on"},
                 ],

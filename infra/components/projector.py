@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import StackConfig
+from ..connection_budget import PROJECTOR_REPLICAS
 from .base import WorkloadComponent
 from .names import PROJECTOR
 from .pod import SERVICE_GRACE_SECONDS
@@ -13,7 +14,7 @@ from .pod import SERVICE_GRACE_SECONDS
 __all__ = ["Projector"]
 
 # The standby takes over within one lease TTL; a second pod is the whole point of the lease.
-REPLICAS = 2
+REPLICAS = PROJECTOR_REPLICAS
 GRACE_SECONDS = SERVICE_GRACE_SECONDS
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..config import StackConfig
+from ..connection_budget import PROJECTOR_POOL
 from .names import ANCHOR, COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER, Workload
 
 __all__ = [
@@ -55,6 +56,7 @@ AGENTLANE_JWT_AUDIENCE: Final = "AGENTLANE_JWT_AUDIENCE"
 AGENTLANE_JWT_ISSUER: Final = "AGENTLANE_JWT_ISSUER"
 AGENTLANE_TENANT_CLAIM: Final = "AGENTLANE_TENANT_CLAIM"
 AGENTLANE_SHARDS: Final = "AGENTLANE_SHARDS"
+AGENTLANE_DB_POOL_MAX: Final = "AGENTLANE_DB_POOL_MAX"
 AGENTLANE_LEASE_TTL: Final = "AGENTLANE_LEASE_TTL"
 POD_NAME: Final = "POD_NAME"
 PORT: Final = "PORT"
@@ -67,6 +69,7 @@ AGENTLANE_ANCHOR_KEY: Final = "AGENTLANE_ANCHOR_KEY"
 ENV_NAMES: Final = frozenset(
     {
         DATABASE_URL,
+        AGENTLANE_DB_POOL_MAX,
         AGENTLANE_BUS,
         GOOGLE_CLOUD_PROJECT,
         AGENTLANE_TOPIC,
@@ -146,11 +149,15 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
         model.append(EnvVar(OPENAI_BASE_URL, runtime.openai_base_url))
     # Cloud Run sets PORT itself and rejects it as a user variable.
     port = [EnvVar(PORT, str(HTTP_PORT))]
+    # Each pool as infra/connection_budget.py counts it against the database's max_connections.
+    def pool(size: int) -> list[EnvVar]:
+        return [EnvVar(AGENTLANE_DB_POOL_MAX, str(size))]
+
     by_workload = {
-        COMMAND_SERVICE: database + bus + auth,
-        GATEWAY: database + bus + auth + port,
-        RUNNER: database + bus + lease + model + port,
-        PROJECTOR: database + bus + lease + port,
+        COMMAND_SERVICE: database + pool(config.command_service.db_pool) + bus + auth,
+        GATEWAY: database + pool(config.gateway.db_pool) + bus + auth + port,
+        RUNNER: database + pool(config.runners.db_pool) + bus + lease + model + port,
+        PROJECTOR: database + pool(PROJECTOR_POOL) + bus + lease + port,
         MIGRATE: database,
         ANCHOR: [*database, EnvVar(AGENTLANE_ANCHOR_KEY, secret=SECRET_ANCHOR_KEY)],
     }

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from infra.config import ConfigError, StackSecrets, parse, parse_authorized_network, parse_image
+from infra.connection_budget import budget
 from tests.infra.infra_resources import run_mock
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
@@ -104,6 +105,33 @@ def test_a_protected_stack_must_send_its_alerts_somewhere() -> None:
     with pytest.raises(ConfigError, match="notificationChannels: a stack with deletionProtection"):
         _parse("prod", notificationChannels=[])
     assert _parse("dev", notificationChannels=[]).notification_channels == ()
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_stacks_connections_fit_its_database(stack: str) -> None:
+    """The worst case (every replica at its maximum, every pool full, the jobs, the reserve)
+    against the max_connections the stack sets on the instance."""
+    config = _parse(stack)
+    worst = budget(
+        max_connections=config.database.max_connections,
+        runners=config.runners.replicas, runner_pool=config.runners.db_pool,
+        gateways=config.gateway.max_replicas, gateway_pool=config.gateway.db_pool,
+        command_instances=config.command_service.max_instances,
+        command_pool=config.command_service.db_pool,
+    )
+    assert worst.fits(), worst.describe()
+    # Cloud Run's instances are the largest share in prod: 50 x (6 + 1).
+    assert worst.parts["command service"] == (
+        config.command_service.max_instances * (config.command_service.db_pool + 1)
+    )
+
+
+def test_a_stack_that_would_exhaust_the_database_is_refused_with_its_arithmetic() -> None:
+    prod = _stack_file("prod")[2]
+    scaled = {**prod["commandService"], "maxInstances": 200}
+    with pytest.raises(ConfigError, match=r"database.maxConnections: \d+ connections at most "
+                       r"\(runners 78, projectors 24, gateways 120, command service 1400"):
+        _parse("prod", commandService=scaled)
 
 
 def test_the_program_refuses_a_latest_image_before_declaring_anything() -> None:

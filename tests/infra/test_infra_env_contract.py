@@ -67,8 +67,10 @@ def _given(run: StackRun) -> dict[str, list[str]]:
 
 
 # Documented beyond the core table (docs/contract.md, the rest of "Environment"): how a workload
-# logs in to Cloud SQL, and the anchor CronJob's signing key.
-DEPLOYMENT_ENV = frozenset({"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_ANCHOR_KEY"})
+# logs in to Cloud SQL, the size of its pool, and the anchor CronJob's signing key.
+DEPLOYMENT_ENV = frozenset(
+    {"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_DB_POOL_MAX", "AGENTLANE_ANCHOR_KEY"}
+)
 
 
 def test_infra_names_are_in_the_contract_table() -> None:

@@ -102,6 +102,21 @@ def test_cloud_run_is_internal_with_direct_vpc_egress(run: StackRun) -> None:
     assert grant.urn in service.dependencies
 
 
+def test_pools_and_max_connections_are_what_the_budget_counted(run: StackRun) -> None:
+    flags = {f["name"]: f["value"] for f in run.one(SQL).get("settings", "databaseFlags")}
+    assert int(flags["max_connections"]) >= 100
+    pools = {
+        w.get("metadata", "labels", "component"): next(
+            e["value"] for e in _containers(w)[0]["env"] if e["name"] == "AGENTLANE_DB_POOL_MAX"
+        )
+        for w in _pod_workloads(run, ("Deployment", "StatefulSet"))
+    }
+    assert set(pools) == {"runner", "projector", "gateway"}
+    assert pools["projector"] == "10"
+    envs = run.one(CLOUD_RUN).inputs["template"]["containers"][0]["envs"]
+    assert any(e["name"] == "AGENTLANE_DB_POOL_MAX" for e in envs)
+
+
 def test_cloud_run_streams_for_an_hour_routes_only_when_ready_and_drains_before_sigkill(
     run: StackRun,
 ) -> None:
