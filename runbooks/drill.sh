@@ -13,6 +13,7 @@ declare -A DRILLS=(
   [model-outage]="tests/engine/test_openai_loopback.py"
   [audit-mismatch]="tests/replay"
   [restore]="tests/runbooks/test_restore_drill.py"
+  [too-many-clients]="tests/runbooks/test_too_many_clients_drill.py"
 )
 name="${1:-}"
 if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; then
