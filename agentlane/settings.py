@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import psycopg.conninfo
@@ -60,6 +61,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_ANCHOR_VERIFY_KEY",
         "AGENTLANE_DB_IAM_AUTH",
         "STORAGE_EMULATOR_HOST",
+        "OPENAI_API_KEY_FILE",
     }
 )
 
@@ -84,6 +86,8 @@ class Settings(BaseSettings):
     pubsub_emulator_host: str | None = Field(default=None, validation_alias="PUBSUB_EMULATOR_HOST")
     topic: str = Field(default="agent-events", min_length=3, validation_alias="AGENTLANE_TOPIC")
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    # A mounted secret: re-read on every model call, so a rotated key needs no restart.
+    openai_api_key_file: Path | None = Field(default=None, validation_alias="OPENAI_API_KEY_FILE")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     model_choice: str | None = Field(default=None, validation_alias="AGENTLANE_MODEL")
     # Takes the last attempt of a model call when the primary model keeps failing.
@@ -179,7 +183,11 @@ class Settings(BaseSettings):
         """The model name; ``offline`` when no endpoint is configured."""
         if self.model_choice:
             return self.model_choice
-        if self.openai_api_key is None and self.openai_base_url is None:
+        if (
+            self.openai_api_key is None
+            and self.openai_api_key_file is None
+            and self.openai_base_url is None
+        ):
             return "offline"
         return DEFAULT_REMOTE_MODEL
 

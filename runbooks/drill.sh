@@ -14,6 +14,7 @@ declare -A DRILLS=(
   [audit-mismatch]="tests/replay"
   [restore]="tests/runbooks/test_restore_drill.py"
   [too-many-clients]="tests/runbooks/test_too_many_clients_drill.py"
+  [rotate-model-key]="tests/runners_process/test_model_key_rotation.py"
 )
 name="${1:-}"
 if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; then

@@ -16,8 +16,9 @@ import pulumi_kubernetes as k8s
 from ..config import Resources, StackConfig
 from .labels import labels
 from .names import Workload
-from .pod import container, metadata, pod_template, selector
+from .pod import container, metadata, pod_template, secret_file_volumes, selector
 from .scraping import pod_monitoring
+from .workload_env import env_for
 
 __all__ = ["ON_DEMAND_SCHEDULE", "Component", "WorkloadComponent"]
 
@@ -111,6 +112,7 @@ class WorkloadComponent(Component):
             grace_seconds=grace_seconds,
             restart_policy=restart_policy,
             spread=spread,
+            volumes=secret_file_volumes(env_for(self._workload, self._config)),
         )
 
     def on_demand_job(

@@ -11,7 +11,16 @@ from typing import Any
 
 from ..config import Resources, StackConfig
 from .names import APP, NAMESPACE, Workload, secret_id
-from .workload_env import CA_DIR, CA_FILE, DATABASE_CONFIG, HTTP_PORT, EnvVar, env_for
+from .workload_env import (
+    CA_DIR,
+    CA_FILE,
+    DATABASE_CONFIG,
+    HTTP_PORT,
+    SECRET_KEYS,
+    SECRETS_DIR,
+    EnvVar,
+    env_for,
+)
 
 __all__ = [
     "EXIT_MARGIN_SECONDS",
@@ -21,6 +30,7 @@ __all__ = [
     "container",
     "metadata",
     "pod_template",
+    "secret_file_volumes",
     "selector",
 ]
 
@@ -57,9 +67,33 @@ def _env(variables: list[EnvVar]) -> list[dict[str, Any]]:
         elif var.pod_field is not None:
             field = {"field_path": var.pod_field}
             rendered.append({"name": var.name, "value_from": {"field_ref": field}})
+        elif var.secret_file is not None:
+            rendered.append({"name": var.name, "value": secret_file_path(var.secret_file)})
         else:
             rendered.append({"name": var.name, "value": var.value})
     return rendered
+
+
+def secret_file_path(logical: str) -> str:
+    """Where the value of projected secret ``logical`` is mounted (a whole-directory mount,
+    never subPath, so the kubelet can swap in a new value)."""
+    return f"{SECRETS_DIR}/{logical}/{SECRET_KEYS[logical]}"
+
+
+def secret_file_volumes(variables: list[EnvVar]) -> list[dict[str, Any]]:
+    """The volumes behind the variables that are secrets mounted as files."""
+    return [
+        {
+            "name": f"secret-{var.secret_file}",
+            "secret": {
+                "secret_name": secret_id(var.secret_file),
+                "items": [{"key": SECRET_KEYS[var.secret_file],
+                           "path": SECRET_KEYS[var.secret_file]}],
+            },
+        }
+        for var in variables
+        if var.secret_file is not None
+    ]
 
 
 def _resources(size: Resources) -> dict[str, dict[str, str]]:
@@ -75,11 +109,12 @@ def container(
     workload: Workload, config: StackConfig, size: Resources, *, serving: bool = True
 ) -> dict[str, Any]:
     """The workload's container; `serving=False` (a run-to-completion Job) has no probes."""
+    variables = env_for(workload, config)
     spec: dict[str, Any] = {
         "name": workload.component,
         "image": config.image,
         "command": workload.command,
-        "env": _env(env_for(workload, config)),
+        "env": _env(variables),
         "resources": _resources(size),
         "security_context": {
             "allow_privilege_escalation": False,
@@ -90,6 +125,14 @@ def container(
         "volume_mounts": [
             {"name": "tmp", "mount_path": "/tmp"},
             {"name": "db-ca", "mount_path": CA_DIR, "read_only": True},
+            *(
+                {
+                    "name": volume["name"],
+                    "mount_path": f"{SECRETS_DIR}/{volume['name'].removeprefix('secret-')}",
+                    "read_only": True,
+                }
+                for volume in secret_file_volumes(variables)
+            ),
         ],
     }
     if serving:
@@ -124,6 +167,7 @@ def pod_template(
     grace_seconds: int,
     restart_policy: str | None = None,
     spread: bool = True,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "service_account_name": workload.ksa,
@@ -145,6 +189,7 @@ def pod_template(
                     "items": [{"key": CA_FILE, "path": CA_FILE}],
                 },
             },
+            *(volumes or ()),
         ],
     }
     if restart_policy is not None:

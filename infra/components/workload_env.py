@@ -25,6 +25,7 @@ __all__ = [
     "SECRET_DATABASE_URL",
     "SECRET_KEYS",
     "SECRET_OPENAI_API_KEY",
+    "SECRETS_DIR",
     "EnvVar",
     "env_for",
 ]
@@ -42,6 +43,8 @@ SECRET_DATABASE_CA: Final = "database-ca"
 CA_DIR: Final = "/etc/agentlane/db-ca"
 CA_FILE: Final = "ca.pem"
 CA_PATH: Final = f"{CA_DIR}/{CA_FILE}"
+#: Where secrets mounted as files live, one directory per secret.
+SECRETS_DIR: Final = "/etc/agentlane/secrets"
 # The ConfigMap of what is not secret about the database: each IAM workload's URL (key: the
 # component) and the CA (key: ca.pem).
 DATABASE_CONFIG: Final = "agentlane-database"
@@ -61,6 +64,7 @@ AGENTLANE_LEASE_TTL: Final = "AGENTLANE_LEASE_TTL"
 POD_NAME: Final = "POD_NAME"
 PORT: Final = "PORT"
 OPENAI_API_KEY: Final = "OPENAI_API_KEY"
+OPENAI_API_KEY_FILE: Final = "OPENAI_API_KEY_FILE"
 OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"
 AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
 AGENTLANE_DB_IAM_AUTH: Final = "AGENTLANE_DB_IAM_AUTH"
@@ -83,6 +87,7 @@ ENV_NAMES: Final = frozenset(
         POD_NAME,
         PORT,
         OPENAI_API_KEY,
+        OPENAI_API_KEY_FILE,
         OPENAI_BASE_URL,
         AGENTLANE_MODEL,
         AGENTLANE_DB_IAM_AUTH,
@@ -101,8 +106,8 @@ SECRET_KEYS: Final = {
 
 @dataclass(frozen=True)
 class EnvVar:
-    """One variable: a literal, a key of a projected secret, a key of a ConfigMap, or a pod
-    field (downward API)."""
+    """One variable: a literal, a key of a projected secret, a key of a ConfigMap, a pod field
+    (downward API), or the path of a projected secret mounted as a file."""
 
     name: str
     value: str | None = None
@@ -110,6 +115,9 @@ class EnvVar:
     config_map: str | None = None
     config_key: str | None = None
     pod_field: str | None = None
+    #: A projected secret mounted as a file; the variable holds the file's path. Kubernetes
+    #: updates the file when the Secret changes, where an env var would need a restart.
+    secret_file: str | None = None
 
 
 def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
@@ -142,7 +150,7 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
         EnvVar(POD_NAME, pod_field="metadata.name"),
     ]
     model = [
-        EnvVar(OPENAI_API_KEY, secret=SECRET_OPENAI_API_KEY),
+        EnvVar(OPENAI_API_KEY_FILE, secret_file=SECRET_OPENAI_API_KEY),
         EnvVar(AGENTLANE_MODEL, runtime.model),
     ]
     if runtime.openai_base_url:

@@ -44,6 +44,7 @@ def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
         OpenAIOptions(
             base_url=settings.openai_base_url,
             api_key=key,
+            api_key_file=settings.openai_api_key_file,
             model=settings.model,
             fallback_model=options.fallback_model,
             timeout=options.request_timeout,

@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import openai
@@ -48,6 +49,34 @@ class OpenAIOptions:
     # Bounds each wait on the server (connect, a read between two chunks): a hang becomes a
     # retryable timeout.
     timeout: timedelta = timedelta(seconds=60)
+    #: When set, the key is read from this file (a mounted secret) instead of ``api_key``.
+    api_key_file: Path | None = None
+
+
+class KeyFile:
+    """A key mounted as a file, read again whenever the file changes. Kubernetes updates a
+    mounted Secret in place, so a rotated key reaches the next model call without a restart."""
+
+    __slots__ = ("_key", "_path", "_seen")
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._key = ""
+
+    def read(self) -> str:
+        try:
+            stat = self._path.stat()
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if stamp != self._seen:
+                key = self._path.read_text().strip()
+                if not key:
+                    raise OSError("the file is empty")
+                self._key, self._seen = key, stamp
+        except OSError as exc:
+            # Mid-update or not mounted yet: a later attempt reads it again.
+            raise RetryLater(f"cannot read the model key from {self._path}: {exc}") from None
+        return self._key
 
 
 class OpenAIModel:
@@ -63,6 +92,7 @@ class OpenAIModel:
         self.name = options.model
         self._max_attempts = max_attempts
         self._timeout = options.timeout.total_seconds()
+        self._key_file = KeyFile(options.api_key_file) if options.api_key_file else None
 
     def model_for(self, failures: int) -> str:
         """The fallback model (when set) takes the last try the retry budget allows, counted in
@@ -113,9 +143,10 @@ class OpenAIModel:
         batcher: TokenBatcher,
     ) -> dict[str, Any]:
         extra: dict[str, Any] = {"tools": tools} if tools else {}
+        key = self._key_file.read() if self._key_file is not None else self.options.api_key
         async with openai.AsyncOpenAI(
             base_url=self.options.base_url,
-            api_key=self.options.api_key,
+            api_key=key,
             max_retries=0,
             timeout=self._timeout,
         ) as client:

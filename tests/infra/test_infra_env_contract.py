@@ -40,7 +40,7 @@ CONTRACT_ENV_TABLE = frozenset(
 REQUIRED = {
     COMMAND_SERVICE.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_AUTH"},
     GATEWAY.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_AUTH", "PORT"},
-    RUNNER.component: {"DATABASE_URL", "POD_NAME", "OPENAI_API_KEY", "AGENTLANE_MODEL"},
+    RUNNER.component: {"DATABASE_URL", "POD_NAME", "OPENAI_API_KEY_FILE", "AGENTLANE_MODEL"},
     PROJECTOR.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_TOPIC"},
     MIGRATE.component: {"DATABASE_URL", "AGENTLANE_SHARDS"},
     ANCHOR.component: {"DATABASE_URL", "AGENTLANE_DB_IAM_AUTH", "AGENTLANE_ANCHOR_KEY"},
@@ -67,9 +67,11 @@ def _given(run: StackRun) -> dict[str, list[str]]:
 
 
 # Documented beyond the core table (docs/contract.md, the rest of "Environment"): how a workload
-# logs in to Cloud SQL, the size of its pool, and the anchor CronJob's signing key.
+# logs in to Cloud SQL, the size of its pool, the model key's file, and the anchor CronJob's
+# signing key.
 DEPLOYMENT_ENV = frozenset(
-    {"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_DB_POOL_MAX", "AGENTLANE_ANCHOR_KEY"}
+    {"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_DB_POOL_MAX", "OPENAI_API_KEY_FILE",
+     "AGENTLANE_ANCHOR_KEY"}
 )
 
 

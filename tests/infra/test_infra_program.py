@@ -268,6 +268,25 @@ def test_container_commands_are_the_cli_subcommands(run: StackRun) -> None:
     assert len(images) == 1 and not images.pop().endswith(":latest")
 
 
+def test_the_model_key_reaches_runners_as_a_file_that_can_change_under_them(
+    run: StackRun,
+) -> None:
+    """An env var is fixed at start; a mounted Secret (a whole directory, never subPath) is
+    updated in place, and the runner reads the file again when it changes."""
+    (sts,) = _pod_workloads(run, ("StatefulSet",))
+    (runner,) = _containers(sts)
+    env = {e["name"]: e for e in runner["env"]}
+    assert "OPENAI_API_KEY" not in env
+    path = env["OPENAI_API_KEY_FILE"]["value"]
+    (mount,) = [m for m in runner["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert "subPath" not in mount and mount["readOnly"] is True
+    (volume,) = [
+        v for v in sts.get("spec", "template", "spec", "volumes") if v["name"] == mount["name"]
+    ]
+    assert volume["secret"]["secretName"] == "agentlane-openai-api-key"
+    assert path.endswith("/" + volume["secret"]["items"][0]["path"])
+
+
 def test_operators_run_audits_and_rebuilds_as_on_demand_jobs(run: StackRun) -> None:
     """`kubectl create job --from=cronjob/NAME` is the operator's way in: the database has no
     public address and the commands run with a workload's identity, read-only where they can."""
