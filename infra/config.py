@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from .connection_budget import budget
+from .connection_budget import Budget, budget
 
 __all__ = [
     "AnchorConfig",
@@ -33,6 +33,7 @@ __all__ = [
     "RuntimeConfig",
     "StackConfig",
     "StackSecrets",
+    "connection_budget",
     "load",
     "parse",
     "parse_authorized_network",
@@ -236,15 +237,7 @@ def parse(
     )
     if config.gateway.min_replicas < 2 or config.gateway.max_replicas < config.gateway.min_replicas:
         raise ConfigError("gateway: minReplicas must be >= 2 and <= maxReplicas")
-    connections = budget(
-        max_connections=config.database.max_connections,
-        runners=config.runners.replicas,
-        runner_pool=config.runners.db_pool,
-        gateways=config.gateway.max_replicas,
-        gateway_pool=config.gateway.db_pool,
-        command_instances=config.command_service.max_instances,
-        command_pool=config.command_service.db_pool,
-    )
+    connections = connection_budget(config)
     if not connections.fits():
         raise ConfigError(
             f"database.maxConnections: {connections.describe()}; raise it (and the tier), or "
@@ -262,6 +255,19 @@ def parse(
     if len(config.anchors.schedule.split()) != 5:
         raise ConfigError(f"anchors.schedule: {config.anchors.schedule!r} is not a 5-field cron")
     return config
+
+
+def connection_budget(config: StackConfig) -> Budget:
+    """The stack's worst case of database connections against its ``max_connections``."""
+    return budget(
+        max_connections=config.database.max_connections,
+        runners=config.runners.replicas,
+        runner_pool=config.runners.db_pool,
+        gateways=config.gateway.max_replicas,
+        gateway_pool=config.gateway.db_pool,
+        command_instances=config.command_service.max_instances,
+        command_pool=config.command_service.db_pool,
+    )
 
 
 def load() -> StackConfig:

@@ -57,8 +57,10 @@ class Budget:
 
     def describe(self) -> str:
         parts = ", ".join(f"{name} {count}" for name, count in self.parts.items())
-        return f"{self.total} connections at most ({parts}) against max_connections " \
-               f"{self.max_connections}"
+        return (
+            f"{self.total} connections at most ({parts}) against max_connections "
+            f"{self.max_connections}"
+        )
 
 
 def budget(

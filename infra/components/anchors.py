@@ -64,12 +64,9 @@ class Anchors(WorkloadComponent):
             member=member(accounts.workloads[ANCHOR]),
             opts=Component.child(self),
         )
-        template = self.pod_template(
-            SIZE, grace_seconds=30, serving=False, restart_policy="Never", spread=False
+        template = self.job_pod(
+            SIZE, [APP, "replay", "anchor", "--out", f"gs://{bucket_name(config)}/{config.stack}"]
         )
-        template["spec"]["containers"][0]["command"] = [
-            APP, "replay", "anchor", "--out", f"gs://{bucket_name(config)}/{config.stack}",
-        ]
         self.cron_job = k8s.batch.v1.CronJob(
             "anchors",
             metadata=self.metadata("agentlane-anchor"),

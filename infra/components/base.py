@@ -115,6 +115,14 @@ class WorkloadComponent(Component):
             volumes=secret_file_volumes(env_for(self._workload, self._config)),
         )
 
+    def job_pod(self, size: Resources, command: list[str]) -> dict[str, Any]:
+        """A pod that runs ``command`` to completion once (no probes, no restarts, no spread)."""
+        template = self.pod_template(
+            size, grace_seconds=30, serving=False, restart_policy="Never", spread=False
+        )
+        template["spec"]["containers"][0]["command"] = command
+        return template
+
     def on_demand_job(
         self,
         resource_name: str,
@@ -127,10 +135,6 @@ class WorkloadComponent(Component):
         """An operator's command as a suspended CronJob: it never runs by itself, and
         `kubectl create job --from=cronjob/OBJECT_NAME NAME` runs it once with this workload's
         identity and database login (no keys, no database port opened to anyone)."""
-        template = self.pod_template(
-            size, grace_seconds=30, serving=False, restart_policy="Never", spread=False
-        )
-        template["spec"]["containers"][0]["command"] = command
         return k8s.batch.v1.CronJob(
             resource_name,
             metadata=self.metadata(object_name),
@@ -142,7 +146,7 @@ class WorkloadComponent(Component):
                         "backoff_limit": 0,
                         "active_deadline_seconds": deadline_s,
                         "ttl_seconds_after_finished": 7 * 86400,
-                        "template": template,
+                        "template": self.job_pod(size, command),
                     }
                 },
             },

@@ -32,15 +32,12 @@ class Migration(WorkloadComponent):
         # One Job per image: a Job's pod template is immutable, and a new name makes Pulumi
         # create (and await) a fresh run for every release instead of patching the old one.
         release = hashlib.sha256(config.image.encode()).hexdigest()[:10]
-        template = self.pod_template(
-            SIZE, grace_seconds=30, serving=False, restart_policy="Never", spread=False
-        )
         # The migration (the owner) makes each workload's IAM login a member of its role.
-        template["spec"]["containers"][0]["command"] = [
+        template = self.job_pod(SIZE, [
             *MIGRATE.command,
             *(arg for login in app_logins for arg in ("--app-login", login)),
             *(arg for login in audit_logins for arg in ("--audit-login", login)),
-        ]
+        ])
         self.job = k8s.batch.v1.Job(
             MIGRATE.component,
             metadata=self.metadata(f"agentlane-migrate-{release}"),

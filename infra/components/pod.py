@@ -77,22 +77,28 @@ def _env(variables: list[EnvVar]) -> list[dict[str, Any]]:
 def secret_file_path(logical: str) -> str:
     """Where the value of projected secret ``logical`` is mounted (a whole-directory mount,
     never subPath, so the kubelet can swap in a new value)."""
-    return f"{SECRETS_DIR}/{logical}/{SECRET_KEYS[logical]}"
+    return f"{_secret_dir(logical)}/{SECRET_KEYS[logical]}"
+
+
+def _secret_dir(logical: str) -> str:
+    return f"{SECRETS_DIR}/{logical}"
+
+
+def _secret_files(variables: list[EnvVar]) -> list[str]:
+    return [var.secret_file for var in variables if var.secret_file is not None]
 
 
 def secret_file_volumes(variables: list[EnvVar]) -> list[dict[str, Any]]:
     """The volumes behind the variables that are secrets mounted as files."""
     return [
         {
-            "name": f"secret-{var.secret_file}",
+            "name": f"secret-{logical}",
             "secret": {
-                "secret_name": secret_id(var.secret_file),
-                "items": [{"key": SECRET_KEYS[var.secret_file],
-                           "path": SECRET_KEYS[var.secret_file]}],
+                "secret_name": secret_id(logical),
+                "items": [{"key": SECRET_KEYS[logical], "path": SECRET_KEYS[logical]}],
             },
         }
-        for var in variables
-        if var.secret_file is not None
+        for logical in _secret_files(variables)
     ]
 
 
@@ -126,12 +132,8 @@ def container(
             {"name": "tmp", "mount_path": "/tmp"},
             {"name": "db-ca", "mount_path": CA_DIR, "read_only": True},
             *(
-                {
-                    "name": volume["name"],
-                    "mount_path": f"{SECRETS_DIR}/{volume['name'].removeprefix('secret-')}",
-                    "read_only": True,
-                }
-                for volume in secret_file_volumes(variables)
+                {"name": f"secret-{logical}", "mount_path": _secret_dir(logical), "read_only": True}
+                for logical in _secret_files(variables)
             ),
         ],
     }

@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import ConfigError, StackSecrets, parse, parse_authorized_network, parse_image
-from infra.connection_budget import budget
+from infra.config import (
+    ConfigError,
+    StackSecrets,
+    connection_budget,
+    parse,
+    parse_authorized_network,
+    parse_image,
+)
 from tests.infra.infra_resources import run_mock
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
@@ -112,13 +118,7 @@ def test_every_stacks_connections_fit_its_database(stack: str) -> None:
     """The worst case (every replica at its maximum, every pool full, the jobs, the reserve)
     against the max_connections the stack sets on the instance."""
     config = _parse(stack)
-    worst = budget(
-        max_connections=config.database.max_connections,
-        runners=config.runners.replicas, runner_pool=config.runners.db_pool,
-        gateways=config.gateway.max_replicas, gateway_pool=config.gateway.db_pool,
-        command_instances=config.command_service.max_instances,
-        command_pool=config.command_service.db_pool,
-    )
+    worst = connection_budget(config)
     assert worst.fits(), worst.describe()
     # Cloud Run's instances are the largest share in prod: 50 x (6 + 1).
     assert worst.parts["command service"] == (
