@@ -199,9 +199,11 @@ class Gateway:
                 websocket, CLOSE_INTERNAL, "cannot verify tokens now", "auth_unavailable"
             )
             return
-        del token  # a socket may live for hours: its credential is not kept with it
         tenant_id = identity.tenant
         raw_after = query.get("lastEventId") or "0"
+        # This frame lives as long as the socket: the handshake's parses and the token do not
+        # stay in it (the raw request stays in the scope, as it does for any ASGI app).
+        del token, headers, query
         # fullmatch, not isdigit(): "²" is a digit to Python and not to int().
         if not _LAST_EVENT_ID.fullmatch(raw_after):
             await self._refuse(
