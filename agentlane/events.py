@@ -202,6 +202,11 @@ class EventBase(BaseModel):
     session_id: str = Field(alias="sessionId", min_length=1)
     execution_id: str | None = Field(alias="executionId")
     created_at: AwareDatetime = Field(alias="createdAt")
+    #: The W3C trace context of the span that appended the event, when tracing was on; metadata
+    #: outside the hash chain.
+    traceparent: str | None = Field(
+        default=None, pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+    )
 
 
 def _event_model(type_name: str, data_model: type[EventData]) -> type[EventBase]:

@@ -5,9 +5,10 @@ them, across awaits, without passing loggers around.
 
 The JSON lines are what Cloud Logging reads from a container's stderr (its "structured logging"
 special fields): ``severity``, an RFC 3339 UTC ``time``, ``stack_trace`` for an exception (Error
-Reporting groups those), and, inside a request that carried a W3C ``traceparent``
-(:mod:`agentlane.trace_context`), ``logging.googleapis.com/trace``, ``…/spanId`` and
-``…/trace_sampled``, so the request's lines show under its trace.
+Reporting groups those), and, inside a span when tracing is on (:mod:`agentlane.telemetry`) or
+else inside a request that carried a W3C ``traceparent`` (:mod:`agentlane.trace_context`),
+``logging.googleapis.com/trace``, ``…/spanId`` and ``…/trace_sampled``, so the lines show under
+their trace.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+from agentlane import telemetry
 
 _CONTEXT_FIELDS = ("tenant", "session", "execution", "step")
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
@@ -63,6 +66,9 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.component = self.component
+        # The active span, when tracing is on, names the trace more precisely than a header did.
+        if (ids := telemetry.trace_ids()) is not None:
+            record.trace, record.span, record.trace_sampled = ids
         for key, value in _context.get().items():
             if not hasattr(record, key):
                 setattr(record, key, value)

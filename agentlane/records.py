@@ -19,6 +19,8 @@ class NewEvent:
     data: dict[str, Any] = field(default_factory=dict)
     execution_id: str | None = None
     idempotency_key: str | None = None
+    #: The W3C traceparent to store with it; None: the store uses the append's own span.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +56,12 @@ class StoredEvent:
     type: str
     data: dict[str, Any]
     created_at: datetime
+    #: The W3C traceparent of the span that appended it (metadata: outside the hash chain).
+    trace: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The Event JSON of docs/contract.md."""
-        return {
+        body = {
             "eventId": self.event_id,
             "seq": self.seq,
             "tenantId": self.tenant_id,
@@ -67,6 +71,9 @@ class StoredEvent:
             "data": self.data,
             "createdAt": format_timestamp(self.created_at),
         }
+        if self.trace is not None:
+            body["traceparent"] = self.trace
+        return body
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -24,20 +24,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
+from starlette.types import Scope
 
+from agentlane import telemetry
 from agentlane.http_limits import SERVER_LIMITS
 from agentlane.pool_metrics import PoolCollector
 from agentlane.problems import http_exception_problem
@@ -106,8 +107,11 @@ def build_app(
             status_code=200 if ok else 503,
         )
 
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        # OpenMetrics when the scraper asks for it (Managed Prometheus does): the only exposition
+        # that carries exemplars, the trace ids on latency buckets.
+        encode, media_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(registry), media_type=media_type)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -116,12 +120,42 @@ def build_app(
     ]
     for component in components:
         routes.extend(component.routes())
+    # Every line a request logs carries its trace: the request's span when tracing is on, else
+    # the trace of its traceparent header (agentlane.trace_context).
+    middleware = [
+        _traced_requests(routes) if telemetry.enabled() else Middleware(TraceContextMiddleware)
+    ]
     # Unknown routes and methods answer problem+json like every other HTTP error (docs/contract.md).
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_exception_problem},
-        # Every line a request logs carries its trace (agentlane.trace_context).
-        middleware=[Middleware(TraceContextMiddleware)],
+        middleware=middleware,
+    )
+
+
+#: Probes and scrapes make no spans, and neither do WebSockets: a span would last the socket's
+#: life; the gateway traces each command frame and each event it fans out instead.
+_UNTRACED_PATHS = "/healthz,/readyz,/metrics,/ws/"
+
+
+def _traced_requests(routes: Sequence[BaseRoute]) -> Middleware:
+    """OpenTelemetry's ASGI middleware: a server span per HTTP request, named by its route
+    template (``POST /agents/{sessionId}/runs``) so that spans group by endpoint, not by id."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        method = scope.get("method", "")
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL and isinstance(route, Route | WebSocketRoute):
+                return f"{method} {route.path}", {"http.route": route.path}
+        return method, {}
+
+    return Middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls=_UNTRACED_PATHS,
+        default_span_details=span_details,
+        exclude_spans=["receive", "send"],
     )
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry
 
+from agentlane import telemetry
 from agentlane.commands import Commands
 from agentlane.db import Database, open_database
 from agentlane.leases import Fence
@@ -228,6 +229,23 @@ async def main(url: str, runs: int, concurrency: int, rounds: int, pool_size: in
     print(f"{'replay: journal steps/s (500-step run resuming)':52} {replay:>12,.0f}")
 
 
+def discarding_tracer_provider() -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return provider
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
@@ -235,7 +253,14 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--database-url", help="an existing, migrated database (default: embedded)")
+    parser.add_argument(
+        "--traced", action="store_true",
+        help="trace every run (agentlane.telemetry, sampling all, spans batched and discarded): "
+             "the cost of tracing on, without an exporter's network in the figure",
+    )
     args = parser.parse_args()
+    if args.traced:
+        telemetry.use_provider(discarding_tracer_provider())
     if args.database_url:
         asyncio.run(main(args.database_url, args.runs, args.concurrency, args.rounds, args.pool))
     else:

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentlane import telemetry
+
 
 class CommandServiceMetrics:
     """The command service's collectors, created on ``registry``."""
@@ -74,7 +76,8 @@ class RequestMetrics:
         timer = self._timers.get(route)
         if timer is None:
             timer = self._timers[route] = self._metrics.latency.labels(route=route)
-        timer.observe(seconds)
+        # Exemplars reach scrapers that ask for OpenMetrics (agentlane.service serves both).
+        timer.observe(seconds, exemplar=telemetry.exemplar())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

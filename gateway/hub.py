@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from agentlane import telemetry
 from agentlane.records import StoredEvent
 from gateway.protocol import event_frame
 
@@ -23,10 +24,15 @@ class LiveEvent:
     event_id: int
     seq: int
     frame: str
+    #: The traceparent of the span that appended it (None when tracing was off).
+    trace: str | None = None
 
     @classmethod
     def of(cls, event: StoredEvent) -> LiveEvent:
-        return cls(event.tenant_id, event.session_id, event.event_id, event.seq, event_frame(event))
+        return cls(
+            event.tenant_id, event.session_id, event.event_id, event.seq, event_frame(event),
+            event.trace,
+        )
 
 
 class Subscriber(Protocol):
@@ -76,9 +82,15 @@ class Hub:
         subscribers = self._streams.get((first.tenant_id, first.session_id))
         if not subscribers:
             return 0
+        started = telemetry.now_ns()
         for subscriber in tuple(subscribers):
             for event in events:
                 subscriber.offer(event)
+        # Frames to sockets with room are written by now; the others are buffered.
+        telemetry.record_spans(
+            "agentlane.gateway", "send frames", (event.trace for event in events), started,
+            attributes={"agentlane.sockets": len(subscribers)},
+        )
         return len(subscribers)
 
     def resync(self) -> None:

@@ -9,8 +9,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agentlane import telemetry
 from agentlane.admission import RateLimiter
 from agentlane.commands import Commands
 from agentlane.errors import AgentlaneError, StoreUnavailable
@@ -238,6 +240,14 @@ class Connection:
         if isinstance(frame, PongFrame):
             self.ping_sent_at = None
             return
+        # A command's trace starts here: the events it appends carry it to the runner.
+        with telemetry.span(
+            "agentlane.gateway", f"ws {frame.type}", kind=SpanKind.SERVER,
+            attributes={"agentlane.tenant": self.tenant_id, "agentlane.session": self.session_id},
+        ):
+            await self._command(frame)
+
+    async def _command(self, frame: AskFrame | CancelFrame | ApproveFrame) -> None:
         outcome = "accepted"
         try:
             # The same per-tenant admission as the HTTP door: the rate here, the active-run cap

@@ -126,6 +126,9 @@ class RuntimeConfig:
     jwt_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     jwt_issuer: str = "https://accounts.google.com"
     tenant_claim: str = "tenant"
+    #: Share of traces kept (Cloud Trace, parent-based: a sampled caller keeps its whole run);
+    #: 0 turns tracing off.
+    trace_sample_ratio: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,9 @@ def parse(
             "(pulumi config set --path 'notificationChannels[0]' "
             "projects/P/notificationChannels/ID)"
         )
+    ratio = config.runtime.trace_sample_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise ConfigError(f"runtime.traceSampleRatio: {ratio!r} is not a number from 0 to 1")
     if config.anchors.retention_days < 1:
         raise ConfigError("anchors.retentionDays: at least 1")
     if len(config.anchors.schedule.split()) != 5:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentlane import telemetry
 from agentlane.backoff import Backoff
 from agentlane.db import Database
 from agentlane.errors import FencedOut, StoreError
@@ -234,10 +235,15 @@ class Projector:
 
     async def _apply(self, batch: list[TailedEvent], after: Checkpoint) -> None:
         events = [t.event for t in batch]
+        started = telemetry.now_ns()
         async with self._db.transaction() as conn:
             await check_fence(conn, self._fence())
             await Checkpoints.advance(conn, READ_MODELS_CHECKPOINT, after, batch[-1].position)
             applied = await apply_events(conn, self._store, events)
+        telemetry.record_spans(
+            "agentlane.projector", "project events", (e.trace for e in events), started,
+            attributes={"agentlane.batch_events": len(events)},
+        )
         self.applied += applied
         self.metrics.batch_size.labels(READ_MODELS_CHECKPOINT).observe(len(batch))
         self.metrics.events.labels(READ_MODELS_CHECKPOINT).inc(applied)
@@ -261,7 +267,12 @@ class Projector:
 
         async def publish(batch: list[TailedEvent], after: Checkpoint) -> None:
             ordered = await self._heads.order([t.event for t in batch])
+            started = telemetry.now_ns()
             await publisher.publish(ordered)
+            telemetry.record_spans(
+                "agentlane.projector", "publish events", (e.trace for e in ordered), started,
+                attributes={"agentlane.batch_events": len(ordered)},
+            )
             async with self._db.transaction() as conn:
                 await check_fence(conn, self._fence())
                 await Checkpoints.advance(conn, PUBLISH_CHECKPOINT, after, batch[-1].position)

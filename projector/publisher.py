@@ -17,9 +17,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 from google.api_core import retry as retries
-from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.types import (
     BatchSettings,
     LimitExceededBehavior,
@@ -27,6 +27,7 @@ from google.cloud.pubsub_v1.types import (
     PublishFlowControl,
 )
 
+from agentlane import telemetry
 from agentlane.bus.clients import publisher_client
 from agentlane.bus.codec import attributes, encode, ordering_key
 from agentlane.records import StoredEvent
@@ -63,6 +64,7 @@ class EventPublisher:
         )
         self._options = PublisherOptions(
             enable_message_ordering=True,
+            enable_open_telemetry_tracing=telemetry.enabled(),
             flow_control=PublishFlowControl(
                 message_limit=flow_messages,
                 byte_limit=flow_bytes,
@@ -162,9 +164,11 @@ class EventPublisher:
             if key in failed:
                 continue  # publishing more of this key would break its order
             try:
-                future = client.publish(
-                    self.topic_path, encode(event), ordering_key=key, **attributes(event)
-                )
+                # The client's own span of this message joins the event's trace.
+                with telemetry.within(event.trace):
+                    future = client.publish(
+                        self.topic_path, encode(event), ordering_key=key, **attributes(event)
+                    )
             except Exception as exc:
                 failed[key] = exc
                 continue

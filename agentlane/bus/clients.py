@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
-from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.types import SubscriberOptions
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
+from agentlane import telemetry
 from agentlane.errors import ConfigError
 from agentlane.settings import Settings
 
@@ -35,7 +37,9 @@ def publisher_client(emulator_host: str | None, **options: Any) -> pubsub_v1.Pub
 
 
 def subscriber_client(emulator_host: str | None) -> pubsub_v1.SubscriberClient:
+    # The client's own spans (subscribe, ack) when this process traces (agentlane.telemetry).
+    options = SubscriberOptions(enable_open_telemetry_tracing=telemetry.enabled())
     if emulator_host:
         transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator_host))
-        return pubsub_v1.SubscriberClient(transport=transport)
-    return pubsub_v1.SubscriberClient()
+        return pubsub_v1.SubscriberClient(transport=transport, subscriber_options=options)
+    return pubsub_v1.SubscriberClient(subscriber_options=options)

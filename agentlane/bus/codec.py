@@ -45,6 +45,7 @@ def decode(data: bytes | str) -> StoredEvent:
             type=str(body["type"]),
             data=dict(body["data"]),
             created_at=datetime.fromisoformat(body["createdAt"]),
+            trace=body.get("traceparent"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidEvent(f"not an Event JSON message: {exc}") from None

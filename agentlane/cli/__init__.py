@@ -21,6 +21,7 @@ from agentlane.db_iam import iam_login
 from agentlane.errors import AgentlaneError
 from agentlane.logs import configure_logging
 from agentlane.settings import Settings
+from agentlane.telemetry import tracing
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -88,16 +89,22 @@ class Subcommand:
     #: An audit or operator tool: its output is its report, so library INFO lines only when
     #: ``AGENTLANE_LOG_LEVEL`` asks for them.
     quiet: bool = False
+    #: A service: it traces when the ``OTEL_*`` variables ask for it (agentlane.telemetry).
+    traced: bool = False
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "dev": Subcommand(_dev, "run the whole stack on this machine"),
-    "edge": Subcommand(_edge, "run the command API and the WebSocket gateway on one port"),
+    "edge": Subcommand(
+        _edge, "run the command API and the WebSocket gateway on one port", traced=True
+    ),
     "migrate": Subcommand(_migrate, "apply the migrations (idempotent, safe from many pods)"),
-    "command-service": Subcommand(_command_service, "run the HTTP command API"),
-    "runner": Subcommand(_runner, "run a shard runner"),
-    "projector": Subcommand(_projector, "run the projector (read models + fan-out)"),
-    "gateway": Subcommand(_gateway, "run the WebSocket gateway"),
+    "command-service": Subcommand(_command_service, "run the HTTP command API", traced=True),
+    "runner": Subcommand(_runner, "run a shard runner", traced=True),
+    "projector": Subcommand(
+        _projector, "run the projector (read models + fan-out)", traced=True
+    ),
+    "gateway": Subcommand(_gateway, "run the WebSocket gateway", traced=True),
     "shards": Subcommand(_shards, "show which runner owns which shard", quiet=True),
     "replay": Subcommand(_replay, "audit: timelines, verify, rebuild, export", quiet=True),
 }
@@ -166,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     settings.database_url.get_secret_value() if settings.database_url else None
                 )
                 scope.enter_context(iam_login(url))
-            return int(SUBCOMMANDS[args.command].load().main(args, settings))
+            subcommand = SUBCOMMANDS[args.command]
+            if subcommand.traced:
+                scope.enter_context(tracing(args.command))
+            return int(subcommand.load().main(args, settings))
     except AgentlaneError as exc:
         logging.getLogger("agentlane").debug("command failed", exc_info=True)
         # One line, whatever the error carries (a driver's message may run to several).

@@ -18,6 +18,8 @@ class EventRow(NamedTuple):
     type: str
     data: Any
     created_at: datetime
+    #: Not read by verify: a trace context is outside the hash chain.
+    trace: str | None = None
 
     def stored(self) -> StoredEvent:
         return StoredEvent(*self)

@@ -384,7 +384,9 @@ def scan(
                 close(current)
             current = StreamCheck(tenant, session, digester)
         data = fast_payload(row[6])
-        event = new_row(EventRow, (row[0], row[1], tenant, session, row[4], row[5], data, row[7]))
+        event = new_row(
+            EventRow, (row[0], row[1], tenant, session, row[4], row[5], data, row[7], None)
+        )
         problems = current.feed(event, row[6], row[8], row[9], projected=row[10])
         if problems:
             emit(problems)

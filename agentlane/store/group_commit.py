@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentlane import telemetry
 from agentlane.db import Connection, Database
 from agentlane.errors import FencedOut, StoreReadOnly, StoreUnavailable
 from agentlane.leases import Fence
@@ -66,6 +67,9 @@ class Batch:
     hook: TransactionHook | None
     deferrable: bool = False
     collective: Collective | None = None
+    #: The W3C traceparent of the caller's append span: its events carry it, and a group's
+    #: transaction links to it (None when tracing is off).
+    trace: str | None = None
     future: asyncio.Future[list[StoredEvent]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -207,6 +211,14 @@ class GroupCommitter:
         group = [batch for batch in group if not batch.future.done()]
         if not group:
             return
+        # The transaction serves many callers' traces: it gets a trace of its own, linked to each.
+        with telemetry.span(
+            "agentlane.store", "group commit", root=True, links=[batch.trace for batch in group],
+            attributes={"agentlane.batches": len(group)},
+        ):
+            await self._run_group(group)
+
+    async def _run_group(self, group: list[Batch]) -> None:
         try:
             outcomes = await self._transaction(group)
         except asyncio.CancelledError:

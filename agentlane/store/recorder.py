@@ -17,6 +17,7 @@ from typing import Any
 
 from psycopg.rows import tuple_row
 
+from agentlane import telemetry
 from agentlane.db import Connection, Database
 from agentlane.errors import DuplicateEvent, FencedOut, InvalidEvent
 from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES, format_timestamp, validate_data
@@ -35,7 +36,8 @@ from agentlane.store.group_commit import (
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = (
-    "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at"
+    "event_id, seq, tenant_id, session_id, execution_id, event_type, payload, created_at, "
+    "trace_context"
 )
 
 # The seq at a reader's position and the page after it; the outer row exists even when the page
@@ -96,14 +98,14 @@ WITH s AS (
          WITH ORDINALITY AS s(tenant_id, session_id, created_at, last_hash, n)
 ), ins AS (
     INSERT INTO agent_events (tenant_id, session_id, seq, execution_id, event_type, payload,
-                              created_at, idempotency_key, prev_hash, hash)
+                              created_at, idempotency_key, prev_hash, hash, trace_context)
     SELECT s.tenant_id, s.session_id, u.seq, u.execution_id, u.event_type, u.payload::jsonb,
-           s.created_at, u.idempotency_key, u.prev_hash, u.hash
+           s.created_at, u.idempotency_key, u.prev_hash, u.hash, u.trace_context
     FROM unnest(%(streams)b::bigint[], %(seqs)b::bigint[], %(executions)b::text[],
                 %(types)b::text[], %(payloads)b::text[], %(keys)b::text[], %(prevs)b::bytea[],
-                %(hashes)b::bytea[])
+                %(hashes)b::bytea[], %(traces)b::text[])
          WITH ORDINALITY AS u(stream, seq, execution_id, event_type, payload, idempotency_key,
-                              prev_hash, hash, ord)
+                              prev_hash, hash, trace_context, ord)
     JOIN s ON s.n = u.stream
     ORDER BY u.ord
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -219,6 +221,7 @@ def row_to_event(row: Sequence[Any]) -> StoredEvent:
         type=row[5],
         data=row[6],
         created_at=row[7],
+        trace=row[8],
     )
 
 
@@ -307,8 +310,9 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Append to streams inside a caller's open transaction (a TransactionHook), e.g. a command
         that must write several events atomically. Idempotency keys conflict as DuplicateEvent."""
+        batch = Batch(_by_stream(events), None, None, trace=telemetry.traceparent())
         try:
-            (written,) = await self._write_group(conn, [Batch(_by_stream(events), None, None)])
+            (written,) = await self._write_group(conn, [batch])
         except _KeyTaken as taken:
             raise DuplicateEvent(tenant_id=taken.tenant_id, idempotency_key=taken.keys[0]) from None
         assert not isinstance(written, FencedOut)
@@ -330,9 +334,15 @@ class EventStore:
             for tenant, session in (key for key, _ in streams):
                 if shard_for(tenant, session, self.shards) != fence.key:
                     raise fence.refused()
-        return await self.committer.commit(
-            Batch(streams, fence, in_transaction, deferrable, collective)
-        )
+        with telemetry.span(
+            "agentlane.store", "append", attributes={"agentlane.events": len(events)}
+        ):
+            return await self.committer.commit(
+                Batch(
+                    streams, fence, in_transaction, deferrable, collective,
+                    trace=telemetry.traceparent(),
+                )
+            )
 
     async def _write_group(
         self, conn: Connection, batches: list[Batch]
@@ -365,7 +375,9 @@ class EventStore:
         refused = {index for key in keys if key not in heads for index, _ in streams[key]}
 
         rows = _Rows()
-        pending: list[list[tuple[NewEvent, dict[str, Any], int]]] = [[] for _ in batches]
+        pending: list[list[tuple[NewEvent, dict[str, Any], int, str | None]]] = [
+            [] for _ in batches
+        ]
         for key in keys:
             if key not in heads:
                 continue
@@ -374,13 +386,15 @@ class EventStore:
             seq = last_seq - counts[key] + 1
             stream = rows.stream(key, created_at)
             for index, items in streams[key]:
+                batch_trace = batches[index].trace
                 for event, data in items:
                     body = _hash_body(
                         seq, *key, event.execution_id, event.type, data, created_text
                     )
                     digest = chain_hash(prev_hash, body)
-                    rows.add(stream, seq, event, data, prev_hash, digest)
-                    pending[index].append((event, data, seq))
+                    trace = event.trace or batch_trace
+                    rows.add(stream, seq, event, data, prev_hash, digest, trace)
+                    pending[index].append((event, data, seq, trace))
                     prev_hash = digest
                     seq += 1
             rows.last_hashes.append(prev_hash)
@@ -405,8 +419,9 @@ class EventStore:
                     type=event.type,
                     data=data,
                     created_at=heads[(event.tenant_id, event.session_id)][2],
+                    trace=trace,
                 )
-                for event, data, seq in events
+                for event, data, seq, trace in events
             ])
         return outcomes
 
@@ -606,7 +621,7 @@ class EventStore:
             async for row in cursor:
                 event = row_to_event(row)
                 problems += checker.feed(
-                    ChainRow(event.event_id, event.seq, event_hash_input(event), row[8], row[9])
+                    ChainRow(event.event_id, event.seq, event_hash_input(event), row[9], row[10])
                 )
             await cursor.execute(
                 "SELECT last_seq, last_hash FROM agent_stream_heads "
@@ -653,6 +668,7 @@ class _Rows:
         self.keys: list[str | None] = []
         self.prevs: list[bytes] = []
         self.hashes: list[bytes] = []
+        self.traces: list[str | None] = []
 
     @property
     def count(self) -> int:
@@ -672,6 +688,7 @@ class _Rows:
         data: dict[str, Any],
         prev_hash: bytes,
         digest: bytes,
+        trace: str | None,
     ) -> None:
         self.streams.append(stream)
         self.seqs.append(seq)
@@ -681,6 +698,7 @@ class _Rows:
         self.keys.append(event.idempotency_key)
         self.prevs.append(prev_hash)
         self.hashes.append(digest)
+        self.traces.append(trace)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -696,6 +714,7 @@ class _Rows:
             "keys": self.keys,
             "prevs": self.prevs,
             "hashes": self.hashes,
+            "traces": self.traces,
         }
 
     def taken(self, ids: Collection[tuple[str, str, int]]) -> _KeyTaken:

@@ -76,7 +76,7 @@ class Tail:
             cursor = conn.cursor(row_factory=tuple_row)
             await cursor.execute(_READ, (str(after.tx_id), after.event_id, limit))
             rows = await cursor.fetchall()
-        return [TailedEvent(row_to_event(row), Checkpoint(int(row[8]), row[0])) for row in rows]
+        return [TailedEvent(row_to_event(row), Checkpoint(int(row[9]), row[0])) for row in rows]
 
     async def live_position(self) -> Checkpoint:
         """A position for a reader that wants only what commits from now on.

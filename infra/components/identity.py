@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 
 from ..config import StackConfig
 from .base import Component
-from .names import NAMESPACE, WORKLOADS, Workload
+from .names import NAMESPACE, TRACED, WORKLOADS, Workload
 
 __all__ = ["ServiceAccounts", "WorkloadIdentity", "member"]
 
@@ -37,6 +37,17 @@ class ServiceAccounts(Component):
             )
             for w in WORKLOADS
         }
+        if config.runtime.trace_sample_ratio > 0:
+            # The services' spans go to Cloud Trace (workload_env.py): writing them is all this
+            # role allows.
+            for workload in TRACED:
+                gcp.projects.IAMMember(
+                    f"{workload.account_id}-trace-agent",
+                    project=config.project,
+                    role="roles/cloudtrace.agent",
+                    member=member(self.workloads[workload]),
+                    opts=self.child(),
+                )
         # Autopilot nodes otherwise run as the Compute default account, which is an Editor.
         self.nodes = gcp.serviceaccount.Account(
             "agentlane-gke-nodes",

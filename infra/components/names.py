@@ -14,6 +14,7 @@ __all__ = [
     "APP",
     "APP_LOGINS",
     "NAMESPACE",
+    "TRACED",
     "WORKLOADS",
     "Workload",
     "gateway_neg_name",
@@ -54,6 +55,8 @@ ANCHOR: Final = Workload("anchor", on_gke=True)
 WORKLOADS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY, MIGRATE, ANCHOR)
 #: Who logs in to the database as a member of the app role; the auditor role: ANCHOR.
 APP_LOGINS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
+#: The services, which trace (agentlane.telemetry); the jobs do not.
+TRACED: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
 
 
 def secret_id(logical: str) -> str:

@@ -69,6 +69,9 @@ OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"
 AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
 AGENTLANE_DB_IAM_AUTH: Final = "AGENTLANE_DB_IAM_AUTH"
 AGENTLANE_ANCHOR_KEY: Final = "AGENTLANE_ANCHOR_KEY"
+OTEL_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
+OTEL_TRACES_SAMPLER: Final = "OTEL_TRACES_SAMPLER"
+OTEL_TRACES_SAMPLER_ARG: Final = "OTEL_TRACES_SAMPLER_ARG"
 
 ENV_NAMES: Final = frozenset(
     {
@@ -92,6 +95,9 @@ ENV_NAMES: Final = frozenset(
         AGENTLANE_MODEL,
         AGENTLANE_DB_IAM_AUTH,
         AGENTLANE_ANCHOR_KEY,
+        OTEL_TRACES_EXPORTER,
+        OTEL_TRACES_SAMPLER,
+        OTEL_TRACES_SAMPLER_ARG,
     }
 )
 
@@ -161,11 +167,19 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
     def pool(size: int) -> list[EnvVar]:
         return [EnvVar(AGENTLANE_DB_POOL_MAX, str(size))]
 
+    # Spans to Cloud Trace (the account may write them: identity.py); parent-based, so a run
+    # started by a sampled request is traced whole.
+    tracing = [
+        EnvVar(OTEL_TRACES_EXPORTER, "gcp_trace"),
+        EnvVar(OTEL_TRACES_SAMPLER, "parentbased_traceidratio"),
+        EnvVar(OTEL_TRACES_SAMPLER_ARG, str(runtime.trace_sample_ratio)),
+    ] if runtime.trace_sample_ratio > 0 else []
+
     by_workload = {
-        COMMAND_SERVICE: database + pool(config.command_service.db_pool) + bus + auth,
-        GATEWAY: database + pool(config.gateway.db_pool) + bus + auth + port,
-        RUNNER: database + pool(config.runners.db_pool) + bus + lease + model + port,
-        PROJECTOR: database + pool(PROJECTOR_POOL) + bus + lease + port,
+        COMMAND_SERVICE: database + pool(config.command_service.db_pool) + bus + auth + tracing,
+        GATEWAY: database + pool(config.gateway.db_pool) + bus + auth + port + tracing,
+        RUNNER: database + pool(config.runners.db_pool) + bus + lease + model + port + tracing,
+        PROJECTOR: database + pool(PROJECTOR_POOL) + bus + lease + port + tracing,
         MIGRATE: database,
         ANCHOR: [*database, EnvVar(AGENTLANE_ANCHOR_KEY, secret=SECRET_ANCHOR_KEY)],
     }

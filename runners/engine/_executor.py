@@ -11,8 +11,10 @@ import asyncio
 import logging
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
+from agentlane import telemetry
 from agentlane.errors import StoreError
 from agentlane.events import TERMINAL_STATUS
 from agentlane.leases import Fence
@@ -33,6 +35,9 @@ from runners.engine.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+_ENDS = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELLED})
 
 
 class _Again(Exception):
@@ -81,6 +86,27 @@ class Executor:
             # The index outlived the run (e.g. rebuilt): drop it, fenced like any write.
             outcome = Outcome(TERMINAL_STATUS[journal.terminal.type])
             return await _finish(active, outcome, None)
+        # A child of the span that accepted the run: the run's work joins the request's trace. The
+        # tasks the advance starts (flusher, activities) inherit it, so the events they append
+        # carry it on to the projector and the gateway.
+        with telemetry.span(
+            "agentlane.runner", "advance run", parent=journal.accepted.trace,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "agentlane.tenant": run.tenant_id,
+                "agentlane.session": run.session_id,
+                "agentlane.execution": run.execution_id,
+            },
+        ):
+            outcome = await self._advance_journal(run, fence, journal, active)
+            if outcome in _ENDS:
+                # One line per run that ends, under the run's trace (the access log of runs).
+                logger.info("run %s", outcome.value, extra={"outcome": outcome.value})
+            return outcome
+
+    async def _advance_journal(
+        self, run: DueRun, fence: Fence, journal: Journal, active: ActiveRun
+    ) -> Outcome:
         accepted = journal.accepted.data
         try:
             if journal.started is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from agentlane import telemetry
 from agentlane.logs import log_context
 from agentlane.run_index import IndexChange
 from runners.api import Outcome
@@ -166,10 +167,8 @@ class WorkflowContext:
         with log_context(step=step):
             while True:
                 info = StepInfo(self._active, step, attempt, failures)
-                task = asyncio.ensure_future(fn(info, *args))
                 try:
-                    with self._active.running(task):
-                        result = await task
+                    result = await self._attempt(name, info, fn, args)
                 except asyncio.CancelledError:
                     if self._active.cancelling and not _current_task_cancelling():
                         raise WorkflowCancelled(self._journal.cancel_reason) from None
@@ -213,6 +212,19 @@ class WorkflowContext:
                         {"step": step, "name": name, "result": result, "attempts": attempt},
                     )
                 return result
+
+    async def _attempt(
+        self, name: str, info: StepInfo, fn: ActivityFn, args: tuple[Any, ...]
+    ) -> Any:
+        """One attempt of a step, in a span of its own (the activity's task inherits it: a model
+        call's span is its child)."""
+        with telemetry.span(
+            "agentlane.runner", f"step {name}",
+            attributes={"agentlane.step": info.step, "agentlane.attempt": info.attempt},
+        ):
+            task = asyncio.ensure_future(fn(info, *args))
+            with self._active.running(task):
+                return await task
 
     # --- timers -------------------------------------------------------------------------------
 

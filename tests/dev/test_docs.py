@@ -12,6 +12,7 @@ import pytest
 from agentlane.cli import SUBCOMMANDS, build_parser
 from agentlane.cli.command_service import LIMIT_ENV_VARS
 from agentlane.settings import ENV_VARS
+from agentlane.telemetry import ENV_VARS as TRACING_ENV_VARS
 
 CODE = re.compile(r"`([^`]+)`")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
@@ -54,7 +55,7 @@ def test_the_environment_table_is_every_variable_the_code_reads(contract: str) -
     documented: set[str] = set()
     for row in _rows(_section(contract, "Environment")):
         documented |= {name for name in CODE.findall(row[0]) if re.fullmatch(r"[A-Z_]+", name)}
-    expected = ENV_VARS | LIMIT_ENV_VARS
+    expected = ENV_VARS | LIMIT_ENV_VARS | TRACING_ENV_VARS
     assert documented - expected == set(), "documented, but no component reads them"
     assert expected - documented == set(), "read by the code, missing from docs/contract.md"
 

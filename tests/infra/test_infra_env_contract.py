@@ -71,7 +71,8 @@ def _given(run: StackRun) -> dict[str, list[str]]:
 # signing key.
 DEPLOYMENT_ENV = frozenset(
     {"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_DB_POOL_MAX", "OPENAI_API_KEY_FILE",
-     "AGENTLANE_ANCHOR_KEY"}
+     "AGENTLANE_ANCHOR_KEY", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER",
+     "OTEL_TRACES_SAMPLER_ARG"}
 )
 
 
@@ -97,7 +98,8 @@ def test_infra_names_are_read_by_the_components() -> None:
     if importlib.util.find_spec("agentlane.settings") is None:
         pytest.skip("agentlane/settings.py (ENV_VARS) has not landed yet")
     settings = importlib.import_module("agentlane.settings")
-    assert workload_env.ENV_NAMES <= frozenset(settings.ENV_VARS)
+    telemetry = importlib.import_module("agentlane.telemetry")
+    assert workload_env.ENV_NAMES <= frozenset(settings.ENV_VARS) | telemetry.ENV_VARS
     contract = getattr(settings, "CONTRACT_ENV_VARS", None)
     if contract is not None:
         assert frozenset(contract) == CONTRACT_ENV_TABLE
