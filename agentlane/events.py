@@ -150,6 +150,9 @@ class StepFailedData(EventData):
     error: str
     retryable: bool
     retry_at: AwareDatetime | None = None
+    #: The attempt was cut short when its runner was lost (it streamed, never ended): its tokens
+    #: are void, and it does not count against the step's retry budget.
+    abandoned: bool = False
 
 
 class TimerScheduledData(EventData):

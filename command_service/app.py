@@ -185,9 +185,9 @@ class _Api:
                 "header.Last-Event-ID", request.headers["last-event-id"], 0, 2**63 - 1
             )
         limit = _int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
-        if not commands.is_identifier(session_id) or not await self.store.session_exists(
-            tenant, session_id
-        ):
+        # A session the tenant may use is a stream that may still be empty: "subscribe, then ask"
+        # must work over SSE as over a WebSocket (a browser's EventSource never retries a 404).
+        if not commands.is_identifier(session_id):
             return problem_response(404, f"session {session_id!r} not found", slug="not-found")
         if stream:
             return _AsgiResponse(

@@ -70,6 +70,11 @@ class Event(_Wire):
     type: str
     data: dict[str, Any]
     createdAt: str = Field(description="RFC 3339 timestamp.")
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context of the span that appended the event, when tracing is "
+        "on; metadata outside the hash chain.",
+    )
 
 
 class EventsPage(_Wire):

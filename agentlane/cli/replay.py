@@ -36,6 +36,7 @@ from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
 from agentlane.store import EventStore
 from agentlane.store.audit import EventFilter, count_events, events, snapshot
+from agentlane.transcript import transcript_of
 
 
 def parse_time(text: str) -> datetime:
@@ -232,10 +233,13 @@ def _run(url: str, args: argparse.Namespace, settings: Settings) -> int:
         raise NothingToReplay(f"run {args.execution!r}")
     steps = list(timeline.steps(history))
     state = steps[-1].run
+    # What a reader of the run was shown, by the rule every client uses (docs/contract.md).
+    transcript = transcript_of(event.to_json() for event in history)
     if args.json:
         body: dict[str, Any] = {
             "executionId": args.execution,
             "state": state.to_json() if state is not None else None,
+            "transcript": transcript.to_json(),
             "events": [event.to_json() for event in history],
         }
         sys.stdout.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -247,6 +251,7 @@ def _run(url: str, args: argparse.Namespace, settings: Settings) -> int:
     )
     if state is not None:
         timeline.render_state("final state", state.to_json(), console)
+    timeline.render_state("transcript", transcript.to_json(), console)
     return 0
 
 

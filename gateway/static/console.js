@@ -1,5 +1,7 @@
 // The agentlane browser console: follows one session over /ws/{sessionId}, reconnects by itself
-// and resumes after the last eventId it showed, so no token is repeated or lost.
+// and resumes after the last eventId it showed, so no token is repeated or lost. A run's text is
+// its transcript (transcript.js): a crashed attempt's partial text is dropped, never appended to.
+import { Transcript } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
 const CLOSE_UNAUTHORIZED = 4001;
@@ -80,7 +82,10 @@ function run(executionId) {
     root.innerHTML = `<header></header><div class="tokens"></div><div class="tools"></div>`;
     root.querySelector("header").textContent = executionId;
     $("runs").prepend(root);
-    entry = { root, tokens: root.querySelector(".tokens"), tools: root.querySelector(".tools"), count: 0 };
+    entry = {
+      root, tokens: root.querySelector(".tokens"), tools: root.querySelector(".tools"), count: 0,
+      transcript: new Transcript(), texts: new Map(), // step -> its <span> in .tokens
+    };
     state.runs.set(executionId, entry);
   }
   return entry;
@@ -101,9 +106,8 @@ function show(event) {
       entry.root.dataset.state = "running";
       break;
     case "Token":
-      entry.tokens.append(data.text);
-      entry.count += 1;
-      entry.root.dataset.tokens = entry.count;
+    case "StepFailed":
+      for (const change of entry.transcript.apply(event)) render(entry, change);
       break;
     case "ToolCall": {
       const line = document.createElement("div");
@@ -134,6 +138,27 @@ function show(event) {
       entry.root.dataset.state = event.type.toLowerCase();
       if (event.type !== "Completed") entry.tools.append(`${event.type}: ${data.reason ?? ""}`);
       break;
+  }
+}
+
+// A step's text lives in its own span, in step order: a reset empties only that step.
+function render(entry, change) {
+  let span = entry.texts.get(change.step);
+  if (!span) {
+    span = document.createElement("span");
+    span.dataset.step = change.step;
+    const later = [...entry.texts.entries()].filter(([step]) => step > change.step);
+    const next = later.length ? later.sort(([a], [b]) => a - b)[0][1] : null;
+    entry.tokens.insertBefore(span, next);
+    entry.texts.set(change.step, span);
+  }
+  if (change.kind === "reset") {
+    span.textContent = "";
+    entry.root.dataset.resets = Number(entry.root.dataset.resets ?? 0) + 1;
+  } else if (change.kind === "delta") {
+    span.append(change.text);
+    entry.count += 1;
+    entry.root.dataset.tokens = entry.count;
   }
 }
 

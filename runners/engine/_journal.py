@@ -59,7 +59,11 @@ class StepRecord:
     """What the journal holds for one step."""
 
     name: str
+    #: Failed attempts as the engine recorded them: these spend the retry budget.
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: Attempts cut short by the loss of their runner (``StepFailed`` with ``abandoned``): void,
+    #: and free of the budget.
+    abandoned: list[int] = field(default_factory=list)
     completion: StoredEvent | None = None
     fire_at: datetime | None = None
     suspended: bool = False
@@ -136,6 +140,8 @@ class Journal:
             case kind if kind in self.completions:
                 name = self.completions[kind].activity_name(data)
                 self._step(data["step"], name).completion = event
+            case "StepFailed" if data.get("abandoned"):
+                self._step(data["step"], data["name"]).abandoned.append(data["attempt"])
             case "StepFailed":
                 self._step(data["step"], data["name"]).failures.append(data)
             case "TimerScheduled":
@@ -178,6 +184,13 @@ class Journal:
             ):
                 return signal
         return None
+
+    def attempt_ended(self, step: int, attempt: int) -> bool:
+        """A ``StepFailed`` (abandoned or not) ends ``attempt`` of ``step``."""
+        record = self.steps.get(step)
+        return record is not None and (
+            attempt in record.abandoned or any(f["attempt"] == attempt for f in record.failures)
+        )
 
     @property
     def last_step(self) -> int:

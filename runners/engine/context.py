@@ -43,6 +43,8 @@ from runners.engine.retry import RetryPolicy
 IN_PROCESS_RETRY_MAX = timedelta(seconds=2)
 
 ActivityFn = Callable[..., Awaitable[Any]]
+#: The error of an attempt whose runner was lost while it streamed.
+ABANDONED = "abandoned: the runner running this attempt was lost"
 
 
 class _Unload(BaseException):
@@ -162,8 +164,20 @@ class WorkflowContext:
                 retry_at = last.get("retryAt")
                 if retry_at is not None:
                     await self._wait_until(datetime.fromisoformat(retry_at))
-        attempt = max(attempt, self._journal.streamed.get(step, 0) + 1)
+        streamed = self._journal.streamed.get(step, 0)
+        attempt = max(attempt, streamed + 1)
         self._check_live()
+        if streamed and not self._journal.attempt_ended(step, streamed):
+            # An attempt streamed and never ended: its runner was lost. Say so before the next
+            # attempt streams, so a reader drops that text now (docs/contract.md, "Streams").
+            self._active.add(
+                "StepFailed",
+                {
+                    "step": step, "name": name, "attempt": streamed, "error": ABANDONED,
+                    "retryable": True, "abandoned": True,
+                },
+                urgent=True,
+            )
         with log_context(step=step):
             while True:
                 info = StepInfo(self._active, step, attempt, failures)

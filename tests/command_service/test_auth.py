@@ -1,5 +1,6 @@
 """Invariant 9 through the live API: the tenant is the verified claim, another tenant's ids are
-404 on every route (SSE included), and tokens that do not verify are 401 problem+json."""
+404 on every route (a session name is the caller's own stream, empty until it writes), and tokens
+that do not verify are 401 problem+json."""
 
 from __future__ import annotations
 
@@ -44,16 +45,20 @@ async def test_every_route_is_404_on_another_tenants_ids(
         await client.get(f"/runs/{execution}", headers=b),
         await client.post(f"/runs/{execution}/cancel", headers=b),
         await client.post(f"/runs/{execution}/signals/approve", json={}, headers=b),
-        await client.get("/sessions/shared-name/events", headers=b),
-        await client.get(
-            "/sessions/shared-name/events",
-            headers={**b, "accept": "text/event-stream", "last-event-id": "0"},
-        ),
     ]
     for answer in answers:
         assert answer.status_code == 404, answer.request.url
         assert answer.headers["content-type"] == PROBLEM
         assert "secret" not in answer.text
+    # The session name in tenant-b is tenant-b's own stream, still empty: nothing of tenant-a's.
+    page = await client.get("/sessions/shared-name/events", headers=b)
+    assert page.status_code == 200 and page.json() == {"events": [], "next": None}
+    async with client.stream(
+        "GET", "/sessions/shared-name/events",
+        headers={**b, "accept": "text/event-stream", "last-event-id": "0"},
+    ) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
     assert live.events_written() == before
 
     # The same runId and session name in tenant-b is tenant-b's own, separate run.

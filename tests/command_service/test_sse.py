@@ -78,6 +78,22 @@ async def test_reconnect_with_last_event_id_gets_exactly_the_missing_events(
         assert await take(events, 1) == [after_reconnect]
 
 
+async def test_subscribe_before_the_first_run_then_ask(
+    live: LiveServer, client: httpx.AsyncClient
+) -> None:
+    # The natural order for a client: subscribe to a session that has no events yet, then ask.
+    # (A 404 here would kill a browser's EventSource for good: it never retries one.)
+    async with client.stream("GET", "/sessions/fresh/events", headers=STREAM) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+        started = (await client.post(
+            "/agents/fresh/runs", json={"runId": "r1", "message": "m"}, headers=A
+        )).json()
+        assert await take(events, 1) == [started["eventId"]]
+    page = await client.get("/sessions/never-used/events", headers=A)
+    assert page.status_code == 200 and page.json() == {"events": [], "next": None}
+
+
 async def test_after_query_parameter_starts_the_stream(
     live: LiveServer, client: httpx.AsyncClient
 ) -> None:

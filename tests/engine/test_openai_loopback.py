@@ -249,10 +249,25 @@ async def test_crashes_mid_stream_do_not_spend_the_retry_budget(
     )
     events = await harness.events(run)
     assert events[-1].data["answer"] == "made it"
-    failures = [e.data for e in events if e.type == "StepFailed"]
+    failures = [e.data for e in events if e.type == "StepFailed" and not e.data.get("abandoned")]
     assert [(f["attempt"], f["retryable"]) for f in failures] == [(4, True)]
     # Tokens keep their attempt tags (1-3 cut by crashes, 5 the answer); no fallback was needed.
     assert {e.data["attempt"] for e in events if e.type == "Token"} == {1, 2, 3, 5}
+    # Each attempt a crash cut short is declared abandoned by the runner that takes over, before
+    # anything of the next attempt: a reader drops its text then and there.
+    for cut in (1, 2, 3):
+        ended = next(
+            i for i, e in enumerate(events)
+            if e.type == "StepFailed" and e.data["attempt"] == cut
+        )
+        assert events[ended].data["abandoned"] is True and events[ended].data["retryable"]
+        assert all(
+            e.data["attempt"] == cut for e in events[:ended]
+            if e.type == "Token" and e.data["attempt"] >= cut
+        )
+        assert not any(
+            e.type == "Token" and e.data["attempt"] == cut for e in events[ended:]
+        )
     assert [r.body["model"] for r in openai_server.requests] == ["m-1"] * 5
 
 

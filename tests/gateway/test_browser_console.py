@@ -45,13 +45,17 @@ async def _accepted_execution(gw: GatewayThread, session: str) -> str | None:
     return next((e.execution_id for e in events if e.type == "RunAccepted"), None)
 
 
+@pytest.mark.parametrize("crash", [False, True], ids=["cut-socket", "cut-socket-and-crash"])
 def test_console_resumes_without_repeating_or_losing_a_token(
-    database_url: str, repo_root: Path
+    database_url: str, repo_root: Path, crash: bool
 ) -> None:
+    """With ``crash``, the runner streaming the answer is lost after CUT_AT tokens as well: the
+    runner taking over declares that attempt abandoned and streams the answer whole as attempt 2,
+    and the page must show attempt 2's text only, once (docs/contract.md, "Streams")."""
     artifacts = repo_root / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    screenshot = artifacts / "gateway-console.png"
-    session = "browser-1"
+    screenshot = artifacts / f"gateway-console{'-crash' if crash else ''}.png"
+    session = f"browser-{int(crash)}"
     with gateway_thread(database_url) as gw:
         driver = asyncio.run_coroutine_threadsafe(
             asyncio.create_subprocess_exec(
@@ -70,21 +74,37 @@ def test_console_resumes_without_repeating_or_losing_a_token(
             assert time.monotonic() < deadline, "the page never asked"
             execution = gw.run(_accepted_execution(gw, session))
             time.sleep(0.05)
-        expected = ""
         gw.run(gw.store.append(NewEvent(
             "default", session, "RunStarted", {"workflow": "agent", "version": "1"},
             execution_id=execution,
         )))
-        for index in range(TOKENS):
-            text = f"tok{index} "
-            expected += text
+
+        def stream(attempt: int, count: int, *, cut: bool) -> str:
+            streamed = ""
+            for index in range(count):
+                text = f"a{attempt}-tok{index} "
+                streamed += text
+                tags = {"step": 0, "attempt": attempt} if crash else {}
+                gw.run(gw.store.append(NewEvent(
+                    "default", session, "Token", {"text": text, "index": index, **tags},
+                    execution_id=execution,
+                )))
+                if cut and index == CUT_AT:
+                    assert gw.run(_cut_every_socket(gw)) >= 1
+                time.sleep(0.03)
+            return streamed
+
+        if crash:
+            stream(1, CUT_AT + 5, cut=True)  # the lost runner's partial answer
             gw.run(gw.store.append(NewEvent(
-                "default", session, "Token", {"text": text, "index": index},
+                "default", session, "StepFailed",
+                {"step": 0, "name": "model", "attempt": 1, "error": "abandoned: lost",
+                 "retryable": True, "abandoned": True},
                 execution_id=execution,
             )))
-            if index == CUT_AT:
-                assert gw.run(_cut_every_socket(gw)) >= 1
-            time.sleep(0.03)
+            expected = stream(2, TOKENS, cut=False)
+        else:
+            expected = stream(1, TOKENS, cut=True)
         gw.run(gw.store.append(NewEvent(
             "default", session, "Completed", {"answer": expected}, execution_id=execution,
         )))
@@ -92,6 +112,8 @@ def test_console_resumes_without_repeating_or_losing_a_token(
         assert driver.returncode == 0, stderr.decode()[-3000:]
     shown = json.loads(stdout.decode().strip().splitlines()[-1])
     assert shown["text"] == expected
-    assert shown["tokens"] == TOKENS
+    # Every Token frame rendered once (the abandoned attempt's too, before its reset).
+    assert shown["tokens"] == TOKENS + (CUT_AT + 5 if crash else 0)
+    assert shown["resets"] == (1 if crash else 0)
     assert shown["connections"] >= 2, shown  # it really was cut, and came back by itself
     assert screenshot.stat().st_size > 0

@@ -54,7 +54,9 @@ def test_frame_over_64_kib_closes_with_1009_and_others_are_unaffected(database_u
     ):
         frames_until(big, lambda f: len(f) == 1)
         frames_until(bystander, lambda f: len(f) == 1)
-        big.send(json.dumps({"type": "ask", "runId": "r1", "message": "x" * (1 << 20)}))
+        # Just over the limit: small enough to leave the client's socket whole before the server
+        # answers 1009 (a 1 MiB frame could still be sending when the server closes: EPIPE).
+        big.send(json.dumps({"type": "ask", "runId": "r1", "message": "x" * (65 << 10)}))
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 big.recv(timeout=10)

@@ -9,6 +9,7 @@ import pytest
 
 from agentlane.folds import fold_run, fold_session
 from agentlane.store import EventStore
+from agentlane.transcript import transcript_of
 from tests.replay.conftest import Seeded, replay_in_process
 
 Capture = pytest.CaptureFixture[str]
@@ -77,3 +78,6 @@ async def test_run_json_is_the_journal_and_final_state(
     final = fold_run(journal)
     assert final is not None and body["state"] == final.to_json()
     assert body["state"]["status"] == "failed" and body["state"]["error"] == "boom"
+    # What a reader was shown, by the same fold every client uses.
+    assert body["transcript"] == transcript_of(body["events"]).to_json()
+    assert body["transcript"]["status"] == "failed" and body["transcript"]["reason"] == "boom"

@@ -24,6 +24,7 @@ try {
   console.log(JSON.stringify({
     text: await run.locator(".tokens").textContent(),
     tokens: Number(await run.getAttribute("data-tokens")),
+    resets: Number((await run.getAttribute("data-resets")) ?? 0),
     connections: Number(await page.evaluate(() => document.body.dataset.connections)),
     status: await page.textContent("#status"),
   }));
