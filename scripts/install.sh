@@ -8,3 +8,5 @@ extras="embedded${1:+,$1}"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[${extras}]"
+# The Python client (its own light distribution): the tests and the examples use it.
+.venv/bin/python -m pip install --quiet -c constraints.txt -e clients/python

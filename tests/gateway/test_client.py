@@ -1,17 +1,17 @@
-"""The Python client: commands over the socket, resume after a server-side cut, 4001 surfaced."""
+"""The Python client's session socket (``agentlane_client.SessionSocket``): commands over the
+socket, resume after a server-side cut, 4001 surfaced as ConnectionLost."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import jwt
 import pytest
+from agentlane_client import ConnectionLost, Event, SessionSocket
 
 from agentlane.auth import Authenticator
-from agentlane.client import ClientUnauthorized, SessionClient
 from gateway.protocol import CLOSE_SLOW_CONSUMER
 from tests.gateway.harness import GatewayThread, gateway_thread
 
@@ -29,8 +29,8 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 20) -> None:
 
 async def test_ask_approve_cancel_and_resume_after_a_cut(database_url: str) -> None:
     with gateway_thread(database_url) as gw:
-        seen: list[dict[str, Any]] = []
-        async with SessionClient(gw.http_url, "chat") as client:
+        seen: list[Event] = []
+        async with SessionSocket(gw.http_url, "chat") as client:
 
             async def follow(count: int) -> None:
                 async for event in client.events():
@@ -41,8 +41,8 @@ async def test_ask_approve_cancel_and_resume_after_a_cut(database_url: str) -> N
             following = asyncio.create_task(follow(4))
             await client.ask("run-1", "hello")
             await until(lambda: bool(seen))
-            execution = seen[0]["executionId"]
-            assert seen[0]["type"] == "RunAccepted"
+            execution = seen[0].execution_id
+            assert seen[0].type == "RunAccepted" and execution is not None
             asyncio.run_coroutine_threadsafe(_cut(gw), gw.loop).result(5)
             # Commands travel at most once on a socket (a frame sent into a closing one is lost;
             # `ask` is safe to repeat by runId): send once the client is back.
@@ -52,10 +52,10 @@ async def test_ask_approve_cancel_and_resume_after_a_cut(database_url: str) -> N
             await client.cancel(execution)
             await asyncio.wait_for(following, 20)
         # The signal and the token race each other; each arrives once, in seq order.
-        assert sorted(e["type"] for e in seen) == [
+        assert sorted(e.type for e in seen) == [
             "CancelRequested", "RunAccepted", "SignalReceived", "Token",
         ]
-        assert [e["seq"] for e in seen] == [1, 2, 3, 4]
+        assert [e.seq for e in seen] == [1, 2, 3, 4]
         assert CLOSE_SLOW_CONSUMER in client.close_codes and client.connections >= 2
 
 
@@ -63,7 +63,8 @@ async def test_unauthorized_raises(database_url: str) -> None:
     secret = "s3cret-for-tests-only-0123456789abcdef"
     with gateway_thread(database_url, authenticator=Authenticator(mode="jwt", secret=secret)) as gw:
         expired = jwt.encode({"tenant": "a", "exp": int(time.time()) - 3600}, secret, "HS256")
-        client = SessionClient(gw.http_url, "s", token=expired)
-        with pytest.raises(ClientUnauthorized):
+        client = SessionSocket(gw.http_url, "s", token=expired)
+        with pytest.raises(ConnectionLost) as lost:
             async for _ in client.events():
                 pass
+        assert lost.value.code == 4001

@@ -1,6 +1,6 @@
 """Real processes: ``agentlane gateway`` drained by SIGTERM (1001, exit 0) and restarted, and
 the live source's upstream (the projector, when it exists) SIGKILLed and restarted, while a
-:class:`agentlane.client.SessionClient` follows a session that keeps growing. The client ends
+:class:`agentlane_client.SessionSocket` follows a session that keeps growing. The client ends
 with every event exactly once, in order.
 
 With ``AGENTLANE_BUS=pubsub`` the events reach the gateway through the projector and the
@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from agentlane_client import SessionSocket
 
-from agentlane.client import SessionClient
 from agentlane.records import NewEvent
 from agentlane.store import EventStore
 from tests.conftest import TEST_SHARDS, as_app
@@ -54,13 +54,13 @@ async def test_a_client_keeps_every_event_across_restarts(
         gateway = spawn("gateway", ["gateway", "--host", "127.0.0.1"], env=env, log_dir=tmp_path)
         procs.append(gateway)
         await asyncio.to_thread(gateway.wait_http, "/readyz", 60)
-        client = SessionClient(gateway.base_url, "s")
+        client = SessionSocket(gateway.base_url, "s")
         received: list[int] = []
         total = BATCHES * PER_BATCH
 
         async def consume() -> None:
             async for event in client.events():
-                received.append(event["eventId"])
+                received.append(event.event_id)
                 if len(received) >= total:
                     return
 

@@ -1,22 +1,11 @@
-"""A Python client of the gateway: a session's events as an async iterator that reconnects by
-itself and resumes after the last ``eventId`` it delivered (no gap, no duplicate), plus the
-``ask``/``cancel``/``approve`` commands over the same socket.
+"""A session's WebSocket: its events as an async iterator that reconnects by itself and resumes
+after the last ``eventId`` it delivered (no gap, no duplicate), and the ``ask``/``cancel``/
+``approve`` commands over the same socket.
 
-    AgentlaneError
-    └── ClientError            the client cannot go on
-        └── ClientUnauthorized the gateway refused the token (close 4001); retrying will not help
-
-Commands travel on the socket that :meth:`SessionClient.events` keeps open, so send them from
-the loop or from another task while it runs. They are delivered at most once: a frame sent into a
+Commands travel on the socket that :meth:`SessionSocket.events` keeps open, so send them from the
+loop or from another task while it runs. They are delivered at most once: a frame sent into a
 socket that is being cut is lost (``ask`` is safe to repeat with the same ``runId``; the HTTP API
-answers every command)::
-
-    async with SessionClient("http://127.0.0.1:8080", "chat-1") as client:
-        asking = asyncio.create_task(client.ask("run-1", "hello"))
-        async for event in client.events():
-            print(event["type"], event["data"])
-            if event["type"] == "Completed":
-                break
+answers every command); a refused command comes back as an ``error`` frame, kept in ``errors``.
 """
 
 from __future__ import annotations
@@ -31,32 +20,25 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from agentlane.backoff import Backoff
-from agentlane.errors import AgentlaneError
+from agentlane_client._backoff import Backoff
+from agentlane_client._errors import ConnectionLost, GatewayError
+from agentlane_client._models import Event
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("agentlane_client")
 
-__all__ = ["ClientError", "ClientUnauthorized", "SessionClient"]
+__all__ = ["SessionSocket"]
 
 _UNAUTHORIZED = 4001
 
 
-class ClientError(AgentlaneError):
-    """The client cannot go on."""
-
-
-class ClientUnauthorized(ClientError):
-    """The gateway refused the token (close code 4001)."""
-
-
-class SessionClient:
+class SessionSocket:
     """One session's events from a gateway, resumed across disconnects by ``lastEventId``.
 
     Args:
         base_url: the gateway (``http(s)://`` or ``ws(s)://``), e.g. ``http://127.0.0.1:8080``.
         session_id: the session to follow.
         token: a bearer token (sent as ``Authorization``), or None when auth is off.
-        last_event_id: resume after this event (0: the whole session).
+        after: resume after this ``eventId`` (0: the whole session).
         backoff_max_s: the longest pause between reconnect attempts (jittered exponential).
     """
 
@@ -66,7 +48,7 @@ class SessionClient:
         session_id: str,
         *,
         token: str | None = None,
-        last_event_id: int = 0,
+        after: int = 0,
         backoff_max_s: float = 5.0,
     ) -> None:
         parts = urlsplit(base_url)
@@ -74,7 +56,7 @@ class SessionClient:
         self._base = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         self.session_id = session_id
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.last_event_id = last_event_id
+        self.last_event_id = after
         self._backoff = Backoff(initial_s=0.05, maximum_s=backoff_max_s)
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
@@ -83,10 +65,10 @@ class SessionClient:
         #: Close codes seen so far (e.g. 1001 on a gateway restart, 4008 when we fell behind).
         self.close_codes: list[int] = []
         #: ``error`` frames the gateway answered (bad frames, refused commands).
-        self.errors: list[dict[str, Any]] = []
+        self.errors: list[GatewayError] = []
         self.connections = 0
 
-    async def __aenter__(self) -> SessionClient:
+    async def __aenter__(self) -> SessionSocket:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -99,9 +81,10 @@ class SessionClient:
     def _url(self) -> str:
         return f"{self._base}/ws/{quote(self.session_id, safe='')}?lastEventId={self.last_event_id}"
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Every event of the session after ``last_event_id``, once each, in ``seq`` order, for
-        as long as the caller iterates; reconnects (and resumes) whenever the socket drops."""
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event of the session after ``after``, once each, in ``seq`` order, for as long
+        as the caller iterates; reconnects (and resumes) whenever the socket drops. Raises
+        ConnectionLost when the gateway refuses the token (4001)."""
         while True:
             try:
                 async with connect(
@@ -113,13 +96,12 @@ class SessionClient:
                     self._connected.set()
                     async for event in self._stream(ws):
                         yield event
-                # A normal close (1000, 1001: the gateway went away) ends the loop quietly.
                 self.close_codes.append(ws.close_code or 1006)
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd is not None else 1006
                 self.close_codes.append(code)
                 if code == _UNAUTHORIZED:
-                    raise ClientUnauthorized(closed.rcvd.reason if closed.rcvd else "") from None
+                    raise ConnectionLost(code, closed.rcvd.reason if closed.rcvd else "") from None
                 logger.info("socket closed (%s); resuming after %s", code, self.last_event_id)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 logger.info("cannot connect (%s); retrying", exc)
@@ -129,17 +111,17 @@ class SessionClient:
                 self.ready.clear()
             await self._backoff.sleep()
 
-    async def _stream(self, ws: ClientConnection) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, ws: ClientConnection) -> AsyncIterator[Event]:
         async for text in ws:
             frame = json.loads(text)
             kind = frame.get("type")
             if kind == "event":
-                event = frame["event"]
+                event = Event.model_validate(frame["event"])
                 # The gateway guarantees once-only; this guard keeps the promise through a
                 # misbehaving proxy too.
-                if event["eventId"] <= self.last_event_id:
+                if event.event_id <= self.last_event_id:
                     continue
-                self.last_event_id = event["eventId"]
+                self.last_event_id = event.event_id
                 yield event
             elif kind == "ready":
                 self._backoff.reset()
@@ -148,7 +130,9 @@ class SessionClient:
                 await ws.send('{"type":"pong"}')
             elif kind == "error":
                 logger.warning("gateway error: %s", frame)
-                self.errors.append(frame)
+                self.errors.append(GatewayError(
+                    str(frame.get("code")), str(frame.get("message")), frame.get("retryAfter")
+                ))
 
     async def _send(self, frame: dict[str, Any], timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s):

@@ -1,0 +1,70 @@
+"""agentlane's Python client.
+
+    from agentlane_client import Client, AsyncClient
+
+    with Client("http://127.0.0.1:8080", token=None) as client:
+        for change in client.runs.stream("session-1", "hello"):
+            ...  # TextDelta, Reset, ToolCalled, ToolReturned, Waiting, Ended
+
+``runs``: ``create``, ``get``, ``cancel``, ``signal``, ``approve``, ``stream`` (start a run and
+yield what a reader shows of it, folded by the rule of the contract, so a crash-and-retry comes
+as a ``Reset`` of the step's text), ``follow``. ``sessions``: ``events`` (typed events, history
+then live, reconnecting and resuming by ``lastEventId``), ``page``, ``connect`` (the session's
+socket with its ``ask``/``cancel``/``approve`` commands; async client only). Errors: see
+:mod:`agentlane_client._errors`.
+"""
+
+from agentlane_client._async import AsyncClient
+from agentlane_client._errors import (
+    AgentlaneClientError,
+    APIError,
+    BadRequest,
+    Conflict,
+    ConnectionLost,
+    GatewayError,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from agentlane_client._models import Event, Run, RunAccepted, Usage
+from agentlane_client._socket import SessionSocket
+from agentlane_client._sync import Client
+from agentlane_client.transcript import (
+    Change,
+    Ended,
+    Reset,
+    TextDelta,
+    ToolCalled,
+    ToolReturned,
+    Transcript,
+    Waiting,
+)
+
+__all__ = [
+    "APIError",
+    "AgentlaneClientError",
+    "AsyncClient",
+    "BadRequest",
+    "Change",
+    "Client",
+    "Conflict",
+    "ConnectionLost",
+    "Ended",
+    "Event",
+    "GatewayError",
+    "NotFound",
+    "RateLimited",
+    "Reset",
+    "Run",
+    "RunAccepted",
+    "ServiceUnavailable",
+    "SessionSocket",
+    "TextDelta",
+    "ToolCalled",
+    "ToolReturned",
+    "Transcript",
+    "Unauthorized",
+    "Usage",
+    "Waiting",
+]

@@ -1,0 +1,1 @@
+../../../../agentlane/backoff.py

@@ -1,0 +1,1 @@
+../../../../agentlane/transcript.py

@@ -1,0 +1,127 @@
+"""The Python client (clients/python, ``agentlane_client``) against a live ``agentlane dev``: the
+sync and the async paths, a folded stream, an approval, a cancel, typed events that resume, typed
+errors; and its fold gives the recorded crash log the transcript the core gives it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agentlane_client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    Ended,
+    NotFound,
+    Reset,
+    TextDelta,
+    ToolCalled,
+    ToolReturned,
+    Waiting,
+)
+from agentlane_client import Transcript as ClientTranscript
+
+from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
+from agentlane.transcript import transcript_of
+from tests.dev.test_dev_e2e import DevStack, _start
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "transcripts"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """One dev stack on the offline model, whose demo tool ``send_email`` asks for approval."""
+    tmp = tmp_path_factory.mktemp("sdk")
+    dev = _start(tmp / ".agentlane", free_port(), {"AGENTLANE_BUS": "postgres"}, tmp, "dev")
+    yield dev
+    dev.proc.signal(signal.SIGTERM)
+    try:
+        dev.proc.popen.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        dev.proc.popen.kill()
+        EmbeddedPostgres(tmp / ".agentlane" / "pgdata", port=1).stop(mode="immediate")
+
+
+def _rendered(changes: list[object]) -> str:
+    shown: dict[int, str] = {}
+    for change in changes:
+        if isinstance(change, TextDelta):
+            shown[change.step] = shown.get(change.step, "") + change.text
+        elif isinstance(change, Reset):
+            shown[change.step] = ""
+    return "".join(shown[s] for s in sorted(shown))
+
+
+@pytest.mark.slow
+def test_the_sync_client_streams_a_run_and_reads_it_back(stack: DevStack) -> None:
+    with Client(stack.http) as client:
+        changes = list(client.runs.stream("sync-1", "hello there", run_id="sync-run-1"))
+        assert isinstance(changes[-1], Ended) and changes[-1].status == "completed"
+        assert _rendered(changes) == changes[-1].answer == "(offline) You said: hello there"
+        events, after = client.sessions.page("sync-1")
+        execution = events[0].execution_id
+        assert execution is not None and after is None
+        run = client.runs.get(execution)
+        assert run.status == "completed" and run.answer == changes[-1].answer
+        # The same runId again is the same run: nothing new starts.
+        again = client.runs.create("sync-1", "hello there", run_id="sync-run-1")
+        assert again.execution_id == execution
+        # Typed events, history then live; resumed after a given eventId.
+        typed = []
+        for event in client.sessions.events("sync-1", after=events[1].event_id):
+            typed.append(event)
+            if event.is_terminal:
+                break
+        assert [e.seq for e in typed] == list(range(3, events[-1].seq + 1))
+        assert typed[-1].type == "Completed" and typed[-1].data["answer"] == run.answer
+        with pytest.raises(NotFound) as missing:
+            client.runs.get("ex_nope")
+        assert missing.value.status == 404 and missing.value.type == "not-found"
+        with pytest.raises(BadRequest) as bad:
+            client.runs.create("sync-1", "")
+        assert bad.value.status == 422
+        assert client.runs.cancel(execution) is None  # it had ended
+
+
+@pytest.mark.slow
+async def test_the_async_client_approves_a_tool_call_and_cancels_a_waiting_run(
+    stack: DevStack,
+) -> None:
+    async with AsyncClient(stack.http) as client:
+        accepted = await client.runs.create("async-1", "call send_email")
+        changes = []
+        async for change in client.runs.follow(accepted):
+            changes.append(change)
+            if isinstance(change, Waiting):
+                assert change.reason == "approval"
+                # A run in progress: a start that must not wait behind it is refused.
+                with pytest.raises(Conflict):
+                    await client.runs.create("async-1", "again", on_conflict="reject")
+                call = next(c for c in changes if isinstance(c, ToolCalled))
+                assert call.requires_approval and call.name == "send_email"
+                await client.runs.approve(accepted.execution_id, call.call_id)
+        result = next(c for c in changes if isinstance(c, ToolReturned))
+        assert result.ok and result.name == "send_email"
+        assert isinstance(changes[-1], Ended) and changes[-1].status == "completed"
+        assert (await client.runs.get(accepted.execution_id)).status == "completed"
+
+        waiting = await client.runs.create("async-2", "call send_email")
+        async for change in client.runs.follow(waiting):
+            if isinstance(change, Waiting):
+                assert await client.runs.cancel(waiting.execution_id, reason="no") is not None
+            if isinstance(change, Ended):
+                assert change.status == "cancelled" and change.reason == "no"
+
+
+def test_the_clients_fold_gives_every_recorded_log_the_cores_transcript() -> None:
+    for path in sorted(FIXTURES.glob("*.events.json")):
+        events = json.loads(path.read_text())
+        folded = ClientTranscript()
+        for event in events:
+            folded.apply(event)
+        assert folded.to_json() == transcript_of(events).to_json(), path.name
