@@ -62,6 +62,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_DB_IAM_AUTH",
         "STORAGE_EMULATOR_HOST",
         "OPENAI_API_KEY_FILE",
+        "AGENTLANE_OFFLINE_PACE",
     }
 )
 
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     )
     # The agent's demo tools (an approval-gated send_email that sends nothing): agentlane dev.
     demo_tools: bool = Field(default=False, validation_alias="AGENTLANE_DEMO_TOOLS")
+    # Words per second the offline model streams at (0: all at once), so streaming shows in dev.
+    offline_pace: float = Field(
+        default=0.0, ge=0, le=10_000, validation_alias="AGENTLANE_OFFLINE_PACE"
+    )
     # The database roles agentlane migrate keeps (agentlane.roles).
     app_role: str = Field(
         default="agentlane_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$",

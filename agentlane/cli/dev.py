@@ -279,6 +279,8 @@ def _child_env(
     env["AGENTLANE_LOG_FORMAT"] = "json" if json_lines else "text"
     # The approval flow, ready to try from the console: "call send_email" asks a human first.
     env.setdefault("AGENTLANE_DEMO_TOOLS", "1")
+    # The offline model streams word by word, so streaming shows without a real model.
+    env.setdefault("AGENTLANE_OFFLINE_PACE", "20")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

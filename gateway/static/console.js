@@ -13,7 +13,8 @@ const state = {
   timer: null,
   connections: 0,
   eventsShown: 0,
-  runs: new Map(), // executionId -> {root, tokens, status}
+  live: false, // history sent (the "ready" frame) on the current socket
+  runs: new Map(), // executionId -> {root, tokens, transcript, …}
 };
 
 function setStatus(name, detail = "") {
@@ -33,6 +34,7 @@ function connect() {
   clearTimeout(state.timer);
   const session = $("session").value.trim();
   if (!session) return;
+  state.live = false;
   setStatus("replaying", `after ${state.lastEventId}`);
   const socket = new WebSocket(wsUrl(session, $("token").value.trim()));
   state.socket = socket;
@@ -58,9 +60,11 @@ function onFrame(socket, frame) {
       if (frame.event.eventId <= state.lastEventId) return; // shown already
       state.lastEventId = frame.event.eventId;
       show(frame.event);
+      if (state.live) setStatus("live", `#${state.lastEventId}`);
       break;
     case "ready":
       state.retry = 0;
+      state.live = true;
       setStatus("live", `#${frame.lastEventId}`);
       break;
     case "ping":
@@ -79,12 +83,21 @@ function run(executionId) {
     root.className = "run";
     root.dataset.execution = executionId;
     root.dataset.state = "queued";
-    root.innerHTML = `<header></header><div class="tokens"></div><div class="tools"></div>`;
+    root.innerHTML = `<header></header>
+      <div class="meta"><span class="state">queued</span><code class="execution"></code>
+        <span class="times"></span><span class="usage"></span>
+        <button class="cancel" type="button">cancel</button></div>
+      <div class="tokens"></div><div class="tools"></div>
+      <details><summary>raw events</summary><pre></pre></details>`;
     root.querySelector("header").textContent = executionId;
+    root.querySelector(".execution").textContent = executionId;
+    root.querySelector(".cancel").onclick = () => send({ type: "cancel", executionId });
     $("runs").prepend(root);
     entry = {
       root, tokens: root.querySelector(".tokens"), tools: root.querySelector(".tools"), count: 0,
       transcript: new Transcript(), texts: new Map(), // step -> its <span> in .tokens
+      raw: root.querySelector("details pre"), started: null,
+      usage: { input: 0, output: 0 },
     };
     state.runs.set(executionId, entry);
   }
@@ -98,12 +111,20 @@ function show(event) {
   if (!event.executionId) return;
   const entry = run(event.executionId);
   const data = event.data;
+  entry.raw.append(`${JSON.stringify(event)}\n`);
+  times(entry, event);
   switch (event.type) {
     case "RunAccepted":
       entry.root.querySelector("header").textContent = `${data.runId}: ${data.message}`;
       break;
     case "RunStarted":
-      entry.root.dataset.state = "running";
+      setState(entry, "running");
+      break;
+    case "Usage":
+      entry.usage.input += data.inputTokens ?? 0;
+      entry.usage.output += data.outputTokens ?? 0;
+      entry.root.querySelector(".usage").textContent =
+        `${entry.usage.input} in · ${entry.usage.output} out tokens (${data.model})`;
       break;
     case "Token":
     case "StepFailed":
@@ -124,21 +145,35 @@ function show(event) {
       break;
     }
     case "Suspended":
-      entry.root.dataset.state = "suspended";
+      setState(entry, "suspended", data.reason);
       if (data.reason === "approval" && data.name) entry.tools.append(approval(event.executionId, data));
       break;
     case "SignalReceived":
     case "Resumed":
       entry.root.querySelectorAll(".approval button").forEach((b) => (b.disabled = true));
-      entry.root.dataset.state = "running";
+      setState(entry, "running");
       break;
     case "Completed":
     case "Failed":
     case "Cancelled":
-      entry.root.dataset.state = event.type.toLowerCase();
+      setState(entry, event.type.toLowerCase());
       if (event.type !== "Completed") entry.tools.append(`${event.type}: ${data.reason ?? ""}`);
       break;
   }
+}
+
+function setState(entry, name, detail = "") {
+  entry.root.dataset.state = name;
+  entry.root.querySelector(".state").textContent = detail ? `${name}: ${detail}` : name;
+}
+
+// Accepted at, and how long it has run (or ran): the database's createdAt of its events.
+function times(entry, event) {
+  const at = new Date(event.createdAt);
+  if (entry.started === null) entry.started = at;
+  const seconds = ((at - entry.started) / 1000).toFixed(1);
+  entry.root.querySelector(".times").textContent =
+    `${entry.started.toLocaleTimeString()} · ${seconds} s`;
 }
 
 // A step's text lives in its own span, in step order: a reset empties only that step.

@@ -38,7 +38,7 @@ class AgentOptions:
 def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
     """``offline`` → the scripted model; anything else → the OpenAI-compatible endpoint."""
     if settings.model == "offline":
-        return OfflineModel()
+        return OfflineModel(words_per_s=settings.offline_pace)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
     return OpenAIModel(
         OpenAIOptions(

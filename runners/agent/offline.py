@@ -1,12 +1,15 @@
 """The ``offline`` model: a deterministic scripted model for dev and tests, no network at all.
 
 It calls a tool when the latest user message asks for one ("time" → ``current_time``,
-"calculate EXPR" → ``calculator``, "call TOOL" → any registered tool) and otherwise answers by
-echoing; after a tool result it reports it. Its answers are marked offline.
+"calculate EXPR" → ``calculator``, "call TOOL" → any registered tool, e.g. "call send_email",
+the approval-gated demo tool) and otherwise answers by echoing; after a tool result it reports
+it. Its answers are marked offline. ``AGENTLANE_OFFLINE_PACE`` (words per second; `agentlane dev`
+sets 20) streams them word by word.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -20,7 +23,13 @@ _TIME = re.compile(r"\btime\b", re.IGNORECASE)
 
 
 class OfflineModel:
+    """``words_per_s`` > 0 streams the answer word by word at that pace (a Token every 50 ms or
+    so, as a real model's stream arrives); 0 writes it at once."""
+
     name = "offline"
+
+    def __init__(self, *, words_per_s: float = 0.0) -> None:
+        self._pause_s = 1 / words_per_s if words_per_s > 0 else 0.0
 
     async def complete(
         self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
@@ -43,8 +52,14 @@ class OfflineModel:
                 answer = f"(offline) You said: {text}"
         batcher = TokenBatcher(step)
         words = answer.split(" ") if answer else []
-        for index, word in enumerate(words):
-            batcher.add(word if index == 0 else " " + word)
+        try:
+            for index, word in enumerate(words):
+                if index and self._pause_s:
+                    await asyncio.sleep(self._pause_s)
+                batcher.add(word if index == 0 else " " + word)
+        except BaseException:
+            batcher.discard()  # cancelled mid-answer: no timer left to write for a dead attempt
+            raise
         batcher.close()
         usage = {
             "inputTokens": sum(len(str(m.get("content") or "").split()) for m in messages),

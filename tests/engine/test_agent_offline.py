@@ -51,6 +51,21 @@ async def test_build_executor_runs_the_offline_model(harness: Harness) -> None:
     assert tokens == events[-1].data["answer"]
 
 
+async def test_at_a_pace_the_offline_model_streams_word_by_word(harness: Harness) -> None:
+    settings = Settings.from_env(
+        {"AGENTLANE_SHARDS": str(TEST_SHARDS), "AGENTLANE_OFFLINE_PACE": "40"}
+    )
+    executor = build_executor(harness.db, settings, CollectorRegistry())
+    run = await harness.start("r1", "one two three four five six")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    tokens = [e.data["text"] for e in events if e.type == "Token"]
+    # 25 ms between words, batched every 50 ms: several Token events, not the answer at once.
+    assert len(tokens) >= 3, tokens
+    answer = "(offline) You said: one two three four five six"
+    assert "".join(tokens) == events[-1].data["answer"] == answer
+
+
 async def test_an_approval_gated_tool_suspends_until_the_signal(harness: Harness) -> None:
     calls: list[str] = []
     executor = offline_executor(harness, fast_options(extra_tools=(approval_tool(calls),)))

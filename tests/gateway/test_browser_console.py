@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -18,20 +16,13 @@ import pytest
 
 from agentlane.records import NewEvent
 from gateway.protocol import CLOSE_SLOW_CONSUMER
+from tests.fixtures.browser import BROWSER_DIR, DRIVER_ENV, needs_browser
 from tests.gateway.harness import GatewayThread, gateway_thread
 
-BROWSER_DIR = Path(__file__).parent / "browser"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKENS = 40
 CUT_AT = 15
 
-# CI sets AGENTLANE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and shutil.which("node")
-         and (BROWSER_DIR / "node_modules" / "playwright-core").exists())
-    and os.environ.get("AGENTLANE_REQUIRE_BROWSER") != "1",
-    reason="needs chromium, node and `npm ci` in tests/gateway/browser",
-)
+pytestmark = needs_browser
 
 
 async def _cut_every_socket(gw: GatewayThread) -> int:
@@ -62,7 +53,7 @@ def test_console_resumes_without_repeating_or_losing_a_token(
                 "node", str(BROWSER_DIR / "drive_console.mjs"),
                 f"{gw.http_url}/?session={session}", str(screenshot),
                 cwd=BROWSER_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": "/tmp"},
+                env=DRIVER_ENV,
             ),
             gw.loop,
         ).result(30)

@@ -1,8 +1,9 @@
 // Drives the gateway's console in Debian's headless chromium: ask, wait for the run to finish,
-// report what the page shows, save a screenshot. Usage: node drive_console.mjs URL SCREENSHOT
+// report what the page shows, save a screenshot.
+// Usage: node drive_console.mjs URL SCREENSHOT [MESSAGE]
 import { chromium } from "playwright-core";
 
-const [url, screenshot] = process.argv.slice(2);
+const [url, screenshot, message = "tell me a story"] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -15,11 +16,11 @@ try {
   page.on("console", (m) => console.error(`page: ${m.text()}`));
   await page.goto(url);
   await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
-  await page.fill("#message", "tell me a story");
+  await page.fill("#message", message);
   await page.click('#ask button[type="submit"]');
   console.log(JSON.stringify({ asked: true }));
   const run = page.locator(".run").first();
-  await page.waitForSelector('.run[data-state="completed"]', { timeout: 60000 });
+  await page.waitForSelector('.run[data-state="completed"]', { timeout: 90000 });
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({
     text: await run.locator(".tokens").textContent(),
