@@ -21,6 +21,7 @@ from tests.soak.checks import (
     Verdict,
     check_history,
     check_replay_verify,
+    check_transcripts,
     check_watchers,
     settle,
     slowest_probes,
@@ -120,6 +121,7 @@ async def _drive(
     await commands.close()
     check_history(stack, commands.accepted, verdict)
     check_watchers(stack, watchers, verdict)
+    check_transcripts(stack, verdict)
     await asyncio.to_thread(check_replay_verify, stack, verdict)
 
 

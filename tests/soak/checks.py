@@ -4,7 +4,9 @@
 - no step completed twice;
 - per-session seq contiguous and hash chains intact, journals valid, read models equal to a re-fold
   (``agentlane replay verify``, the auditors' own tool);
-- every WebSocket client saw each event of its session once, in order, across its reconnects.
+- every WebSocket client saw each event of its session once, in order, across its reconnects;
+- every completed run reads clean: its transcript (the rule every client uses) ends with its
+  answer, once, whatever runner crashes cut its streams short.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from agentlane.events import TERMINAL_TYPES
+from agentlane.transcript import transcript_of
 from tests.soak.faults import FaultLog
 from tests.soak.stack import SHARDS, Stack
 from tests.soak.traffic import Accepted, Watcher
@@ -103,6 +106,32 @@ def check_history(stack: Stack, accepted: Sequence[Accepted], verdict: Verdict) 
         verdict.figures.setdefault("failed because", "")
         verdict.figures["failed because"] += f"{count}x {str(reason)[:150]}; "
     verdict.figures["events"] = f"{totals[0]} ({totals[1]} tokens, {totals[2]} sessions)"
+
+
+def check_transcripts(stack: Stack, verdict: Verdict) -> None:
+    """A completed run's last streamed step shows exactly its answer: the text of attempts cut
+    short by a crash was dropped, never left in front of the retry's."""
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute(
+            "SELECT e.execution_id, e.event_type, e.payload FROM agent_events e "
+            "WHERE e.execution_id IN (SELECT execution_id FROM agent_events "
+            "WHERE event_type = 'Completed') ORDER BY e.execution_id, e.seq"
+        ).fetchall()
+    runs: dict[str, list[dict[str, object]]] = {}
+    for execution, kind, data in rows:
+        runs.setdefault(str(execution), []).append({"type": kind, "data": data})
+    problems, crashed = [], 0
+    for execution, events in runs.items():
+        texts = transcript_of(events).step_texts()
+        answer = next(e["data"]["answer"] for e in events if e["type"] == "Completed")
+        crashed += any(e["type"] == "StepFailed" and e["data"].get("abandoned") for e in events)
+        shown = texts[max(texts)] if texts else ""
+        if answer and shown != answer:
+            problems.append(f"{execution}: shows {shown[:80]!r}, answered {answer[:80]!r}")
+    verdict.record("every completed run reads clean", problems[:10])
+    verdict.figures["transcripts"] = (
+        f"{len(runs)} completed runs read clean; {crashed} had an attempt abandoned mid-stream"
+    )
 
 
 def check_replay_verify(stack: Stack, verdict: Verdict) -> None:

@@ -11,7 +11,7 @@ from agentlane.commands import Commands
 from agentlane.records import NewEvent
 from agentlane.store import EventStore
 from tests.fixtures.processes import Proc
-from tests.soak.checks import Verdict, check_history, check_watchers
+from tests.soak.checks import Verdict, check_history, check_transcripts, check_watchers
 from tests.soak.stack import Stack
 from tests.soak.traffic import Accepted, Watcher
 
@@ -86,3 +86,37 @@ async def test_a_run_failed_by_the_database_fails_the_soak(
     check_history(cast(Stack, _At(database_url)), runs, verdict)
     problems = verdict.results["no run failed because of the database"]
     assert len(problems) == 1 and "StoreUnavailable" in problems[0], problems
+
+
+async def test_a_run_whose_stream_reads_garbled_fails_the_soak(
+    commands: Commands, store: EventStore, database_url: str
+) -> None:
+    """Two runs whose first attempt a crash cut after "w0 w1": one retried as a new, declared
+    attempt (clean), one whose retry went on under the same attempt (a reader would show
+    "w0 w1" in front of the answer). Only the second is reported."""
+    executions = {}
+    for session in ("clean", "garbled"):
+        accepted = await commands.start_run(
+            tenant_id="t", session_id=session, run_id=session, message="m"
+        )
+        ex = executions[session] = accepted.execution_id
+
+        def token(text: str, index: int, attempt: int, session: str = session,
+                  ex: str = ex) -> NewEvent:
+            data = {"text": text, "index": index, "step": 0, "attempt": attempt}
+            return NewEvent("t", session, "Token", data, ex)
+
+        retry = [
+            NewEvent("t", session, "StepFailed", {
+                "step": 0, "name": "model", "attempt": 1, "error": "abandoned",
+                "retryable": True, "abandoned": True}, ex),
+            token("the answer", 0, 2),
+        ] if session == "clean" else [token("the answer", 1, 1)]
+        await store.append_batch([
+            token("w0 w1 ", 0, 1), *retry,
+            NewEvent("t", session, "Completed", {"answer": "the answer"}, ex),
+        ])
+    verdict = Verdict()
+    check_transcripts(cast(Stack, _At(database_url)), verdict)
+    problems = verdict.results["every completed run reads clean"]
+    assert [p.split(":")[0] for p in problems] == [executions["garbled"]], problems
