@@ -92,6 +92,9 @@ class RunnerConfig:
     drain_seconds: int = 30
     #: Each runner's pool (AGENTLANE_DB_POOL_MAX): its advances' writes and reads.
     db_pool: int = 10
+    #: Pods with an ordinal at or above it take a new template; the rest keep theirs. The deploy
+    #: pipeline (deploy/rollout.sh) sets replicas - 1 for its canary (one runner first), then 0.
+    rollout_partition: int = 0
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,11 @@ def parse(
             "notificationChannels: a stack with deletionProtection must name at least one "
             "(pulumi config set --path 'notificationChannels[0]' "
             "projects/P/notificationChannels/ID)"
+        )
+    if not 0 <= config.runners.rollout_partition < max(config.runners.replicas, 1):
+        raise ConfigError(
+            f"runners.rolloutPartition: {config.runners.rollout_partition} must be from 0 to "
+            f"replicas - 1 ({config.runners.replicas - 1})"
         )
     ratio = config.runtime.trace_sample_ratio
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:

@@ -49,7 +49,11 @@ class Runners(WorkloadComponent):
                 # Runners coordinate through leases, not start order.
                 "pod_management_policy": "Parallel",
                 "selector": {"match_labels": selector(RUNNER)},
-                "update_strategy": {"type": "RollingUpdate"},
+                # A canary rollout updates the pods at or above the partition only.
+                "update_strategy": {
+                    "type": "RollingUpdate",
+                    "rolling_update": {"partition": cfg.rollout_partition},
+                },
                 "template": self.pod_template(cfg.resources, grace_seconds=grace),
             },
             opts=self.child(),

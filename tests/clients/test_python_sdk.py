@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,22 @@ def test_the_clients_fold_gives_every_recorded_log_the_cores_transcript() -> Non
         for event in events:
             folded.apply(event)
         assert folded.to_json() == transcript_of(events).to_json(), path.name
+
+
+@pytest.mark.slow
+def test_the_pipelines_smoke_test_passes_against_a_live_stack(stack: DevStack) -> None:
+    script = Path(__file__).parent.parent.parent / "scripts" / "smoke.py"
+    passed = subprocess.run(
+        [sys.executable, str(script), "--url", stack.http, "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert passed.returncode == 0 and passed.stdout.startswith("smoke: ok, run ex_"), (
+        passed.stdout + passed.stderr
+    )
+    failed = subprocess.run(
+        [sys.executable, str(script), "--url", f"http://127.0.0.1:{free_port()}", "--timeout",
+         "10"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert failed.returncode == 1
+    assert failed.stdout.startswith("smoke: FAILED") and len(failed.stdout.splitlines()) == 1

@@ -17,6 +17,7 @@ socket with its ``ask``/``cancel``/``approve`` commands; async client only). Err
 from agentlane_client._async import AsyncClient
 from agentlane_client._errors import (
     AgentlaneClientError,
+    APIConnectionError,
     APIError,
     BadRequest,
     Conflict,
@@ -42,6 +43,7 @@ from agentlane_client.transcript import (
 )
 
 __all__ = [
+    "APIConnectionError",
     "APIError",
     "AgentlaneClientError",
     "AsyncClient",

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from agentlane_client._errors import raise_for_problem
+from agentlane_client._errors import APIConnectionError, raise_for_problem
 from agentlane_client._models import Event, Run, RunAccepted
 from agentlane_client._socket import SessionSocket
 from agentlane_client.transcript import Change, Ended, Transcript
@@ -52,9 +52,9 @@ class AsyncClient:
             try:
                 response = await self._http.request(method, path, **kwargs)
                 break
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if attempt == _TRANSPORT_ATTEMPTS:
-                    raise
+                    raise APIConnectionError(f"{method} {path}: {exc}") from exc
         raise_for_problem(response)
         return response.json()
 

@@ -8,6 +8,7 @@
     │   ├── Conflict           409: the run conflicts (``run-conflict``) or has ended
     │   ├── RateLimited        429: slow down; ``retry_after`` seconds
     │   └── ServiceUnavailable 503 (and other 5xx): try again later
+    ├── APIConnectionError     the server could not be reached (after retries)
     ├── GatewayError           the gateway answered a socket frame with an ``error`` frame
     └── ConnectionLost         the socket closed for good (4001 unauthorized, or the caller's
                                deadline passed while reconnecting)
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "APIConnectionError",
     "APIError",
     "AgentlaneClientError",
     "BadRequest",
@@ -75,6 +77,10 @@ class ServiceUnavailable(APIError):
     def __init__(self, status: int, problem: dict[str, Any], retry_after: float | None) -> None:
         super().__init__(status, problem)
         self.retry_after = retry_after
+
+
+class APIConnectionError(AgentlaneClientError):
+    """The request never got an answer: the server is not reachable (or the network failed)."""
 
 
 class GatewayError(AgentlaneClientError):
