@@ -7,7 +7,11 @@
 ``AGENTLANE_AUTH=none`` answers tenant ``default`` for everyone (development only; logged loudly).
 ``AGENTLANE_AUTH=jwt`` verifies with PyJWT, algorithms pinned per key:
 
-- ``AGENTLANE_JWT_SECRET``: HS256 tokens signed with that secret;
+- ``AGENTLANE_JWT_SECRET``: HS256 tokens signed with that secret; or
+  ``AGENTLANE_JWT_SECRET_FILE``: a file (a mounted Secret) of one secret per line, read again when
+  it changes: a token signed with any of them verifies, so a rotation adds the new secret beside
+  the old one, moves the issuers to it, then drops the old one, with no restart and no refused
+  request (runbooks/rotate-jwt-secret.md);
 - ``AGENTLANE_JWT_JWKS_URL``: RS256 tokens signed by a key of that JWKS (Google ID tokens from Cloud
   Run); the audience is then required, because Google signs tokens for every audience.
 
@@ -23,11 +27,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 
 from agentlane.errors import UNAVAILABLE_RETRY_AFTER_S, AgentlaneError, ConfigError
+from agentlane.files import WatchedFile
 from agentlane.jwks import JwksKeys, JwksUnavailable
 from agentlane.settings import Settings
 
@@ -107,6 +113,7 @@ class Authenticator:
         *,
         mode: str,
         secret: str | None = None,
+        secret_file: Path | None = None,
         jwks_url: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
@@ -115,19 +122,17 @@ class Authenticator:
     ) -> None:
         if mode not in ("none", "jwt"):
             raise ConfigError(f"AGENTLANE_AUTH must be 'none' or 'jwt', not {mode!r}")
-        if mode == "jwt" and not secret and not jwks_url:
+        if mode == "jwt" and not secret and not secret_file and not jwks_url:
             raise ConfigError(
-                "AGENTLANE_AUTH=jwt needs AGENTLANE_JWT_SECRET or AGENTLANE_JWT_JWKS_URL"
+                "AGENTLANE_AUTH=jwt needs AGENTLANE_JWT_SECRET, AGENTLANE_JWT_SECRET_FILE or "
+                "AGENTLANE_JWT_JWKS_URL"
             )
-        if mode == "jwt" and secret and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
-            raise ConfigError(
-                f"AGENTLANE_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes "
-                "(an HS256 key as long as its hash)"
-            )
+        if mode == "jwt" and secret:
+            _check_secrets([secret], "AGENTLANE_JWT_SECRET")
         if mode == "jwt" and jwks_url and not audience:
             raise ConfigError("AGENTLANE_JWT_JWKS_URL needs AGENTLANE_JWT_AUDIENCE")
         self.mode = mode
-        self._secret = secret
+        self._secrets = _HmacSecrets(secret, secret_file if mode == "jwt" else None)
         self._audience = audience
         self._issuer = issuer
         self._tenant_claim = tenant_claim
@@ -142,6 +147,7 @@ class Authenticator:
         authenticator = cls(
             mode=settings.auth,
             secret=secret or None,
+            secret_file=settings.jwt_secret_file,
             jwks_url=settings.jwt_jwks_url or None,
             audience=settings.jwt_audience or None,
             issuer=settings.jwt_issuer or None,
@@ -179,8 +185,13 @@ class Authenticator:
         except jwt.InvalidTokenError:
             raise Unauthorized("malformed token") from None
         algorithm = header.get("alg")
-        if algorithm == "HS256" and self._secret:
-            return self._decode(token, self._secret, "HS256")
+        secrets = self._secrets.current() if algorithm == "HS256" else []
+        for index, secret in enumerate(secrets):
+            try:
+                return self._decode(token, secret, "HS256")
+            except _BadSignature:
+                if index == len(secrets) - 1:
+                    raise Unauthorized("token signature does not verify") from None
         if algorithm == "RS256" and self._jwks is not None:
             return self._decode(token, await self._signing_key(token), "RS256")
         raise Unauthorized("token algorithm not accepted")
@@ -214,6 +225,54 @@ class Authenticator:
         except jwt.InvalidIssuerError:
             raise Unauthorized("token issuer not accepted") from None
         except jwt.InvalidSignatureError:
-            raise Unauthorized("token signature does not verify") from None
+            raise _BadSignature() from None
         except jwt.InvalidTokenError:
             raise Unauthorized("invalid token") from None
+
+
+class _BadSignature(Unauthorized):
+    """Internal: signed with another key (the next secret of a rotation may verify it)."""
+
+    def __init__(self) -> None:
+        super().__init__("token signature does not verify")
+
+
+def _check_secrets(secrets: list[str], source: str) -> None:
+    if not secrets:
+        raise ConfigError(f"{source} holds no secret")
+    for secret in secrets:
+        if len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+            raise ConfigError(
+                f"{source}: every secret must be at least {MIN_HS256_SECRET_BYTES} bytes "
+                "(an HS256 key as long as its hash)"
+            )
+
+
+class _HmacSecrets:
+    """The HS256 secrets tokens may be signed with: the variable's one, or the file's lines (read
+    again when the file changes; a file that cannot be read or holds a bad secret keeps the last
+    good set, loudly, rather than refuse every caller)."""
+
+    def __init__(self, secret: str | None, path: Path | None) -> None:
+        self._fixed = [secret] if secret else []
+        self._file = WatchedFile(path) if path is not None else None
+        self._good: list[str] = []
+        if self._file is not None:
+            try:
+                self._good = self._parse(self._file.read())
+            except OSError as exc:
+                raise ConfigError(f"AGENTLANE_JWT_SECRET_FILE {path}: {exc}") from None
+
+    def _parse(self, text: str) -> list[str]:
+        secrets = [line.strip() for line in text.splitlines() if line.strip()]
+        _check_secrets(secrets, "AGENTLANE_JWT_SECRET_FILE")
+        return secrets
+
+    def current(self) -> list[str]:
+        if self._file is None:
+            return self._fixed
+        try:
+            self._good = self._parse(self._file.read())
+        except (OSError, ConfigError) as exc:
+            log.error("keeping the last good JWT secrets: %s", exc)
+        return [*self._good, *self._fixed]

@@ -63,6 +63,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "STORAGE_EMULATOR_HOST",
         "OPENAI_API_KEY_FILE",
         "AGENTLANE_OFFLINE_PACE",
+        "AGENTLANE_JWT_SECRET_FILE",
     }
 )
 
@@ -95,6 +96,10 @@ class Settings(BaseSettings):
     model_fallback: str | None = Field(default=None, validation_alias="AGENTLANE_MODEL_FALLBACK")
     auth: Literal["none", "jwt"] = Field(default="none", validation_alias="AGENTLANE_AUTH")
     jwt_secret: SecretStr | None = Field(default=None, validation_alias="AGENTLANE_JWT_SECRET")
+    # A mounted secret of one HS256 secret per line, read again when it changes (rotation).
+    jwt_secret_file: Path | None = Field(
+        default=None, validation_alias="AGENTLANE_JWT_SECRET_FILE"
+    )
     jwt_jwks_url: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_JWKS_URL")
     jwt_audience: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_AUDIENCE")
     jwt_issuer: str | None = Field(default=None, validation_alias="AGENTLANE_JWT_ISSUER")

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import openai
 
 from agentlane.events import is_text
+from agentlane.files import WatchedFile
 from runners.agent.tokens import TokenBatcher
 from runners.engine import NonRetryable, RetryLater, StepInfo
 
@@ -54,29 +55,23 @@ class OpenAIOptions:
 
 
 class KeyFile:
-    """A key mounted as a file, read again whenever the file changes. Kubernetes updates a
-    mounted Secret in place, so a rotated key reaches the next model call without a restart."""
+    """The model key mounted as a file (:class:`agentlane.files.WatchedFile`): a rotated key
+    reaches the next model call without a restart; an unreadable file is retried, never a
+    failed run."""
 
-    __slots__ = ("_key", "_path", "_seen")
+    __slots__ = ("_file",)
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._seen: tuple[int, int, int] | None = None
-        self._key = ""
+        self._file = WatchedFile(path)
 
     def read(self) -> str:
         try:
-            stat = self._path.stat()
-            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if stamp != self._seen:
-                key = self._path.read_text().strip()
-                if not key:
-                    raise OSError("the file is empty")
-                self._key, self._seen = key, stamp
+            return self._file.read()
         except OSError as exc:
             # Mid-update or not mounted yet: a later attempt reads it again.
-            raise RetryLater(f"cannot read the model key from {self._path}: {exc}") from None
-        return self._key
+            raise RetryLater(
+                f"cannot read the model key from {self._file.path}: {exc}"
+            ) from None
 
 
 class OpenAIModel:
