@@ -22,6 +22,7 @@ from the verified claim ``AGENTLANE_TENANT_CLAIM``; request headers naming a ten
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -186,12 +187,12 @@ class Authenticator:
             raise Unauthorized("malformed token") from None
         algorithm = header.get("alg")
         secrets = self._secrets.current() if algorithm == "HS256" else []
-        for index, secret in enumerate(secrets):
-            try:
-                return self._decode(token, secret, "HS256")
-            except _BadSignature:
-                if index == len(secrets) - 1:
-                    raise Unauthorized("token signature does not verify") from None
+        if secrets:
+            # During a rotation a token may be signed with any of them.
+            for secret in secrets[:-1]:
+                with contextlib.suppress(_BadSignature):
+                    return self._decode(token, secret, "HS256")
+            return self._decode(token, secrets[-1], "HS256")
         if algorithm == "RS256" and self._jwks is not None:
             return self._decode(token, await self._signing_key(token), "RS256")
         raise Unauthorized("token algorithm not accepted")
@@ -256,23 +257,33 @@ class _HmacSecrets:
     def __init__(self, secret: str | None, path: Path | None) -> None:
         self._fixed = [secret] if secret else []
         self._file = WatchedFile(path) if path is not None else None
-        self._good: list[str] = []
+        self._good = self._fixed
+        #: The file's text the good secrets came from, and the last problem logged.
+        self._text: str | None = None
+        self._problem: str | None = None
         if self._file is not None:
             try:
-                self._good = self._parse(self._file.read())
+                self._load(self._file.read())
             except OSError as exc:
                 raise ConfigError(f"AGENTLANE_JWT_SECRET_FILE {path}: {exc}") from None
 
-    def _parse(self, text: str) -> list[str]:
+    def _load(self, text: str) -> None:
+        """Parse the file's text when it changed (``WatchedFile`` keeps it until the file
+        moves): a request costs a stat, not a parse."""
+        if text == self._text:
+            return
         secrets = [line.strip() for line in text.splitlines() if line.strip()]
         _check_secrets(secrets, "AGENTLANE_JWT_SECRET_FILE")
-        return secrets
+        self._good, self._text = [*secrets, *self._fixed], text
 
     def current(self) -> list[str]:
-        if self._file is None:
-            return self._fixed
-        try:
-            self._good = self._parse(self._file.read())
-        except (OSError, ConfigError) as exc:
-            log.error("keeping the last good JWT secrets: %s", exc)
-        return [*self._good, *self._fixed]
+        if self._file is not None:
+            try:
+                self._load(self._file.read())
+                self._problem = None
+            except (OSError, ConfigError) as exc:
+                # Once per problem, not once per request while the file stays bad.
+                if str(exc) != self._problem:
+                    self._problem = str(exc)
+                    log.error("keeping the last good JWT secrets: %s", exc)
+        return self._good

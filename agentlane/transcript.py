@@ -31,6 +31,8 @@ __all__ = [
     "transcript_of",
 ]
 
+# agentlane.events.TERMINAL_STATUS, spelled out: the Python client ships this file as it is, and
+# it imports nothing of the server.
 _ENDS = {"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}
 
 

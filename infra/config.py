@@ -261,9 +261,10 @@ def parse(
             f"runners.rolloutPartition: {config.runners.rollout_partition} must be from 0 to "
             f"replicas - 1 ({config.runners.replicas - 1})"
         )
-    ratio = config.runtime.trace_sample_ratio
-    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
-        raise ConfigError(f"runtime.traceSampleRatio: {ratio!r} is not a number from 0 to 1")
+    if not 0 <= config.runtime.trace_sample_ratio <= 1:
+        raise ConfigError(
+            f"runtime.traceSampleRatio: {config.runtime.trace_sample_ratio} is not from 0 to 1"
+        )
     if config.anchors.retention_days < 1:
         raise ConfigError("anchors.retentionDays: at least 1")
     if len(config.anchors.schedule.split()) != 5:
@@ -359,6 +360,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return value
         if option in (int, str) and isinstance(value, option) and not isinstance(value, bool):
             return value
-    if any(option not in (bool, int, str, type(None)) for option in options):
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    if any(option not in (bool, int, float, str, type(None)) for option in options):
         return value  # tuples and secrets were validated by parse()
     raise ConfigError(f"{where}: expected {hint}, got {value!r}")

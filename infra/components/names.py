@@ -14,6 +14,7 @@ __all__ = [
     "APP",
     "APP_LOGINS",
     "NAMESPACE",
+    "SERVICES",
     "TRACED",
     "WORKLOADS",
     "Workload",
@@ -53,10 +54,12 @@ MIGRATE: Final = Workload("migrate", on_gke=True)
 # The CronJob that signs the audit trail's anchors (`agentlane replay anchor`).
 ANCHOR: Final = Workload("anchor", on_gke=True)
 WORKLOADS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY, MIGRATE, ANCHOR)
+#: The long-running services (the rest are jobs).
+SERVICES: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
 #: Who logs in to the database as a member of the app role; the auditor role: ANCHOR.
-APP_LOGINS: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
-#: The services, which trace (agentlane.telemetry); the jobs do not.
-TRACED: Final = (COMMAND_SERVICE, RUNNER, PROJECTOR, GATEWAY)
+APP_LOGINS: Final = SERVICES
+#: Who traces (agentlane.telemetry): the services; the jobs do not.
+TRACED: Final = SERVICES
 
 
 def secret_id(logical: str) -> str:

@@ -57,10 +57,9 @@ class OfflineModel:
                 if index and self._pause_s:
                     await asyncio.sleep(self._pause_s)
                 batcher.add(word if index == 0 else " " + word)
-        except BaseException:
-            batcher.discard()  # cancelled mid-answer: no timer left to write for a dead attempt
-            raise
-        batcher.close()
+        finally:
+            # As the OpenAI model does: what streamed before a cancellation is written too.
+            batcher.close()
         usage = {
             "inputTokens": sum(len(str(m.get("content") or "").split()) for m in messages),
             "outputTokens": len(words) + len(calls),

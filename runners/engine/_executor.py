@@ -37,7 +37,7 @@ from runners.engine.errors import (
 logger = logging.getLogger(__name__)
 
 
-_ENDS = frozenset({Outcome.COMPLETED, Outcome.FAILED, Outcome.CANCELLED})
+_ENDS = frozenset(Outcome(status) for status in TERMINAL_STATUS.values())
 
 
 class _Again(Exception):

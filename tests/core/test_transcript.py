@@ -16,6 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentlane import transcript as transcript_module
+from agentlane.events import TERMINAL_STATUS
 from agentlane.transcript import Reset, TextDelta, Transcript, transcript_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "transcripts"
@@ -122,3 +124,8 @@ def test_the_recorded_logs_give_their_expected_transcripts(name: str) -> None:
     transcript = transcript_of(events).to_json()
     for key, value in expected.items():
         assert transcript[key] == value, (name, key)
+
+
+def test_the_folds_copy_of_the_terminal_types_is_the_contracts() -> None:
+    # transcript.py spells them out (the client ships it without the server's modules).
+    assert transcript_module._ENDS == dict(TERMINAL_STATUS)
