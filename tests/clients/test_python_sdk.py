@@ -5,7 +5,6 @@ errors; and its fold gives the recorded crash log the transcript the core gives 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,8 +26,9 @@ from agentlane_client import (
 )
 from agentlane_client import Transcript as ClientTranscript
 
-from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port
+from agentlane.cli.embedded_pg import free_port
 from agentlane.transcript import transcript_of
+from tests.dev.conftest import stop_database, stop_stack
 from tests.dev.test_dev_e2e import DevStack, _start
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "transcripts"
@@ -40,12 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     tmp = tmp_path_factory.mktemp("sdk")
     dev = _start(tmp / ".agentlane", free_port(), {"AGENTLANE_BUS": "postgres"}, tmp, "dev")
     yield dev
-    dev.proc.signal(signal.SIGTERM)
-    try:
-        dev.proc.popen.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        dev.proc.popen.kill()
-        EmbeddedPostgres(tmp / ".agentlane" / "pgdata", port=1).stop(mode="immediate")
+    stop_stack(dev)
+    stop_database(dev.data_dir)
 
 
 def _rendered(changes: list[object]) -> str:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from agentlane.cli.embedded_pg import free_port
-from tests.dev.test_dev_e2e import DevStack, _start, stacks  # noqa: F401 - fixture
+from tests.dev.test_dev_e2e import DevStack, _start
 from tests.fixtures.browser import BROWSER_DIR, DRIVER_ENV, needs_browser
 
 WORDS = 60
@@ -33,7 +33,7 @@ def _tokens(http: httpx.Client, session: str) -> list[dict[str, object]]:
 
 @pytest.mark.slow
 def test_the_console_shows_the_answer_once_when_every_runner_dies_mid_stream(
-    tmp_path: Path, repo_root: Path, stacks: list[DevStack]  # noqa: F811
+    tmp_path: Path, repo_root: Path, stacks: list[DevStack]
 ) -> None:
     artifacts = repo_root / "test-artifacts"
     artifacts.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,12 +27,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from agentlane import cli
-from agentlane.cli.embedded_pg import EmbeddedPostgres, free_port, local_url
+from agentlane.cli.embedded_pg import free_port, local_url
 from agentlane.cli.operator_db import DEV_DATABASE
 from agentlane.cli.pubsub_emulator import emulator_available
 from agentlane.sharding import shard_for
 from tests.dev.model_server import ModelServer
-from tests.fixtures.processes import Proc, spawn, stop_all
+from tests.fixtures.processes import Proc, spawn
 
 T = TypeVar("T")
 SHARDS = 8
@@ -51,14 +51,6 @@ def _bus_params() -> list[Any]:
         pytest.param("postgres", id="postgres"),
         pytest.param("pubsub", id="pubsub", marks=[pytest.mark.pubsub, skip]),
     ]
-
-
-@pytest.fixture
-def model_server() -> Iterator[ModelServer]:
-    server = ModelServer(hold_marker="slow")
-    server.start()
-    yield server
-    server.stop()
 
 
 class DevStack:
@@ -177,24 +169,6 @@ def _start(
     stack = DevStack(proc, port, data_dir)
     proc.wait_http("/readyz", timeout_s=150)
     return stack
-
-
-@pytest.fixture
-def stacks() -> Iterator[list[DevStack]]:
-    started: list[DevStack] = []
-    yield started
-    for stack in started:
-        if stack.proc.alive():
-            stack.proc.signal(signal.SIGTERM)
-            try:
-                stack.proc.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                stop_all([stack.proc])
-        # Shown by pytest when the test failed.
-        print(f"---- {stack.proc.name} log (tail) ----\n{stack.proc.log()[-6000:]}")
-    # A stack that had to be SIGKILLed leaves its database running.
-    for data_dir in {stack.data_dir for stack in started}:
-        EmbeddedPostgres(data_dir / "pgdata", port=1).stop(mode="immediate")
 
 
 async def _frames(ws: ClientConnection) -> AsyncIterator[dict[str, Any]]:

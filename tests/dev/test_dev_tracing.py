@@ -21,14 +21,12 @@ from websockets.asyncio.client import connect
 
 from agentlane.cli.embedded_pg import free_port
 from tests.dev.model_server import ModelServer
-from tests.dev.test_dev_e2e import (  # noqa: F401 - fixtures
+from tests.dev.test_dev_e2e import (
     DevStack,
     _bus_params,
     _start,
     _until_ready,
     _until_terminal,
-    model_server,
-    stacks,
 )
 from tests.fixtures.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -46,16 +44,22 @@ def receiver() -> OtlpReceiver:
 
 
 async def _spans_until(
-    receiver: OtlpReceiver, wanted: set[tuple[str, str]], timeout_s: float = 30
+    receiver: OtlpReceiver, wanted: set[tuple[str, str]], parents: set[tuple[str, str]],
+    timeout_s: float = 30,
 ) -> list[ReceivedSpan]:
-    """The trace's spans, once every (service, span name) of ``wanted`` arrived."""
+    """The trace's spans, once every (service, span name) of ``wanted`` arrived and a span of
+    each (name, parent span id) of ``parents`` (spans are exported in batches, each process on
+    its own schedule: one span of a name is not all of them)."""
     deadline = time.monotonic() + timeout_s
     while True:
         spans = receiver.spans(TRACE)
         have = {(s.service, s.name) for s in spans}
-        if wanted <= have:
+        children = {(s.name, s.parent_span_id) for s in spans}
+        if wanted <= have and parents <= children:
             return spans
-        assert time.monotonic() < deadline, f"missing {sorted(wanted - have)}; have {sorted(have)}"
+        assert time.monotonic() < deadline, (
+            f"missing {sorted(wanted - have)} {sorted(parents - children)}; have {sorted(have)}"
+        )
         await asyncio.sleep(0.2)
 
 
@@ -64,9 +68,9 @@ async def _spans_until(
 async def test_one_trace_from_the_post_to_the_socket_frame(
     bus: str,
     tmp_path: Path,
-    model_server: ModelServer,  # noqa: F811
+    model_server: ModelServer,
     receiver: OtlpReceiver,
-    stacks: list[DevStack],  # noqa: F811 - after the receiver: the stack stops first
+    stacks: list[DevStack],  # after the receiver: the stack stops first
 ) -> None:
     data_dir, port = tmp_path / ".agentlane", free_port()
     env = {
@@ -119,7 +123,9 @@ async def test_one_trace_from_the_post_to_the_socket_frame(
     }
     if bus == "pubsub":
         wanted.add(("agentlane-projector", "publish events"))
-    spans = await _spans_until(receiver, wanted)
+    # The frame of the run's last event is sent under the span that appended it.
+    completed_by = live[-1]["traceparent"].split("-")[2]
+    spans = await _spans_until(receiver, wanted, {("send frames", completed_by)})
     by_id = {s.span_id: s for s in spans}
 
     def parent(span: ReceivedSpan) -> ReceivedSpan:
@@ -153,7 +159,7 @@ async def test_one_trace_from_the_post_to_the_socket_frame(
         assert {s.parent_span_id for s in spans if (s.service, s.name) == (service, name)} <= (
             appended_by
         ), name
-    completed_span = by_id[live[-1]["traceparent"].split("-")[2]]
+    completed_span = by_id[completed_by]
     assert completed_span.service == "agentlane-runner"
     assert any(
         s.name == "send frames" and s.parent_span_id == completed_span.span_id for s in spans
