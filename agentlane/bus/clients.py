@@ -7,7 +7,11 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
 from google.cloud.pubsub_v1.types import SubscriberOptions
-from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1 import PublisherAsyncClient
+from google.pubsub_v1.services.publisher.transports import (
+    PublisherGrpcAsyncIOTransport,
+    PublisherGrpcTransport,
+)
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from agentlane import telemetry
@@ -34,6 +38,15 @@ def publisher_client(emulator_host: str | None, **options: Any) -> pubsub_v1.Pub
         transport = PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_host))
         return pubsub_v1.PublisherClient(transport=transport, **options)
     return pubsub_v1.PublisherClient(**options)
+
+
+def async_publisher_client(emulator_host: str | None) -> PublisherAsyncClient:
+    """The GAPIC asyncio publisher (no batching threads: the caller sends whole requests). Made
+    inside the running loop, which its channel belongs to."""
+    if emulator_host:
+        channel = grpc.aio.insecure_channel(emulator_host)
+        return PublisherAsyncClient(transport=PublisherGrpcAsyncIOTransport(channel=channel))
+    return PublisherAsyncClient()
 
 
 def subscriber_client(emulator_host: str | None) -> pubsub_v1.SubscriberClient:
