@@ -142,6 +142,7 @@ class Commands:
         message: str,
         on_conflict: OnConflict = "enqueue",
         budget: dict[str, int] | None = None,
+        approval_timeout_s: float | None = None,
     ) -> RunAccepted:
         """Accept a run once per ``(tenant, runId)``: a retry or a racing duplicate gets the same
         execution back and writes nothing. A new run over the tenant's cap raises
@@ -156,6 +157,8 @@ class Commands:
         budget = budget_cap.apply(budget)
         if budget:
             data["budget"] = budget
+        if approval_timeout_s is not None:
+            data["approvalTimeoutSeconds"] = approval_timeout_s
 
         async def index_run(conn: Connection, written: list[StoredEvent]) -> None:
             active = await RunIndex.session_runs(conn, tenant_id, session_id)

@@ -26,6 +26,9 @@ from pydantic.alias_generators import to_camel
 from agentlane.errors import InvalidEvent
 from agentlane.hashchain import storable_number
 
+#: The longest an approval may wait (30 days): a deadline is a timer, not a way to park a run.
+MAX_WAIT_SECONDS = 30 * 24 * 3600
+
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -56,6 +59,8 @@ class RunAcceptedData(EventData):
     on_conflict: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     workflow: str = "agent"
     budget: Budget | None = None
+    #: How long each approval of this run may wait, overriding the tools' own deadlines.
+    approval_timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_WAIT_SECONDS)
 
 
 class RunStartedData(EventData):
@@ -95,6 +100,9 @@ class SuspendedData(EventData):
     detail: str | None = None
     # The workflow step that waits (engine journal position).
     step: int | None = Field(default=None, ge=0)
+    #: When the wait ends by itself, on database time (a durable timer): the step then completes
+    #: as timed out and the workflow takes its default (an approval's: deny, or approve).
+    deadline: AwareDatetime | None = None
 
 
 class ResumedData(EventData):

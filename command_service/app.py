@@ -148,6 +148,7 @@ class _Api:
                 run_id=body.runId,
                 message=body.message,
                 on_conflict=body.onConflict,
+                approval_timeout_s=body.approvalTimeoutSeconds,
             )
         if accepted.created:
             self.deps.metrics.runs_started.inc()

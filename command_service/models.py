@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentlane.commands import IDENTIFIER_PATTERN
+from agentlane.events import MAX_WAIT_SECONDS
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128)]
 RunStatus = Literal["queued", "running", "suspended", "completed", "failed", "cancelled"]
@@ -26,6 +27,11 @@ class StartRunRequest(_Wire):
     onConflict: Literal["enqueue", "reject", "interrupt"] = Field(
         default="enqueue",
         description="What to do when the session already has a run in progress.",
+    )
+    approvalTimeoutSeconds: float | None = Field(
+        default=None, gt=0, le=MAX_WAIT_SECONDS,
+        description="How long each approval of this run may wait before the tool's default "
+        "action (deny, unless the tool approves by default) applies; overrides the tools' own.",
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -33,6 +33,10 @@ class Tool:
     arguments: type[BaseModel]
     run: ToolFn
     requires_approval: bool = False
+    #: How long a call may wait for its approval (None: for ever); a run's
+    #: ``approvalTimeoutSeconds`` overrides it. At the deadline ``on_approval_timeout`` applies.
+    approval_timeout: timedelta | None = None
+    on_approval_timeout: Literal["deny", "approve"] = "deny"
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry of this tool."""
@@ -93,9 +97,14 @@ class EmailArguments(BaseModel):
     body: str = Field(default="", max_length=10_000)
 
 
+#: How long the demo tool's approval waits before it is denied (the console counts it down).
+DEMO_APPROVAL_TIMEOUT = timedelta(minutes=5)
+
+
 def demo_tools() -> list[Tool]:
-    """``send_email``, gated by a human's approval, which records the email in its result and
-    sends nothing: the approval flow to try in the dev console (``AGENTLANE_DEMO_TOOLS=1``)."""
+    """``send_email``, gated by a human's approval (denied after five minutes without one), which
+    records the email in its result and sends nothing: the approval flow to try in the dev
+    console (``AGENTLANE_DEMO_TOOLS=1``)."""
 
     async def send_email(step: StepInfo, arguments: EmailArguments) -> JsonValue:
         return {"recorded": True, "sent": False, **arguments.model_dump()}
@@ -103,7 +112,7 @@ def demo_tools() -> list[Tool]:
     return [
         Tool(
             "send_email", "Send an email (demo: records it, sends nothing).", EmailArguments,
-            send_email, requires_approval=True,
+            send_email, requires_approval=True, approval_timeout=DEMO_APPROVAL_TIMEOUT,
         )
     ]
 

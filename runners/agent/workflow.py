@@ -2,7 +2,8 @@
 
 Each model call and each tool call is one journaled step, so a resumed run replays them without
 calling anything; a tool that needs approval waits for the signal ``approve:<callId>`` (or
-``approve``); a run over its budget of model tokens or model calls waits for the signal ``budget``
+``approve``) until its deadline, if it has one, then takes the tool's default; a run over its
+budget of model tokens or model calls waits for the signal ``budget``
 (payload ``{"maxTokens": N, "maxAttempts": M}`` raises the limits), up to the server's caps its
 ``RunAccepted`` records (``capTokens``, ``capAttempts``): a run over its budget at the cap fails.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -32,6 +34,8 @@ SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the tools you are given when they help; answer concisely."
 )
 HISTORY_RUNS = 20
+#: The error of a tool call whose approval deadline passed with no answer (denied by default).
+DEADLINE_DENIAL = "not approved: the approval deadline passed"
 #: Activity names of tool steps: ``tool:<tool name>``.
 TOOL_PREFIX = "tool:"
 
@@ -119,6 +123,8 @@ class AgentWorkflow:
 
     async def run(self, ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
         budget = Budget.of(payload.get("budget") or {})
+        timeout_s = payload.get("approvalTimeoutSeconds")
+        approval_timeout = timedelta(seconds=timeout_s) if timeout_s else None
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM_PROMPT},
             *await self.history(ctx.run),
@@ -151,13 +157,15 @@ class AgentWorkflow:
                 return {"answer": result["content"], "offline": result["offline"]}
             messages.append(_assistant_message(result))
             for call in result["toolCalls"]:
-                outcome = await self._tool_step(ctx, call)
+                outcome = await self._tool_step(ctx, call, approval_timeout)
                 content = outcome["result"] if outcome["ok"] else {"error": outcome.get("error")}
                 messages.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(content)}
                 )
 
-    async def _tool_step(self, ctx: WorkflowContext, call: dict[str, Any]) -> dict[str, Any]:
+    async def _tool_step(
+        self, ctx: WorkflowContext, call: dict[str, Any], run_timeout: timedelta | None
+    ) -> dict[str, Any]:
         tool = self.tools.get(call["name"])
         approval = tool is not None and tool.requires_approval
         arguments = _arguments(call["arguments"])
@@ -171,20 +179,29 @@ class AgentWorkflow:
                 "requiresApproval": approval,
             },
         )
-        if approval:
+        if tool is not None and approval:
             # Only an answer to this call, sent after it was asked, and saying yes, approves:
             # ``approve:<callId>`` (or ``approve`` naming the call in ``callId``) with
             # ``{"approved": true}``. Anything else (no payload, "false", 0, another call) denies.
+            # No answer by the deadline: the tool's default.
             signal = await ctx.wait_signal(
                 f"approve:{call['id']}",
                 "approve",
                 reason="approval",
                 detail=f"tool {call['name']} needs approval",
                 fresh=True,
+                timeout=run_timeout or tool.approval_timeout,
             )
-            if not _approves(signal, call["id"]):
+            if signal is None and tool.on_approval_timeout == "deny":
                 denied: dict[str, Any] = await ctx.activity(
-                    TOOL_PREFIX + call["name"], _denied, call, completion=TOOL_RESULT
+                    TOOL_PREFIX + call["name"], _denied, call, DEADLINE_DENIAL,
+                    completion=TOOL_RESULT,
+                )
+                return denied
+            if signal is not None and not _approves(signal, call["id"]):
+                denied = await ctx.activity(
+                    TOOL_PREFIX + call["name"], _denied, call, "not approved",
+                    completion=TOOL_RESULT,
                 )
                 return denied
         result: dict[str, Any] = await ctx.activity(
@@ -236,8 +253,8 @@ def _approves(signal: Signal, call_id: str) -> bool:
     return signal.name == f"approve:{call_id}" or payload.get("callId") == call_id
 
 
-async def _denied(step: StepInfo, call: dict[str, Any]) -> dict[str, Any]:
-    return {"callId": call["id"], "name": call["name"], "ok": False, "error": "not approved"}
+async def _denied(step: StepInfo, call: dict[str, Any], error: str) -> dict[str, Any]:
+    return {"callId": call["id"], "name": call["name"], "ok": False, "error": error}
 
 
 def _assistant_message(result: dict[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class StepRecord:
     suspended: bool = False
     #: The ``eventId`` of the ``Suspended`` this wait wrote (signals after it are fresh).
     suspended_at: int | None = None
+    #: When the wait ends without a signal (its ``Suspended``'s ``deadline``).
+    deadline: datetime | None = None
 
     @property
     def kind(self) -> str:
@@ -152,6 +154,8 @@ class Journal:
                 record = self._step(data["step"], SIGNAL_PREFIX + str(data.get("name") or ""))
                 record.suspended = True
                 record.suspended_at = event.event_id
+                if data.get("deadline"):
+                    record.deadline = datetime.fromisoformat(data["deadline"])
             case "SignalReceived":
                 self.signals.append(Signal(event.event_id, data["name"], data.get("payload")))
             case "CancelRequested":

@@ -15,9 +15,10 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from agentlane import telemetry
+from agentlane.events import format_timestamp
 from agentlane.logs import log_context
 from agentlane.run_index import IndexChange
 from runners.api import Outcome
@@ -266,23 +267,54 @@ class WorkflowContext:
 
     # --- signals ------------------------------------------------------------------------------
 
+    @overload
+    async def wait_signal(
+        self,
+        *names: str,
+        reason: Literal["approval", "budget", "signal"] = ...,
+        detail: str | None = ...,
+        fresh: bool = ...,
+        timeout: None = None,  # noqa: ASYNC109 - a durable deadline, not an in-process wait
+    ) -> Signal: ...
+
+    @overload
+    async def wait_signal(
+        self,
+        *names: str,
+        reason: Literal["approval", "budget", "signal"] = ...,
+        detail: str | None = ...,
+        fresh: bool = ...,
+        timeout: timedelta,  # noqa: ASYNC109
+    ) -> Signal | None: ...
+
     async def wait_signal(
         self,
         *names: str,
         reason: Literal["approval", "budget", "signal"] = "signal",
         detail: str | None = None,
         fresh: bool = False,
-    ) -> Signal:
+        timeout: timedelta | None = None,  # noqa: ASYNC109
+    ) -> Signal | None:
         """Wait for a signal with one of ``names`` (the oldest unconsumed one wins). With
         ``fresh``, only a signal delivered after this wait suspended the run counts, so nobody can
-        answer a question before it was asked (an approval sent ahead of its tool call)."""
+        answer a question before it was asked (an approval sent ahead of its tool call).
+
+        With ``timeout``, the wait has a deadline on database time, set when it first suspends
+        and recorded in its ``Suspended`` (a durable timer: the run is due again then, on any
+        runner). A signal delivered before the deadline wins; once the deadline has passed with
+        none, the step completes as timed out (``Resumed`` with reason ``deadline``) and this
+        returns None, in every replay alike."""
         if not names:
             raise ValueError("wait_signal needs at least one name")
+        if timeout is not None and timeout <= timedelta(0):
+            raise ValueError("wait_signal's timeout must be positive")
         step = self._next()
         label = SIGNAL_PREFIX + "|".join(names)
         record = self._replayed(step, label)
         if record is not None and record.completion is not None:
             result = record.completion.data["result"]
+            if result.get("timedOut"):
+                return None
             return Signal(result["eventId"], result["name"], result.get("payload"))
         self._check_cancel()
         if fresh and (record is None or record.suspended_at is None):
@@ -291,14 +323,26 @@ class WorkflowContext:
             after = record.suspended_at if fresh and record is not None else None
             signal = self._journal.next_signal(names, after=after or 0)
         if signal is None:
+            deadline = record.deadline if record is not None else None
             if record is None or not record.suspended:
                 data: dict[str, Any] = {"reason": reason, "name": names[0], "step": step}
                 if detail:
                     data["detail"] = detail
+                if timeout is not None:
+                    deadline = await self._active.store.now() + timeout
+                    data["deadline"] = format_timestamp(deadline)
                 self._active.add("Suspended", data)
+            elif deadline is not None and await self._active.store.now() >= deadline:
+                self._active.add(
+                    "StepCompleted",
+                    {"step": step, "name": label,
+                     "result": {"timedOut": True, "deadline": format_timestamp(deadline)}},
+                )
+                self._active.add("Resumed", {"reason": "deadline", "step": step})
+                return None
             raise _Unload(
                 Outcome.SUSPENDED,
-                IndexChange(status="suspended", wake="never"),
+                IndexChange(status="suspended", wake=deadline or "never"),
                 self._journal.last_seq,
             )
         self._journal.consumed.add(signal.event_id)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,27 @@ async def test_the_async_client_approves_a_tool_call_and_cancels_a_waiting_run(
                 assert await client.runs.cancel(waiting.execution_id, reason="no") is not None
             if isinstance(change, Ended):
                 assert change.status == "cancelled" and change.reason == "no"
+
+
+@pytest.mark.slow
+async def test_an_approval_nobody_answers_is_denied_at_its_deadline_by_the_runner(
+    stack: DevStack,
+) -> None:
+    async with AsyncClient(stack.http) as client:
+        accepted = await client.runs.create(
+            "deadline-1", "call send_email", approval_timeout_s=1.5
+        )
+        changes = [change async for change in client.runs.follow(accepted)]
+        # Nobody approved: the runner took the run up again at the deadline, on its own.
+        assert any(isinstance(c, Waiting) and c.reason == "approval" for c in changes)
+        result = next(c for c in changes if isinstance(c, ToolReturned))
+        assert not result.ok and result.error == "not approved: the approval deadline passed"
+        assert isinstance(changes[-1], Ended) and changes[-1].status == "completed"
+        events, _ = await client.sessions.page("deadline-1")
+        suspended = next(e for e in events if e.type == "Suspended")
+        resumed = next(e for e in events if e.type == "Resumed")
+        assert resumed.data["reason"] == "deadline"
+        assert resumed.created_at >= datetime.fromisoformat(suspended.data["deadline"])
 
 
 def test_the_clients_fold_gives_every_recorded_log_the_cores_transcript() -> None:

@@ -100,3 +100,24 @@ async def test_get_run_uses_a_fresh_read_model_and_folds_a_stale_one(
     )
     folded = (await client.get(f"/runs/{execution}", headers=T1)).json()
     assert folded["status"] == "running" and "answer" not in folded
+
+
+async def test_an_approval_timeout_is_recorded_with_the_run_and_bad_ones_are_refused(
+    live: LiveServer, client: httpx.AsyncClient
+) -> None:
+    accepted = await client.post(
+        "/agents/s5/runs", json={"runId": "t1", "message": "m", "approvalTimeoutSeconds": 90},
+        headers=T1,
+    )
+    assert accepted.status_code == 202
+    events = (await client.get("/sessions/s5/events", headers=T1)).json()["events"]
+    assert events[0]["data"]["approvalTimeoutSeconds"] == 90
+    for bad in (0, -1, 31 * 24 * 3600, "soon"):
+        refused = await client.post(
+            "/agents/s6/runs",
+            json={"runId": "t2", "message": "m", "approvalTimeoutSeconds": bad}, headers=T1,
+        )
+        assert refused.status_code == 422, bad
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "approvalTimeoutSeconds" in refused.text
+    assert live.count("SELECT count(*) FROM agent_events WHERE session_id = 's6'") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from agentlane.commands import BudgetCap
 from agentlane.settings import Settings
 from runners.agent import Tool
 from runners.agent.tools import demo_tools
+from runners.agent.workflow import DEADLINE_DENIAL
 from runners.api import Outcome
 from runners.engine import StepInfo
 from runners.workflows import build_executor
@@ -23,12 +25,14 @@ class Target(BaseModel):
     path: str = "/tmp/x"
 
 
-def approval_tool(calls: list[str]) -> Tool:
+def approval_tool(calls: list[str], **deadline: Any) -> Tool:
     async def delete(step: StepInfo, arguments: Target) -> dict[str, Any]:
         calls.append(step.key)
         return {"deleted": arguments.path}
 
-    return Tool("delete_file", "Delete a file.", Target, delete, requires_approval=True)
+    return Tool(
+        "delete_file", "Delete a file.", Target, delete, requires_approval=True, **deadline
+    )
 
 
 async def test_build_executor_runs_the_offline_model(harness: Harness) -> None:
@@ -98,6 +102,38 @@ async def test_a_denied_approval_is_reported_to_the_model(harness: Harness) -> N
     result = next(e for e in await harness.events(run) if e.type == "ToolResult").data
     assert result["ok"] is False and result["error"] == "not approved"
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("default", "run_timeout_s"), [("deny", None), ("approve", None), ("deny", 0.5)]
+)
+async def test_an_approval_nobody_answers_takes_the_tools_default_at_its_deadline(
+    harness: Harness, default: str, run_timeout_s: float | None
+) -> None:
+    calls: list[str] = []
+    # The tool's deadline is an hour; a run's own approvalTimeoutSeconds overrides it.
+    tool_timeout = timedelta(hours=1) if run_timeout_s else timedelta(seconds=0.5)
+    tool = approval_tool(calls, approval_timeout=tool_timeout, on_approval_timeout=default)
+    executor = offline_executor(harness, fast_options(extra_tools=(tool,)))
+    run = await harness.start("r1", "call delete_file now", approval_timeout_s=run_timeout_s)
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    suspended = (await harness.events(run))[-1]
+    deadline = datetime.fromisoformat(suspended.data["deadline"])
+    assert deadline - suspended.created_at < timedelta(seconds=1)
+    assert await harness.index_row(run) == ("suspended", deadline)
+    await harness.sleep_until(deadline)
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    resumed = next(e for e in events if e.type == "Resumed")
+    assert resumed.data["reason"] == "deadline"
+    result = next(e for e in events if e.type == "ToolResult").data
+    if default == "deny":
+        assert result["ok"] is False and result["error"] == DEADLINE_DENIAL
+        assert calls == []
+    else:
+        assert result["ok"] is True and calls == [f"{run.execution_id}:{result['step']}"]
+    # The model read the outcome and the run answered.
+    assert events[-1].type == "Completed"
 
 
 async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harness) -> None:

@@ -4,7 +4,7 @@ retries, versions, fences and crashes, all through ``advance`` against the real 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -212,8 +212,8 @@ async def test_signals_suspend_and_resume_exactly_once(harness: Harness) -> None
     assert await harness.advance(executor, run) is Outcome.SUSPENDED
     assert await harness.index_row(run) == ("suspended", None)
     suspended = next(e for e in await harness.events(run) if e.type == "Suspended")
-    assert suspended.data | {"detail": None} == {
-        "reason": "approval", "name": "approve:c1", "step": 0, "detail": None
+    assert suspended.data == {
+        "reason": "approval", "name": "approve:c1", "step": 0, "detail": None, "deadline": None
     }
     # A signal of another name wakes the run but does not resume it, and writes no new Suspended.
     await harness.signal(run, "unrelated")
@@ -226,6 +226,79 @@ async def test_signals_suspend_and_resume_exactly_once(harness: Harness) -> None
     assert types.count("ToolCall") == 1 and types.count("Suspended") == 1
     assert types[-3:] == ["StepCompleted", "Resumed", "Completed"]
     assert (await harness.events(run))[-1].data["answer"] == "approved by ops"
+
+
+async def test_a_wait_with_a_deadline_times_out_on_database_time_on_any_runner(
+    harness: Harness,
+) -> None:
+    async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        signal = await ctx.wait_signal(
+            "approve:c1", reason="approval", fresh=True, timeout=timedelta(seconds=1)
+        )
+        after = await ctx.activity("after", echo, "x")  # the workflow goes on after it
+        return f"{'timed out' if signal is None else signal.name}/{after['value']}"
+
+    run = await harness.start("r1", "go")
+    assert await harness.advance(executor_with(harness, ("agent", "1", wf)), run) is (
+        Outcome.SUSPENDED
+    )
+    suspended = next(e for e in await harness.events(run) if e.type == "Suspended")
+    deadline = datetime.fromisoformat(suspended.data["deadline"])
+    # The deadline is database time, set when the wait first suspended, and the run is due then.
+    assert timedelta(seconds=0.9) <= deadline - suspended.created_at <= timedelta(seconds=1.1)
+    assert await harness.index_row(run) == ("suspended", deadline)
+    # A wake before the deadline (another signal) leaves it waiting with the same deadline.
+    await harness.signal(run, "unrelated")
+    other = executor_with(harness, ("agent", "1", wf))
+    assert await harness.advance(other, run, await harness.fence("runner-b")) is Outcome.SUSPENDED
+    assert await harness.index_row(run) == ("suspended", deadline)
+    await harness.sleep_until(deadline)
+    third = executor_with(harness, ("agent", "1", wf))
+    assert await harness.advance(third, run, await harness.fence("runner-c")) is (
+        Outcome.COMPLETED
+    )
+    events = await harness.events(run)
+    assert [e.type for e in events].count("Suspended") == 1
+    completed = next(e for e in events if e.type == "StepCompleted" and e.data["step"] == 0)
+    assert completed.data["result"] == {"timedOut": True, "deadline": suspended.data["deadline"]}
+    resumed = next(e for e in events if e.type == "Resumed")
+    assert resumed.data == {"reason": "deadline", "step": 0} and resumed.created_at >= deadline
+    assert events[-1].data["answer"] == "timed out/x"
+    # An approval sent after the deadline is too late: the step's outcome is in the journal.
+    assert await harness.index_row(run) is None
+
+
+async def test_a_signal_before_the_deadline_wins_and_replays_the_same(harness: Harness) -> None:
+    async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        signal = await ctx.wait_signal("go", timeout=timedelta(seconds=30))
+        assert signal is not None
+        await ctx.wait_signal("second")
+        return str(signal.payload)
+
+    run = await harness.start("r1", "go")
+    executor = executor_with(harness, ("agent", "1", wf))
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    await harness.signal(run, "go", "in time")
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    # Replayed by a fresh executor past the first wait: the signal, not a time-out.
+    await harness.signal(run, "second")
+    fresh = executor_with(harness, ("agent", "1", wf))
+    assert await harness.advance(fresh, run) is Outcome.COMPLETED
+    events = await harness.events(run)
+    assert events[-1].data["answer"] == "in time"
+    assert not any(e.type == "Resumed" and e.data.get("reason") == "deadline" for e in events)
+
+
+async def test_a_wait_timeout_must_be_positive(harness: Harness) -> None:
+    async def wf(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        await ctx.wait_signal("go", timeout=timedelta(0))
+        return "never"
+
+    run = await harness.start("r1", "go")
+    assert await harness.advance(executor_with(harness, ("agent", "1", wf)), run) is (
+        Outcome.FAILED
+    )
+    assert "timeout must be positive" in (await harness.events(run))[-1].data["reason"]
 
 
 async def test_a_signal_sent_before_the_wait_is_taken_without_suspending(

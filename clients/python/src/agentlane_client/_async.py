@@ -65,11 +65,17 @@ class AsyncRuns:
 
     async def create(
         self, session_id: str, message: str, *, run_id: str | None = None,
-        on_conflict: OnConflict = "enqueue",
+        on_conflict: OnConflict = "enqueue", approval_timeout_s: float | None = None,
     ) -> RunAccepted:
-        """Start a run; the same ``run_id`` again is the same run (a safe retry)."""
-        body = {"runId": run_id or f"run-{uuid.uuid4().hex}", "message": message,
-                "onConflict": on_conflict}
+        """Start a run; the same ``run_id`` again is the same run (a safe retry).
+        ``approval_timeout_s``: how long each approval of the run may wait before the tool's
+        default applies (deny, unless the tool approves by default)."""
+        body: dict[str, Any] = {
+            "runId": run_id or f"run-{uuid.uuid4().hex}", "message": message,
+            "onConflict": on_conflict,
+        }
+        if approval_timeout_s is not None:
+            body["approvalTimeoutSeconds"] = approval_timeout_s
         answer = await self._client._request(
             "POST", f"/agents/{quote(session_id, safe='')}/runs", json=body
         )

@@ -85,10 +85,13 @@ class Runs:
 
     def create(
         self, session_id: str, message: str, *, run_id: str | None = None,
-        on_conflict: OnConflict = "enqueue",
+        on_conflict: OnConflict = "enqueue", approval_timeout_s: float | None = None,
     ) -> RunAccepted:
         return self._loop.run(
-            self._runs.create(session_id, message, run_id=run_id, on_conflict=on_conflict)
+            self._runs.create(
+                session_id, message, run_id=run_id, on_conflict=on_conflict,
+                approval_timeout_s=approval_timeout_s,
+            )
         )
 
     def get(self, execution_id: str) -> Run:
