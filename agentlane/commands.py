@@ -64,7 +64,7 @@ def run_idempotency_key(run_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BudgetCap:
-    """The server's most model calls and model tokens per run (0: no cap): a run's budget is
+    """The server's most model calls, model tokens and money per run (0: no cap): a run's budget is
     set to it when the client asks for none or more, and is recorded in the run's
     ``RunAccepted``, so the workflow and every replay of it see the cap the run was accepted
     under."""
@@ -73,12 +73,15 @@ class BudgetCap:
     tokens: int = 0
     #: Wall time from acceptance after which an unfinished run is cancelled.
     seconds: float = 0.0
+    #: Money a run's priced model calls may cost, in millionths of the price table's currency.
+    cost_micros: int = 0
 
     def apply(self, requested: dict[str, Any] | None) -> dict[str, Any] | None:
         budget = dict(requested or {})
         for cap, current, limit in (
             ("capAttempts", "maxAttempts", self.model_calls),
             ("capTokens", "maxTokens", self.tokens),
+            ("capCostMicros", "maxCostMicros", self.cost_micros),
         ):
             if limit > 0:
                 budget[cap] = limit

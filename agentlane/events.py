@@ -51,6 +51,10 @@ class Budget(EventData):
     cap_attempts: int | None = Field(default=None, ge=1)
     #: Wall time: a run still unfinished this long after it was accepted is cancelled.
     cap_seconds: float | None = Field(default=None, gt=0)
+    #: Money, in millionths of the price table's currency (``agentlane.pricing``): checked before
+    #: each model call against what the run's priced calls cost so far.
+    max_cost_micros: int | None = Field(default=None, ge=1)
+    cap_cost_micros: int | None = Field(default=None, ge=1)
 
 
 class RunAcceptedData(EventData):
@@ -138,6 +142,10 @@ class UsageData(EventData):
     output_tokens: int = Field(ge=0)
     cached_input_tokens: int = Field(default=0, ge=0)
     step: int | None = None
+    #: What the call cost, in millionths of the price table's currency, and that table's
+    #: version (absent: the model had no price when the call was made).
+    cost_micros: int | None = Field(default=None, ge=0)
+    price_version: str | None = Field(default=None, max_length=64)
 
 
 class StepCompletedData(EventData):

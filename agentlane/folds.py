@@ -47,12 +47,15 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    #: What the priced calls cost, in millionths of the price table's currency (unpriced: 0).
+    cost_micros: int = 0
 
     def plus(self, data: dict[str, Any]) -> Usage:
         return Usage(
             self.input_tokens + int(data.get("inputTokens", 0)),
             self.output_tokens + int(data.get("outputTokens", 0)),
             self.cached_input_tokens + int(data.get("cachedInputTokens", 0)),
+            self.cost_micros + int(data.get("costMicros") or 0),
         )
 
     def to_json(self) -> dict[str, int]:
@@ -60,6 +63,7 @@ class Usage:
             "inputTokens": self.input_tokens,
             "outputTokens": self.output_tokens,
             "cachedInputTokens": self.cached_input_tokens,
+            "costMicros": self.cost_micros,
         }
 
 
@@ -162,6 +166,7 @@ class RunFold:
         "_accepted",
         "_answer",
         "_cached",
+        "_cost",
         "_error",
         "_input",
         "_last",
@@ -178,6 +183,7 @@ class RunFold:
         self._input = 0
         self._output = 0
         self._cached = 0
+        self._cost = 0
 
     @classmethod
     def resume(cls, state: RunState | None) -> RunFold:
@@ -198,8 +204,8 @@ class RunFold:
         fold._status = state.status
         fold._answer, fold._error = state.answer, state.error
         usage = state.usage
-        fold._input, fold._output, fold._cached = (
-            usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
+        fold._input, fold._output, fold._cached, fold._cost = (
+            usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cost_micros
         )
         return fold
 
@@ -224,6 +230,7 @@ class RunFold:
             self._input += int(data.get("inputTokens", 0))
             self._output += int(data.get("outputTokens", 0))
             self._cached += int(data.get("cachedInputTokens", 0))
+            self._cost += int(data.get("costMicros") or 0)
         elif kind == "Completed":
             self._status = "completed"
             self._answer = str(event.data.get("answer", ""))
@@ -251,7 +258,7 @@ class RunFold:
             message=str(accepted.data.get("message", "")),
             answer=self._answer,
             error=self._error,
-            usage=Usage(self._input, self._output, self._cached),
+            usage=Usage(self._input, self._output, self._cached, self._cost),
             last_event_id=last.event_id,
             last_seq=last.seq,
         )
@@ -387,6 +394,7 @@ class UsageTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cost_micros: int = 0
 
     def plus(self, other: UsageTotals) -> UsageTotals:
         return UsageTotals(
@@ -394,6 +402,7 @@ class UsageTotals:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cost_micros + other.cost_micros,
         )
 
     def to_json(self) -> dict[str, int]:
@@ -402,6 +411,7 @@ class UsageTotals:
             "inputTokens": self.input_tokens,
             "outputTokens": self.output_tokens,
             "cachedInputTokens": self.cached_input_tokens,
+            "costMicros": self.cost_micros,
         }
 
 
@@ -417,6 +427,7 @@ def usage_of(event: EventFields) -> tuple[UsageKey, UsageTotals] | None:
         int(data.get("inputTokens", 0)),
         int(data.get("outputTokens", 0)),
         int(data.get("cachedInputTokens", 0)),
+        int(data.get("costMicros") or 0),
     )
 
 

@@ -64,6 +64,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "OPENAI_API_KEY_FILE",
         "AGENTLANE_OFFLINE_PACE",
         "AGENTLANE_JWT_SECRET_FILE",
+        "AGENTLANE_PRICES_FILE",
     }
 )
 
@@ -124,6 +125,8 @@ class Settings(BaseSettings):
     offline_pace: float = Field(
         default=0.0, ge=0, le=10_000, validation_alias="AGENTLANE_OFFLINE_PACE"
     )
+    # The model price table (agentlane.pricing): Usage events carry what each call cost.
+    prices_file: Path | None = Field(default=None, validation_alias="AGENTLANE_PRICES_FILE")
     # The database roles agentlane migrate keeps (agentlane.roles).
     app_role: str = Field(
         default="agentlane_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$",

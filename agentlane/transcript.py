@@ -77,6 +77,8 @@ class Waiting:
     reason: str
     name: str | None
     detail: str | None
+    #: When the wait ends by itself (RFC 3339, database time); None: it waits for ever.
+    deadline: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,9 @@ class Transcript:
                 return [returned]
             case "Suspended":
                 self.status = "suspended"
-                self.waiting = Waiting(data["reason"], data.get("name"), data.get("detail"))
+                self.waiting = Waiting(
+                    data["reason"], data.get("name"), data.get("detail"), data.get("deadline")
+                )
                 return [self.waiting]
             case end if end in _ENDS:
                 self.status, self.waiting = _ENDS[end], None
@@ -211,6 +215,7 @@ class Transcript:
             "reason": self.reason,
             "waiting": None if self.waiting is None else {
                 "reason": self.waiting.reason, "name": self.waiting.name,
+                "deadline": self.waiting.deadline,
             },
         }
 

@@ -58,6 +58,8 @@ class Limits:
     max_run_tokens: int = 2_000_000
     #: Wall time after which an unfinished run is cancelled (a day: runs may wait on people).
     max_run_seconds: float = 86_400.0
+    #: What one run's priced model calls may cost, in millionths of the price table's currency.
+    max_run_cost_micros: int = 0
     #: Per tenant, the fields above it has its own values of (``AGENTLANE_CMD_TENANT_LIMITS``).
     tenants: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
@@ -66,7 +68,10 @@ class Limits:
         return replace(self, **self.tenants.get(tenant, {}))  # type: ignore[arg-type]
 
     def budget_cap(self) -> BudgetCap:
-        return BudgetCap(self.max_model_calls, self.max_run_tokens, self.max_run_seconds)
+        return BudgetCap(
+            self.max_model_calls, self.max_run_tokens, self.max_run_seconds,
+            self.max_run_cost_micros,
+        )
 
     def active_run_cap(self) -> ActiveRunCap:
         return ActiveRunCap(self.max_active_runs, self.retry_after_s)

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from starlette.applications import Starlette
@@ -47,7 +48,7 @@ from command_service.models import (
     StartRunRequest,
 )
 from command_service.openapi import build_openapi
-from command_service.reads import RunReader, events_page
+from command_service.reads import RunReader, UsageReader, events_page
 from command_service.sse import EventStream, WakeBroadcast
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Dependencies:
     rate: RateLimiter
     shares: TenantShares
     runs: RunReader
+    usage: UsageReader
     broadcast: WakeBroadcast
     metrics: CommandServiceMetrics
 
@@ -84,6 +86,8 @@ def build_app(deps: Dependencies) -> Starlette:
         Route("/runs/{executionId}/cancel", api.cancel, methods=["POST"]),
         Route("/runs/{executionId}/signals/{name}", api.signal, methods=["POST"]),
         Route("/sessions/{sessionId}/events", api.events, methods=["GET"]),
+        Route("/sessions/{sessionId}/usage", api.session_usage, methods=["GET"]),
+        Route("/usage", api.usage, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     return Starlette(
@@ -203,6 +207,20 @@ class _Api:
         page = {"events": [event.to_json() for event in events], "next": next_id}
         return JSONResponse(page)
 
+    async def usage(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        since, until = _date_param(request, "since"), _date_param(request, "until")
+        with log_context(tenant=tenant):
+            return JSONResponse(await self.deps.usage.tenant(tenant, since=since, until=until))
+
+    async def session_usage(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        session_id = request.path_params["sessionId"]
+        if not commands.is_identifier(session_id):
+            return problem_response(404, f"session {session_id!r} not found", slug="not-found")
+        with log_context(tenant=tenant, session=session_id):
+            return JSONResponse(await self.deps.usage.session(tenant, session_id))
+
     async def cancel(self, request: Request) -> Response:
         tenant = await self._tenant(request)
         execution_id = request.path_params["executionId"]
@@ -251,6 +269,18 @@ def _int_param(request: Request, name: str, *, default: int, minimum: int, maxim
     if raw is None:
         return default
     return _int_value(f"query.{name}", raw, minimum, maximum)
+
+
+def _date_param(request: Request, name: str) -> date | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"query.{name}: must be a day, YYYY-MM-DD") from None
 
 
 def _int_value(field: str, raw: str, minimum: int, maximum: int) -> int:

@@ -23,7 +23,7 @@ from agentlane.store import EventStore, Tail
 from command_service.admission import Limits, TenantShares
 from command_service.app import Dependencies, build_app
 from command_service.metrics import CommandServiceMetrics
-from command_service.reads import RunReader
+from command_service.reads import RunReader, UsageReader
 from command_service.sse import WakeBroadcast
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class CommandService:
                     share=self.limits.tenant_share, retry_after_s=self.limits.retry_after_s
                 ),
                 runs=self.runs,
+                usage=UsageReader(self.read_models),
                 broadcast=self.broadcast,
                 metrics=self.metrics,
             )

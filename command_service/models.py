@@ -49,6 +49,33 @@ class Usage(_Wire):
     inputTokens: int = Field(ge=0)
     outputTokens: int = Field(ge=0)
     cachedInputTokens: int = Field(ge=0)
+    costMicros: int = Field(
+        ge=0, description="What the priced model calls cost, in millionths of the price "
+        "table's currency (calls of a model without a price count 0).",
+    )
+
+
+class UsageDay(Usage):
+    """One tenant's use of one model on one UTC day."""
+
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    model: str
+    calls: int = Field(ge=0)
+
+
+class UsageResponse(_Wire):
+    """Body of ``GET /usage``: the caller's tenant, per model and day (from the read models)."""
+
+    days: list[UsageDay]
+    total: Usage
+
+
+class SessionUsageResponse(_Wire):
+    """Body of ``GET /sessions/{sessionId}/usage``: the session's runs, totalled."""
+
+    sessionId: str
+    runs: int = Field(ge=0)
+    usage: Usage
 
 
 class RunResponse(_Wire):
@@ -137,5 +164,7 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     CancelAccepted,
     SignalRequest,
     SignalAccepted,
+    UsageResponse,
+    SessionUsageResponse,
     Problem,
 )

@@ -77,6 +77,13 @@ def _body(name: str, *, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": _json(name)}
 
 
+def _day_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name, "in": "query", "required": False, "description": description,
+        "schema": {"type": "string", "format": "date"},
+    }
+
+
 def build_openapi(*, jwt: bool) -> dict[str, Any]:
     """The document ``GET /openapi.json`` serves (``jwt``: bearer auth is required)."""
     _, top = models_json_schema(
@@ -156,6 +163,33 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
+                    **_problems(422, jwt=jwt),
+                },
+            }
+        },
+        "/sessions/{sessionId}/usage": {
+            "get": {
+                "operationId": "sessionUsage",
+                "summary": "A session's runs with their tokens and cost totalled",
+                "parameters": [session],
+                "responses": {
+                    "200": {"description": "The totals", "content": _json("SessionUsageResponse")},
+                    **_problems(jwt=jwt),
+                },
+            }
+        },
+        "/usage": {
+            "get": {
+                "operationId": "tenantUsage",
+                "summary": "The caller's tenant's tokens and cost per model and UTC day",
+                "description": "From the read models, so it trails the log by the projector's "
+                "lag. Cost is in millionths of the price table's currency.",
+                "parameters": [
+                    _day_param("since", "First day included (YYYY-MM-DD)."),
+                    _day_param("until", "Last day included (YYYY-MM-DD)."),
+                ],
+                "responses": {
+                    "200": {"description": "Usage per day", "content": _json("UsageResponse")},
                     **_problems(422, jwt=jwt),
                 },
             }

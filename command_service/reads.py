@@ -7,10 +7,11 @@ run's events, so an id that POST returned is never 404.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from agentlane.errors import RunNotFound
-from agentlane.folds import fold_run
+from agentlane.folds import UsageTotals, fold_run
 from agentlane.readmodels import ReadModels
 from agentlane.records import StoredEvent
 from agentlane.store import EventStore
@@ -35,6 +36,31 @@ class RunReader:
         if state is None:
             raise RunNotFound(execution_id)
         return state.to_json()
+
+
+class UsageReader:
+    """Answers ``GET /usage`` and ``GET /sessions/{id}/usage`` from the read models (the
+    projector keeps them; they trail the log by its lag)."""
+
+    def __init__(self, read_models: ReadModels) -> None:
+        self.read_models = read_models
+
+    async def tenant(
+        self, tenant: str, *, since: date | None, until: date | None
+    ) -> dict[str, Any]:
+        usage = await self.read_models.get_usage(tenant, since=since, until=until)
+        total = UsageTotals()
+        days = []
+        for key, totals in usage.items():
+            total = total.plus(totals)
+            days.append({"day": key.day.isoformat(), "model": key.model, **totals.to_json()})
+        body = total.to_json()
+        body.pop("calls")
+        return {"days": days, "total": body}
+
+    async def session(self, tenant: str, session_id: str) -> dict[str, Any]:
+        runs, usage = await self.read_models.session_usage(tenant, session_id)
+        return {"sessionId": session_id, "runs": runs, "usage": usage.to_json()}
 
 
 async def events_page(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -38,6 +39,7 @@ from gateway.protocol import (
     CLOSE_UNAUTHORIZED,
     MAX_FRAME_BYTES,
     error_frame,
+    frames_json_schema,
 )
 from gateway.server_logs import tame_server_logs
 from gateway.sockets import Connection, SocketPolicy
@@ -144,6 +146,7 @@ class Gateway:
         return [
             WebSocketRoute("/ws/{session_id}", self.endpoint),
             Route("/", self._console),
+            Route("/ws-schema.json", self._frames_schema, methods=["GET"]),
             Mount("/console", StaticFiles(directory=STATIC_DIR), name="console"),
         ]
 
@@ -165,6 +168,11 @@ class Gateway:
 
     async def _console(self, _: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _frames_schema(self, _: Request) -> Response:
+        """``GET /ws-schema.json``: the JSON Schema of the socket's frames (public, like
+        ``/openapi.json``)."""
+        return JSONResponse(_frames_schema())
 
     async def _keepalive(self) -> None:
         while True:
@@ -285,3 +293,8 @@ class Gateway:
         if code is not None:
             await websocket.send_text(error_frame(code, reason))
         await websocket.close(close_code, reason[:120])
+
+
+@functools.cache
+def _frames_schema() -> dict[str, Any]:
+    return frames_json_schema()

@@ -261,6 +261,7 @@ class Connection:
                     run_id=frame.run_id,
                     message=frame.message,
                     on_conflict=frame.on_conflict,
+                    approval_timeout_s=frame.approval_timeout_s,
                 )
                 outcome = "accepted" if accepted.created else "replayed"
             elif isinstance(frame, CancelFrame):

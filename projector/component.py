@@ -257,6 +257,8 @@ class Projector:
         for kind, key in _TOKEN_KINDS:
             if tokens := usage.get(key):
                 self.metrics.model_tokens.labels(usage["model"], kind).inc(tokens)
+        if cost := usage.get("costMicros"):
+            self.metrics.model_cost.labels(usage["model"]).inc(cost)
 
     # --- publishing ---------------------------------------------------------------------------
 

@@ -50,6 +50,13 @@ class ProjectorMetrics:
             ["model", "kind"],
             registry=registry,
         )
+        self.model_cost = Counter(
+            "agentlane_model_cost_micros_total",
+            "What priced model calls cost (Usage events' costMicros), in millionths of the price "
+            "table's currency, by model",
+            ["model"],
+            registry=registry,
+        )
         self.published = Counter(
             "agentlane_projector_published_total", "Messages published to Pub/Sub",
             registry=registry,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond Python: Debian packages (installed only when missing; needs root
 # or sudo: chromium, Node, Java and the Pub/Sub emulator, PostgreSQL 15 as the second major,
-# promtool) and the browser test's npm packages (from its lockfile).
+# promtool) and the npm packages of the browser test and of the TypeScript client (from their
+# lockfiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -21,3 +22,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 npm ci --prefix tests/gateway/browser --no-audit --no-fund --loglevel=error >/dev/null
+npm ci --prefix clients/typescript --no-audit --no-fund --loglevel=error >/dev/null

@@ -19,9 +19,12 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
   accepted (through either door); a run at its cap fails;
 - ``--max-run-seconds`` / ``AGENTLANE_CMD_MAX_RUN_SECONDS`` (86400): wall time from acceptance
   after which an unfinished run is cancelled (by its runner, with a ``CancelRequested``);
+- ``--max-run-cost-micros`` / ``AGENTLANE_CMD_MAX_RUN_COST_MICROS`` (none): what one run's priced
+  model calls may cost, in millionths of the price table's currency, checked before each call;
 - ``--tenant-limits`` / ``AGENTLANE_CMD_TENANT_LIMITS`` (none): a JSON object of tenant ->
   its own ``rate``, ``burst``, ``maxActiveRuns``, ``maxModelCalls``, ``maxRunTokens``,
-  ``maxRunSeconds`` (each optional), e.g. ``{"acme": {"rate": 200, "maxActiveRuns": 1000}}``.
+  ``maxRunSeconds``, ``maxRunCostMicros`` (each optional), e.g.
+  ``{"acme": {"rate": 200, "maxActiveRuns": 1000}}``.
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -58,6 +61,7 @@ class _TenantLimits(BaseModel):
     max_model_calls: int | None = Field(default=None, ge=0)
     max_run_tokens: int | None = Field(default=None, ge=0)
     max_run_seconds: float | None = Field(default=None, ge=0)
+    max_run_cost_micros: int | None = Field(default=None, ge=0)
 
 
 def tenant_limits(text: str) -> dict[str, dict[str, float]]:
@@ -90,6 +94,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, Any]] = {
     "max_model_calls": ("--max-model-calls", "AGENTLANE_CMD_MAX_MODEL_CALLS", int),
     "max_run_tokens": ("--max-run-tokens", "AGENTLANE_CMD_MAX_RUN_TOKENS", int),
     "max_run_seconds": ("--max-run-seconds", "AGENTLANE_CMD_MAX_RUN_SECONDS", float),
+    "max_run_cost_micros": ("--max-run-cost-micros", "AGENTLANE_CMD_MAX_RUN_COST_MICROS", int),
     "tenants": ("--tenant-limits", "AGENTLANE_CMD_TENANT_LIMITS", tenant_limits),
 }
 

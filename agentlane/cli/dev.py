@@ -43,6 +43,7 @@ from agentlane.db import with_session_options
 from agentlane.errors import ConfigError
 from agentlane.logs import redact
 from agentlane.migrate import migrate
+from agentlane.pricing import DEV_PRICES
 from agentlane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -281,6 +282,8 @@ def _child_env(
     env.setdefault("AGENTLANE_DEMO_TOOLS", "1")
     # The offline model streams word by word, so streaming shows without a real model.
     env.setdefault("AGENTLANE_OFFLINE_PACE", "20")
+    # Made-up prices for the offline model, so the ledger and the console have money to show.
+    env.setdefault("AGENTLANE_PRICES_FILE", str(DEV_PRICES))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

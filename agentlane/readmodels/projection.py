@@ -38,12 +38,12 @@ from agentlane.store.ordering import SessionKey, in_seq_order
 
 _RUN_TYPES = (
     "text", "text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint",
-    "timestamptz", "timestamptz", "bigint", "bigint",
+    "timestamptz", "timestamptz", "bigint", "bigint", "bigint",
 )
 _SESSION_TYPES = (
     "text", "text", "integer", "text", "bigint", "bigint", "text", "timestamptz", "timestamptz",
 )
-_USAGE_TYPES = ("text", "text", "date", "bigint", "bigint", "bigint", "bigint")
+_USAGE_TYPES = ("text", "text", "date", "bigint", "bigint", "bigint", "bigint", "bigint")
 
 
 def _unnest(types: Sequence[str]) -> sql.Composable:
@@ -176,7 +176,7 @@ async def apply_events(
     session_rows = [session_to_row(sessions[key]) for key in ordered]
     usage_rows = [
         (k.tenant_id, k.model, k.day, u.calls, u.input_tokens, u.output_tokens,
-         u.cached_input_tokens)
+         u.cached_input_tokens, u.cost_micros)
         for k, u in sorted(fold_usage(applied).items())
     ]
     if run_rows:

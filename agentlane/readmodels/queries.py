@@ -15,7 +15,7 @@ from psycopg import sql
 
 from agentlane.db import Database
 from agentlane.errors import SchemaMissing
-from agentlane.folds import RunState, SessionState, UsageKey, UsageTotals
+from agentlane.folds import RunState, SessionState, Usage, UsageKey, UsageTotals
 from agentlane.readmodels.tables import (
     RUN_COLUMNS,
     RUNS_TABLE,
@@ -109,9 +109,22 @@ class ReadModels:
             (tenant_id, since, until),
         )
         return {
-            UsageKey(row[0], row[1], row[2]): UsageTotals(row[3], row[4], row[5], row[6])
+            UsageKey(row[0], row[1], row[2]): UsageTotals(*row[3:])
             for row in rows
         }
+
+    async def session_usage(self, tenant_id: str, session_id: str) -> tuple[int, Usage]:
+        """How many runs the session has in the read model, and their usage and cost summed."""
+        rows = await self._rows(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(input_tokens), 0), "
+                "coalesce(sum(output_tokens), 0), coalesce(sum(cached_input_tokens), 0), "
+                "coalesce(sum(cost_micros), 0) FROM {} WHERE tenant_id = %s AND session_id = %s"
+            ).format(sql.Identifier(RUNS_TABLE)),
+            (tenant_id, session_id),
+        )
+        count, *totals = rows[0]
+        return int(count), Usage(*(int(value) for value in totals))
 
     async def _rows(
         self, query: sql.SQL | sql.Composed, params: Sequence[Any]

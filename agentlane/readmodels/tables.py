@@ -1,8 +1,9 @@
 """The read-model tables (ddl/0020): names, columns, rows to and from fold states, and the table
 operations a rebuild needs (fresh copies, locks, an atomic swap).
 
-``read_runs`` (one row per execution: the body of ``GET /runs/{id}``), ``read_sessions`` (runs and
-last event of each session), ``read_usage_daily`` (tokens per tenant, model and UTC day).
+``read_runs`` (one row per execution: the body of ``GET /runs/{id}``, its cost included),
+``read_sessions`` (runs and last event of each session), ``read_usage_daily`` (tokens and cost per
+tenant, model and UTC day; ddl/0041 added the cost columns).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ READ_MODELS_CHECKPOINT = "read_models"
 RUN_COLUMNS = (
     "execution_id", "tenant_id", "session_id", "run_id", "status", "message", "answer", "error",
     "input_tokens", "output_tokens", "cached_input_tokens", "created_at", "updated_at",
-    "last_event_id", "last_seq",
+    "last_event_id", "last_seq", "cost_micros",
 )
 SESSION_COLUMNS = (
     "tenant_id", "session_id", "run_count", "last_execution_id", "last_event_id", "last_seq",
@@ -36,6 +37,7 @@ SESSION_COLUMNS = (
 )
 USAGE_COLUMNS = (
     "tenant_id", "model", "day", "calls", "input_tokens", "output_tokens", "cached_input_tokens",
+    "cost_micros",
 )
 RUN_KEY = ("execution_id",)
 SESSION_KEY = ("tenant_id", "session_id")
@@ -66,14 +68,15 @@ def run_to_row(run: RunState) -> tuple[Any, ...]:
         run.execution_id, run.tenant_id, run.session_id, run.run_id, run.status, run.message,
         run.answer, run.error, run.usage.input_tokens, run.usage.output_tokens,
         run.usage.cached_input_tokens, run.created_at, run.updated_at, run.last_event_id,
-        run.last_seq,
+        run.last_seq, run.usage.cost_micros,
     )
 
 
 def run_from_row(row: Sequence[Any]) -> RunState:
     return RunState(
         execution_id=row[0], tenant_id=row[1], session_id=row[2], run_id=row[3], status=row[4],
-        message=row[5], answer=row[6], error=row[7], usage=Usage(row[8], row[9], row[10]),
+        message=row[5], answer=row[6], error=row[7],
+        usage=Usage(row[8], row[9], row[10], row[15]),
         created_at=row[11], updated_at=row[12], last_event_id=row[13], last_seq=row[14],
     )
 

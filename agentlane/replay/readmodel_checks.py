@@ -40,7 +40,10 @@ _REBUILD_LEFTOVERS = ("_rebuild", "_old")
 
 
 def _usage_values(totals: UsageTotals) -> tuple[Any, ...]:
-    return (totals.calls, totals.input_tokens, totals.output_tokens, totals.cached_input_tokens)
+    return (
+        totals.calls, totals.input_tokens, totals.output_tokens, totals.cached_input_tokens,
+        totals.cost_micros,
+    )
 
 
 def _differences(

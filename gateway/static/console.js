@@ -1,19 +1,18 @@
-// The agentlane browser console: follows one session over /ws/{sessionId}, reconnects by itself
-// and resumes after the last eventId it showed, so no token is repeated or lost. A run's text is
-// its transcript (transcript.js): a crashed attempt's partial text is dropped, never appended to.
-import { Transcript } from "./transcript.js";
+// The agentlane browser console: follows one session over /ws/{sessionId} with the TypeScript
+// client's socket (client/socket.js: reconnects by itself and resumes after the last eventId it
+// delivered, so no token is repeated or lost). A run's text is its transcript, folded by the
+// client's fold (client/transcript.js): a crashed attempt's partial text is dropped, never
+// appended to. Both are compiled from clients/typescript/src (`npm run build` copies them here).
+import { ConnectionLost } from "./client/errors.js";
+import { SessionSocket } from "./client/socket.js";
+import { Transcript } from "./client/transcript.js";
 
 const $ = (id) => document.getElementById(id);
-const CLOSE_UNAUTHORIZED = 4001;
 
 const state = {
-  socket: null,
-  lastEventId: 0,
-  retry: 0,
-  timer: null,
-  connections: 0,
+  socket: null, // the SessionSocket of the session shown
   eventsShown: 0,
-  live: false, // history sent (the "ready" frame) on the current socket
+  live: false, // history sent (the "ready" frame) on the current connection
   runs: new Map(), // executionId -> {root, tokens, transcript, …}
 };
 
@@ -23,56 +22,38 @@ function setStatus(name, detail = "") {
   status.textContent = detail ? `${name} · ${detail}` : name;
 }
 
-function wsUrl(session, token) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const params = new URLSearchParams({ lastEventId: String(state.lastEventId) });
-  if (token) params.set("token", token);
-  return `${scheme}://${location.host}/ws/${encodeURIComponent(session)}?${params}`;
-}
-
-function connect() {
-  clearTimeout(state.timer);
+async function connect() {
   const session = $("session").value.trim();
   if (!session) return;
-  state.live = false;
-  setStatus("replaying", `after ${state.lastEventId}`);
-  const socket = new WebSocket(wsUrl(session, $("token").value.trim()));
-  state.socket = socket;
-  socket.onopen = () => { state.connections += 1; document.body.dataset.connections = state.connections; };
-  socket.onmessage = (message) => onFrame(socket, JSON.parse(message.data));
-  socket.onclose = (close) => {
-    if (state.socket !== socket) return; // replaced by a newer connection
-    state.socket = null;
-    if (close.code === CLOSE_UNAUTHORIZED) {
-      setStatus("unauthorized", close.reason);
-      return;
-    }
-    // Jittered exponential backoff; resume after the last event shown.
-    const delay = Math.random() * Math.min(5000, 100 * 2 ** state.retry++);
-    setStatus("reconnecting", `code ${close.code}`);
-    state.timer = setTimeout(connect, delay);
-  };
-}
-
-function onFrame(socket, frame) {
-  switch (frame.type) {
-    case "event":
-      if (frame.event.eventId <= state.lastEventId) return; // shown already
-      state.lastEventId = frame.event.eventId;
-      show(frame.event);
-      if (state.live) setStatus("live", `#${state.lastEventId}`);
-      break;
-    case "ready":
-      state.retry = 0;
+  const socket = new SessionSocket(location.origin, session, {
+    token: $("token").value.trim() || null,
+    onConnecting: (after) => {
+      state.live = false;
+      setStatus("replaying", `after ${after}`);
+    },
+    onOpen: (connections) => { document.body.dataset.connections = connections; },
+    onReady: (lastEventId) => {
       state.live = true;
-      setStatus("live", `#${frame.lastEventId}`);
-      break;
-    case "ping":
-      socket.send(JSON.stringify({ type: "pong" }));
-      break;
-    case "error":
-      logLine(`error ${frame.code}: ${frame.message}`);
-      break;
+      setStatus("live", `#${lastEventId}`);
+    },
+    onClose: (code) => setStatus("reconnecting", `code ${code}`),
+    onError: (error) => logLine(`error ${error.code}: ${error.detail}`),
+  });
+  state.socket = socket;
+  try {
+    for await (const event of socket) {
+      try {
+        show(event);
+      } catch (error) {
+        console.error(error); // a page bug must not stop the stream
+      }
+      if (state.live) setStatus("live", `#${event.eventId}`);
+    }
+  } catch (error) {
+    if (state.socket !== socket) return;
+    // ConnectionLost: the gateway refused the token (4001); reconnecting would not help.
+    if (error instanceof ConnectionLost) setStatus("unauthorized", error.reason);
+    else setStatus("error", String(error));
   }
 }
 
@@ -97,7 +78,7 @@ function run(executionId) {
       root, tokens: root.querySelector(".tokens"), tools: root.querySelector(".tools"), count: 0,
       transcript: new Transcript(), texts: new Map(), // step -> its <span> in .tokens
       raw: root.querySelector("details pre"), started: null,
-      usage: { input: 0, output: 0 },
+      usage: { input: 0, output: 0, costMicros: 0, priced: false },
     };
     state.runs.set(executionId, entry);
   }
@@ -123,8 +104,14 @@ function show(event) {
     case "Usage":
       entry.usage.input += data.inputTokens ?? 0;
       entry.usage.output += data.outputTokens ?? 0;
+      if (data.costMicros != null) {
+        entry.usage.costMicros += data.costMicros;
+        entry.usage.priced = true;
+      }
       entry.root.querySelector(".usage").textContent =
-        `${entry.usage.input} in · ${entry.usage.output} out tokens (${data.model})`;
+        `${entry.usage.input} in · ${entry.usage.output} out tokens (${data.model})` +
+        (entry.usage.priced ? ` · ${money(entry.usage.costMicros)}` : "");
+      entry.root.dataset.costMicros = entry.usage.costMicros;
       break;
     case "Token":
     case "StepFailed":
@@ -151,6 +138,7 @@ function show(event) {
     case "SignalReceived":
     case "Resumed":
       entry.root.querySelectorAll(".approval button").forEach((b) => (b.disabled = true));
+      entry.root.querySelectorAll(".approval").forEach((box) => stopCountdown(box, data.reason));
       setState(entry, "running");
       break;
     case "Completed":
@@ -207,7 +195,35 @@ function approval(executionId, data) {
     button.onclick = () => send({ type: "approve", executionId, name: data.name, payload: { approved } });
     box.append(button);
   }
+  if (data.deadline) countdown(box, new Date(data.deadline));
   return box;
+}
+
+// The time an approval has left before the run takes the tool's default (the deadline is on
+// the database's clock; this page's clock is close enough to count it down).
+function countdown(box, deadline) {
+  const left = document.createElement("span");
+  left.className = "deadline";
+  box.dataset.deadline = deadline.toISOString();
+  box.append(left);
+  const tick = () => {
+    const seconds = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+    left.textContent = ` · decided by default in ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  };
+  tick();
+  box.timer = setInterval(tick, 1000);
+}
+
+function stopCountdown(box, reason) {
+  clearInterval(box.timer);
+  const left = box.querySelector(".deadline");
+  if (left && reason === "deadline") left.textContent = " · deadline passed: decided by default";
+  else if (left) left.remove();
+}
+
+// Cost in the price table's currency (micro-units; the dev table and most are in USD).
+function money(micros) {
+  return `$${(micros / 1e6).toFixed(micros < 10_000 ? 6 : 4)}`;
 }
 
 function logLine(text) {
@@ -220,11 +236,7 @@ function logLine(text) {
 }
 
 function send(frame) {
-  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-    state.socket.send(JSON.stringify(frame));
-  } else {
-    logLine("not connected; try again in a moment");
-  }
+  if (!state.socket || !state.socket.send(frame)) logLine("not connected; try again in a moment");
 }
 
 $("ask").addEventListener("submit", (e) => {
@@ -238,8 +250,7 @@ $("ask").addEventListener("submit", (e) => {
 
 $("connect").addEventListener("click", () => {
   // A new session starts from its beginning.
-  if (state.socket) { const old = state.socket; state.socket = null; old.close(1000); }
-  state.lastEventId = 0;
+  if (state.socket) { const old = state.socket; state.socket = null; old.close(); }
   state.runs.clear();
   $("runs").replaceChildren();
   $("log").replaceChildren();

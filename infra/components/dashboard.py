@@ -65,6 +65,10 @@ def sections(*, shards: int, command_service: str) -> tuple[Section, ...]:
                 ("{{model}} {{kind}}",
                  f"sum by (model, kind) ({_rate('agentlane_model_tokens_total')})"),
             ), "1/s"),
+            Chart("Spend per hour, by model (price table currency)", (
+                ("{{model}}",
+                 f"sum by (model) ({_rate('agentlane_model_cost_micros_total')}) * 3600 / 1e6"),
+            ), "1/h"),
             Chart("Step attempts per second, by result", (
                 ("{{result}}",
                  f"sum by (result) ({_rate('agentlane_engine_step_attempts_total')})"),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from agentlane.pricing import PriceTable
 from agentlane.settings import Settings
 from runners.agent.model import ModelClient, OpenAIModel, OpenAIOptions, StreamCut
 from runners.agent.offline import OfflineModel
@@ -37,8 +38,9 @@ class AgentOptions:
 
 def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
     """``offline`` → the scripted model; anything else → the OpenAI-compatible endpoint."""
+    prices = PriceTable.load(settings.prices_file)
     if settings.model == "offline":
-        return OfflineModel(words_per_s=settings.offline_pace)
+        return OfflineModel(words_per_s=settings.offline_pace, prices=prices)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
     return OpenAIModel(
         OpenAIOptions(
@@ -50,6 +52,7 @@ def model_client(settings: Settings, options: AgentOptions) -> ModelClient:
             timeout=options.request_timeout,
         ),
         max_attempts=options.model_retry.max_attempts,
+        prices=prices,
     )
 
 

@@ -19,6 +19,7 @@ import openai
 
 from agentlane.events import is_text
 from agentlane.files import WatchedFile
+from agentlane.pricing import EMPTY, PriceTable
 from runners.agent.tokens import TokenBatcher
 from runners.engine import NonRetryable, RetryLater, StepInfo
 
@@ -82,8 +83,11 @@ class OpenAIModel:
     A model call takes seconds; a connection setup is a rounding error beside it.
     """
 
-    def __init__(self, options: OpenAIOptions, *, max_attempts: int) -> None:
+    def __init__(
+        self, options: OpenAIOptions, *, max_attempts: int, prices: PriceTable = EMPTY
+    ) -> None:
         self.options = options
+        self.prices = prices
         self.name = options.model
         self._max_attempts = max_attempts
         self._timeout = options.timeout.total_seconds()
@@ -203,7 +207,8 @@ class OpenAIModel:
         if not usage:
             usage = {"inputTokens": _estimate(messages), "outputTokens": len(content),
                      "cachedInputTokens": 0}
-        step.attach("Usage", {"model": model, "step": step.step, **usage})
+        usage = self.prices.price({"model": model, **usage})
+        step.attach("Usage", {"step": step.step, **usage})
         return {
             "model": model,
             "content": text,

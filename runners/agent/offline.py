@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from agentlane.pricing import EMPTY, PriceTable
 from runners.agent.tokens import TokenBatcher
 from runners.engine import StepInfo
 
@@ -28,8 +29,9 @@ class OfflineModel:
 
     name = "offline"
 
-    def __init__(self, *, words_per_s: float = 0.0) -> None:
+    def __init__(self, *, words_per_s: float = 0.0, prices: PriceTable = EMPTY) -> None:
         self._pause_s = 1 / words_per_s if words_per_s > 0 else 0.0
+        self.prices = prices
 
     async def complete(
         self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
@@ -65,7 +67,8 @@ class OfflineModel:
             "outputTokens": len(words) + len(calls),
             "cachedInputTokens": 0,
         }
-        step.attach("Usage", {"model": self.name, "step": step.step, **usage})
+        usage = self.prices.price({"model": self.name, **usage})
+        step.attach("Usage", {"step": step.step, **usage})
         return {
             "model": self.name,
             "content": answer,

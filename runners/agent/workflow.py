@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -62,45 +62,89 @@ class BudgetExhausted(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Spent:
+    """What a run's model calls used so far: tokens, calls, and money (micro-units)."""
+
+    tokens: int = 0
+    calls: int = 0
+    cost_micros: int = 0
+
+    def plus(self, usage: Mapping[str, Any]) -> Spent:
+        return Spent(
+            self.tokens + int(usage.get("inputTokens", 0)) + int(usage.get("outputTokens", 0)),
+            self.calls + 1,
+            self.cost_micros + int(usage.get("costMicros") or 0),
+        )
+
+
+#: (limit field, cap field, ``Spent`` field, the ``budget`` signal's and RunAccepted's key).
+_LIMITS = (
+    ("max_tokens", "cap_tokens", "tokens", "maxTokens"),
+    ("max_calls", "cap_calls", "calls", "maxAttempts"),
+    ("max_cost_micros", "cap_cost_micros", "cost_micros", "maxCostMicros"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Budget:
-    max_tokens: int | None
-    max_calls: int | None
+    max_tokens: int | None = None
+    max_calls: int | None = None
     cap_tokens: int | None = None
     cap_calls: int | None = None
+    max_cost_micros: int | None = None
+    cap_cost_micros: int | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Budget:
         return cls(
             data.get("maxTokens"), data.get("maxAttempts"),
             data.get("capTokens"), data.get("capAttempts"),
+            data.get("maxCostMicros"), data.get("capCostMicros"),
         )
 
-    def exceeded(self, tokens: int, calls: int) -> bool:
-        return (self.max_tokens is not None and tokens >= self.max_tokens) or (
-            self.max_calls is not None and calls >= self.max_calls
+    def exceeded(self, spent: Spent) -> bool:
+        return any(
+            (limit := getattr(self, field)) is not None and getattr(spent, used) >= limit
+            for field, _, used, _ in _LIMITS
         )
 
-    def at_cap(self, tokens: int, calls: int) -> bool:
+    def at_cap(self, spent: Spent) -> bool:
         """Over budget where no signal can raise it any more."""
-        return (self.cap_tokens is not None and tokens >= self.cap_tokens) or (
-            self.cap_calls is not None and calls >= self.cap_calls
+        return any(
+            (cap := getattr(self, field)) is not None and getattr(spent, used) >= cap
+            for _, field, used, _ in _LIMITS
         )
 
     def raised(self, payload: Any) -> Budget:
         """The budget a ``budget`` signal asks for, within the caps."""
         if not isinstance(payload, dict):
             return self
-        tokens, calls = payload.get("maxTokens"), payload.get("maxAttempts")
-        return Budget(
-            _within(int(tokens), self.cap_tokens) if isinstance(tokens, int) else self.max_tokens,
-            _within(int(calls), self.cap_calls) if isinstance(calls, int) else self.max_calls,
-            self.cap_tokens,
-            self.cap_calls,
+        changes = {}
+        for field, cap_field, _, key in _LIMITS:
+            asked = payload.get(key)
+            if isinstance(asked, int) and not isinstance(asked, bool):
+                cap = getattr(self, cap_field)
+                changes[field] = asked if cap is None else min(asked, cap)
+        return replace(self, **changes)
+
+    def at_cap_reason(self, spent: Spent) -> str:
+        cost = self.cap_cost_micros is not None
+        return (
+            f"used {spent.tokens} model tokens and {spent.calls} model calls"
+            + (f" costing {spent.cost_micros} micro-units" if cost else "")
+            + f": the most the server allows a run ({self.cap_tokens} tokens, "
+            f"{self.cap_calls} calls"
+            + (f", {self.cap_cost_micros} micro-units)" if cost else ")")
         )
 
-
-def _within(value: int, cap: int | None) -> int:
-    return value if cap is None else min(value, cap)
+    def describe(self, spent: Spent) -> str:
+        text = (
+            f"used {spent.tokens} model tokens of {self.max_tokens}, "
+            f"{spent.calls} model calls of {self.max_calls}"
+        )
+        if self.max_cost_micros is not None:
+            text += f", {spent.cost_micros} cost micro-units of {self.max_cost_micros}"
+        return text
 
 
 class AgentWorkflow:
@@ -131,28 +175,20 @@ class AgentWorkflow:
             {"role": "user", "content": str(payload.get("message", ""))},
         ]
         schemas = self.tools.schemas()
-        tokens = calls = 0
+        spent = Spent()
         while True:
-            while budget.exceeded(tokens, calls):
-                if budget.at_cap(tokens, calls):
-                    raise BudgetExhausted(
-                        f"used {tokens} model tokens and {calls} model calls: the most the "
-                        f"server allows a run ({budget.cap_tokens} tokens, "
-                        f"{budget.cap_calls} calls)"
-                    )
+            # Checked before each call, against what the calls so far used and cost.
+            while budget.exceeded(spent):
+                if budget.at_cap(spent):
+                    raise BudgetExhausted(budget.at_cap_reason(spent))
                 signal = await ctx.wait_signal(
-                    "budget",
-                    reason="budget",
-                    detail=f"used {tokens} model tokens of {budget.max_tokens}, "
-                    f"{calls} model calls of {budget.max_calls}",
+                    "budget", reason="budget", detail=budget.describe(spent)
                 )
                 budget = budget.raised(signal.payload)
             result = await ctx.activity(
                 "model", self.model.complete, messages, schemas, retry=self.model_retry
             )
-            calls += 1
-            usage = result["usage"]
-            tokens += int(usage.get("inputTokens", 0)) + int(usage.get("outputTokens", 0))
+            spent = spent.plus(result["usage"])
             if not result["toolCalls"]:
                 return {"answer": result["content"], "offline": result["offline"]}
             messages.append(_assistant_message(result))

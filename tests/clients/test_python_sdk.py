@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -29,20 +29,9 @@ from agentlane_client import Transcript as ClientTranscript
 
 from agentlane.cli.embedded_pg import free_port
 from agentlane.transcript import transcript_of
-from tests.dev.conftest import stop_database, stop_stack
-from tests.dev.test_dev_e2e import DevStack, _start
+from tests.dev.test_dev_e2e import DevStack
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "transcripts"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """One dev stack on the offline model, whose demo tool ``send_email`` asks for approval."""
-    tmp = tmp_path_factory.mktemp("sdk")
-    dev = _start(tmp / ".agentlane", free_port(), {"AGENTLANE_BUS": "postgres"}, tmp, "dev")
-    yield dev
-    stop_stack(dev)
-    stop_database(dev.data_dir)
 
 
 def _rendered(changes: list[object]) -> str:
@@ -66,6 +55,14 @@ def test_the_sync_client_streams_a_run_and_reads_it_back(stack: DevStack) -> Non
         assert execution is not None and after is None
         run = client.runs.get(execution)
         assert run.status == "completed" and run.answer == changes[-1].answer
+        # agentlane dev prices the offline model: the run's cost, and its session's once the
+        # projector has it.
+        assert run.usage.cost_micros > 0
+        deadline = time.monotonic() + 10
+        while (usage := client.sessions.usage("sync-1")).runs < 1:
+            assert time.monotonic() < deadline, "the session's usage never arrived"
+            time.sleep(0.1)
+        assert usage.usage == run.usage
         # The same runId again is the same run: nothing new starts.
         again = client.runs.create("sync-1", "hello there", run_id="sync-run-1")
         assert again.execution_id == execution

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import gateway
 from agentlane.migrate import default_ddl_dir
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,10 @@ def test_the_wheel_carries_the_migrations_and_types_and_no_tests(wheel: Path) ->
     ddl = {f"agentlane/ddl/{path.name}" for path in default_ddl_dir().glob("*.sql")}
     assert ddl and ddl <= names
     assert {"agentlane/py.typed", "runners/py.typed"} <= names
-    assert any(name.startswith("gateway/static/") for name in names)
+    # The console and the client modules it imports (gateway/static/client/).
+    static = Path(gateway.__file__).parent / "static"
+    served = {f"gateway/{p.relative_to(static.parent)}" for p in static.rglob("*") if p.is_file()}
+    assert "gateway/static/client/transcript.js" in served and served <= names
     assert not any(name.startswith(("tests/", "benchmarks/", "infra/")) for name in names)
 
 

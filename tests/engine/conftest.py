@@ -154,20 +154,24 @@ def openai_server() -> Iterator[OpenAIServer]:
 
 
 def loopback_executor(
-    harness: Harness, server: OpenAIServer, options: AgentOptions | None = None
+    harness: Harness, server: OpenAIServer, options: AgentOptions | None = None,
+    env: dict[str, str] | None = None,
 ) -> Executor:
     """The agent on the real openai SDK pointed at the loopback server; waits kept short."""
     settings = Settings.from_env(
         {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test", "AGENTLANE_MODEL": "m-1"}
+        | (env or {})
     )
     registry = WorkflowRegistry()
     register_agent(registry, harness.store, settings, options or fast_options())
     return harness.executor(registry)
 
 
-def offline_executor(harness: Harness, options: AgentOptions | None = None) -> Executor:
+def offline_executor(
+    harness: Harness, options: AgentOptions | None = None, env: dict[str, str] | None = None
+) -> Executor:
     registry = WorkflowRegistry()
-    register_agent(registry, harness.store, Settings.from_env({}), options or fast_options())
+    register_agent(registry, harness.store, Settings.from_env(env or {}), options or fast_options())
     return harness.executor(registry)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,6 +136,49 @@ async def test_an_approval_nobody_answers_takes_the_tools_default_at_its_deadlin
         assert result["ok"] is True and calls == [f"{run.execution_id}:{result['step']}"]
     # The model read the outcome and the run answered.
     assert events[-1].type == "Completed"
+
+
+def _priced(tmp_path: Path, *, input_per_million: int, output_per_million: int) -> dict[str, str]:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"version": "p-1", "models": {"offline": {
+        "inputPerMillion": input_per_million, "outputPerMillion": output_per_million}}}))
+    return {"AGENTLANE_PRICES_FILE": str(prices)}
+
+
+async def test_a_money_budget_is_checked_before_each_model_call(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # "what time is it?" makes two model calls around a tool call; the first costs more than the
+    # run may spend, so the second waits for a raise instead of running.
+    executor = offline_executor(
+        harness, env=_priced(tmp_path, input_per_million=1000, output_per_million=1000)
+    )
+    run = await harness.start(
+        "r1", "what time is it?", budget={"maxCostMicros": 5000, "capCostMicros": 100_000}
+    )
+    assert await harness.advance(executor, run) is Outcome.SUSPENDED
+    events = await harness.events(run)
+    (first,) = [e.data for e in events if e.type == "Usage"]
+    assert first["costMicros"] > 5000 and first["priceVersion"] == "p-1"
+    assert events[-1].type == "Suspended" and events[-1].data["reason"] == "budget"
+    assert f"{first['costMicros']} cost micro-units of 5000" in events[-1].data["detail"]
+    # A raise within the cap lets the second call run and the run finish.
+    await harness.signal(run, "budget", {"maxCostMicros": 100_000})
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    assert len([e for e in await harness.events(run) if e.type == "Usage"]) == 2
+
+
+async def test_a_run_at_its_money_cap_fails(harness: Harness, tmp_path: Path) -> None:
+    executor = offline_executor(
+        harness, env=_priced(tmp_path, input_per_million=1000, output_per_million=1000)
+    )
+    run = await harness.start(
+        "r1", "what time is it?", budget={"maxCostMicros": 5000, "capCostMicros": 5000}
+    )
+    assert await harness.advance(executor, run) is Outcome.FAILED
+    failed = (await harness.events(run))[-1]
+    assert failed.data["reason"].startswith("BudgetExhausted:")
+    assert "5000 micro-units" in failed.data["reason"]
 
 
 async def test_a_run_over_its_token_budget_suspends_until_raised(harness: Harness) -> None:

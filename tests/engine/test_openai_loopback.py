@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -42,7 +43,8 @@ async def test_streamed_answer_with_a_tool_call(
     usage = [e.data for e in events if e.type == "Usage"]
     assert len(usage) == 2
     assert usage[0] == {"model": "m-1", "inputTokens": 12, "outputTokens": 7,
-                        "cachedInputTokens": 3, "step": 0}
+                        "cachedInputTokens": 3, "step": 0, "costMicros": None,
+                        "priceVersion": None}
     # The step key reaches the server on every call: an idempotency header and ``user``.
     first, second = openai_server.requests
     assert first.headers["idempotency-key"] == f"{run.execution_id}:0"
@@ -291,3 +293,20 @@ async def test_a_providers_refusal_text_never_reaches_the_journal_or_the_logs(
     assert "SECRET" not in stored and "SECRET" not in caplog.text
     failed = next(e.data for e in events if e.type == "StepFailed")
     assert "401 from" in failed["error"] and "did not accept the API key" in failed["error"]
+
+
+async def test_a_priced_model_writes_what_each_call_cost_into_its_usage(
+    harness: Harness, openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"version": "t-1", "models": {"m-1": {
+        "inputPerMillion": 2.5, "cachedInputPerMillion": 1.25, "outputPerMillion": 10}}}))
+    openai_server.push(Reply.answer("hello"))
+    executor = loopback_executor(harness, openai_server, env={"AGENTLANE_PRICES_FILE": str(prices)})
+    run = await harness.start("r1", "hi")
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    (usage,) = [e.data for e in await harness.events(run) if e.type == "Usage"]
+    # The loopback server reports 12 prompt tokens (3 cached) and 7 completion tokens:
+    # 9 x 2.5 + 3 x 1.25 + 7 x 10 = 96.25 millionths.
+    assert (usage["inputTokens"], usage["cachedInputTokens"], usage["outputTokens"]) == (12, 3, 7)
+    assert usage["costMicros"] == 96 and usage["priceVersion"] == "t-1"

@@ -4,11 +4,22 @@ closed with 1009; the server keeps serving; commands go through the command code
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from agentlane.events import DATA_MODELS
+from agentlane.records import StoredEvent
+from gateway.protocol import (
+    error_frame,
+    event_frame,
+    frames_json_schema,
+    parse_outbound,
+    ping_frame,
+    ready_frame,
+)
 from tests.gateway.harness import gateway_thread
 from tests.gateway.test_stream import frames_until
 
@@ -92,3 +103,26 @@ def test_ask_cancel_and_approve_go_through_the_command_path(database_url: str) -
         cancel = frames_until(ws, lambda f: len(f) == 1)[0]["event"]
         assert cancel["type"] == "CancelRequested" and cancel["executionId"] == execution
         assert cancel["seq"] == 3
+
+
+def test_the_frames_the_gateway_builds_are_the_frames_its_schema_publishes() -> None:
+    """Outbound frames are built as text by hand (fast, shared by every socket); their models are
+    what ``GET /ws-schema.json`` publishes and the TypeScript client's types are made of."""
+    created = datetime(2026, 1, 31, 12, tzinfo=UTC)
+    token = StoredEvent(7, 3, "default", "s", "ex_1", "Token",
+                        {"text": "w0", "index": 0, "step": 1, "attempt": 2}, created)
+    done = StoredEvent(8, 4, "default", "s", "ex_1", "Completed", {"answer": "w0"}, created,
+                       trace="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    for text in (event_frame(token), event_frame(done), ready_frame(8), ping_frame(1.5),
+                 error_frame("rate_limited", "slow down", 0.2), error_frame("unknown_type", "x")):
+        # Every field known to the models (they forbid others), every value of its type.
+        assert parse_outbound(text).type == json.loads(text)["type"], text
+    schema = frames_json_schema()
+    assert schema["anyOf"] == [{"$ref": "#/$defs/ServerFrame"}, {"$ref": "#/$defs/ClientFrame"}]
+    server = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["$defs"]["ServerFrame"]["oneOf"]}
+    client = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["$defs"]["ClientFrame"]["oneOf"]}
+    assert server == {"EventFrame", "ReadyFrame", "PingFrame", "ErrorFrame"}
+    assert client == {"AskFrame", "CancelFrame", "ApproveFrame", "PongFrame"}
+    assert schema["$defs"]["EventFrame"]["properties"]["event"] == {"$ref": "#/$defs/Event"}
+    events = {ref["$ref"].rsplit("/", 1)[1] for ref in schema["$defs"]["Event"]["oneOf"]}
+    assert events == {f"{name}Event" for name in DATA_MODELS}

@@ -64,7 +64,7 @@ async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore, db:
     combined = UsageTotals()
     for part in totals.values():
         combined = combined.plus(part)
-    assert combined == UsageTotals(2, 12 + 13, 5, 4)
+    assert combined == UsageTotals(2, 12 + 13, 5, 4, (7 + 3 * 2) + (7 + 3 * 3))
     async with db.transaction() as conn:
         await apply_events(conn, store, events)
         await apply_events(conn, store, events)  # a repeat changes nothing
@@ -75,8 +75,8 @@ async def test_usage_is_totalled_per_tenant_model_and_day(store: EventStore, db:
 async def test_the_projector_counts_finished_runs_and_tokens_per_model_once(
     store: EventStore, db: Database
 ) -> None:
-    """What the dashboard's run outcomes and token usage read: each terminal and Usage event
-    counted once, by the projector applying it."""
+    """What the dashboard's run outcomes, token usage and spend read: each terminal and Usage
+    event counted once, by the projector applying it."""
     runs = [run_events("t1", "a", f"ex{i}", i) for i in range(4)]
     async with running_projector(db, batch_size=3) as projector:
         for run in runs:
@@ -92,6 +92,9 @@ async def test_the_projector_counts_finished_runs_and_tokens_per_model_once(
             (model, kind): metrics.model_tokens.labels(model, kind)._value.get()
             for model in ("model-a", "model-b")
             for kind in ("input", "output", "cached_input")
+        } | {
+            (model, "cost"): metrics.model_cost.labels(model)._value.get()
+            for model in ("model-a", "model-b")
         }
     assert finished == 4
     expected: dict[tuple[str, str], float] = dict.fromkeys(tokens, 0)
@@ -101,6 +104,7 @@ async def test_the_projector_counts_finished_runs_and_tokens_per_model_once(
         expected[model, "input"] += usage.data["inputTokens"]
         expected[model, "output"] += usage.data["outputTokens"]
         expected[model, "cached_input"] += usage.data["cachedInputTokens"]
+        expected[model, "cost"] += usage.data["costMicros"]
     assert tokens == expected and sum(tokens.values()) > 0
 
 

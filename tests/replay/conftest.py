@@ -56,7 +56,8 @@ async def write_run(
             ),
             NewEvent(
                 tenant, session, "Usage",
-                {"model": "offline", "inputTokens": 10, "outputTokens": tokens}, ex,
+                {"model": "offline", "inputTokens": 10, "outputTokens": tokens,
+                 "costMicros": 10 + 4 * tokens, "priceVersion": "test-1"}, ex,
             ),
         ]
         data = {"answer": f"answer {run_id}"} if end == "Completed" else {"reason": "boom"}

@@ -54,6 +54,7 @@ _fold_data = st.fixed_dictionaries(
         "inputTokens": st.integers(0, 1000),
         "outputTokens": st.integers(0, 1000),
         "cachedInputTokens": st.integers(0, 1000),
+        "costMicros": st.integers(0, 10**9) | st.none(),
     },
 )
 

@@ -10,7 +10,8 @@
 yield what a reader shows of it, folded by the rule of the contract, so a crash-and-retry comes
 as a ``Reset`` of the step's text), ``follow``. ``sessions``: ``events`` (typed events, history
 then live, reconnecting and resuming by ``lastEventId``), ``page``, ``connect`` (the session's
-socket with its ``ask``/``cancel``/``approve`` commands; async client only). Errors: see
+socket with its ``ask``/``cancel``/``approve`` commands; async client only), ``usage`` (the
+session's tokens and cost). Errors: see
 :mod:`agentlane_client._errors`.
 """
 
@@ -28,7 +29,7 @@ from agentlane_client._errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from agentlane_client._models import Event, Run, RunAccepted, Usage
+from agentlane_client._models import Event, Run, RunAccepted, SessionUsage, Usage
 from agentlane_client._socket import SessionSocket
 from agentlane_client._sync import Client
 from agentlane_client.transcript import (
@@ -62,6 +63,7 @@ __all__ = [
     "RunAccepted",
     "ServiceUnavailable",
     "SessionSocket",
+    "SessionUsage",
     "TextDelta",
     "ToolCalled",
     "ToolReturned",

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from agentlane_client._errors import APIConnectionError, raise_for_problem
-from agentlane_client._models import Event, Run, RunAccepted
+from agentlane_client._models import Event, Run, RunAccepted, SessionUsage
 from agentlane_client._socket import SessionSocket
 from agentlane_client.transcript import Change, Ended, Transcript
 
@@ -157,3 +157,9 @@ class AsyncSessions:
             params={"after": after, "limit": limit},
         )
         return [Event.model_validate(e) for e in answer["events"]], answer["next"]
+
+    async def usage(self, session_id: str) -> SessionUsage:
+        """The session's runs with their tokens and cost totalled (the server's read models)."""
+        return SessionUsage.model_validate(
+            await self._client._request("GET", f"/sessions/{quote(session_id, safe='')}/usage")
+        )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Event", "Run", "RunAccepted", "RunStatus", "Usage"]
+__all__ = ["Event", "Run", "RunAccepted", "RunStatus", "SessionUsage", "Usage"]
 
 RunStatus = Literal["queued", "running", "suspended", "completed", "failed", "cancelled"]
 TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -52,6 +52,16 @@ class Usage(_Model):
     input_tokens: int = Field(alias="inputTokens")
     output_tokens: int = Field(alias="outputTokens")
     cached_input_tokens: int = Field(alias="cachedInputTokens")
+    #: What the priced model calls cost, in millionths of the server's price table's currency.
+    cost_micros: int = Field(default=0, alias="costMicros")
+
+
+class SessionUsage(_Model):
+    """A session's runs and their usage, totalled (``GET /sessions/{id}/usage``)."""
+
+    session_id: str = Field(alias="sessionId")
+    runs: int
+    usage: Usage
 
 
 class Run(_Model):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, TypeVar
 
 from agentlane_client._async import AsyncClient, OnConflict
-from agentlane_client._models import Event, Run, RunAccepted
+from agentlane_client._models import Event, Run, RunAccepted, SessionUsage
 from agentlane_client.transcript import Change
 
 __all__ = ["Client"]
@@ -130,3 +130,6 @@ class Sessions:
         self, session_id: str, *, after: int = 0, limit: int = 100
     ) -> tuple[list[Event], int | None]:
         return self._loop.run(self._sessions.page(session_id, after=after, limit=limit))
+
+    def usage(self, session_id: str) -> SessionUsage:
+        return self._loop.run(self._sessions.usage(session_id))

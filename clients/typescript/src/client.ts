@@ -1,0 +1,238 @@
+/**
+ * The client: runs over the HTTP API (`fetch`), a session's events over its WebSocket.
+ *
+ *     const client = new Client("http://127.0.0.1:8080", { token });
+ *     for await (const change of client.runs.stream("session-1", "hello")) { … }
+ *
+ * `runs`: `create`, `get`, `cancel`, `signal`, `approve`, `stream` (start a run and yield what a
+ * reader shows of it, folded by the contract's rule, so a crash-and-retry comes as a `reset` of
+ * the step's text), `follow`. `sessions`: `events` (typed events, history then live, reconnecting
+ * and resuming by `lastEventId`), `page`, `connect` (the session's socket with its commands),
+ * `usage` (the session's tokens and cost).
+ */
+import { Backoff } from "./backoff.js";
+import { APIConnectionError, raiseForProblem } from "./errors.js";
+import { SessionSocket, type SessionSocketListeners, type WebSocketConstructor } from "./socket.js";
+import { type Change, Transcript } from "./transcript.js";
+import type {
+  CancelAccepted,
+  Event,
+  EventsPage,
+  OnConflict,
+  Run,
+  RunAccepted,
+  SessionUsage,
+  SignalAccepted,
+  StartRunRequest,
+} from "./types.js";
+
+/** Attempts of a request that did not reach the server (same runId, so a start stays one run). */
+const TRANSPORT_ATTEMPTS = 3;
+
+export interface ClientOptions {
+  /** A bearer token, or null when auth is off. */
+  token?: string | null;
+  /** Each HTTP request's time limit, in ms. */
+  timeoutMs?: number;
+  /** The fetch to use; default the global one. */
+  fetch?: typeof fetch;
+  /** The WebSocket to use; default the global one (browsers, Node >= 22; on Node 20: `ws`). */
+  WebSocket?: WebSocketConstructor;
+  /** The longest pause between a socket's reconnect attempts, in ms. */
+  backoffMaxMs?: number;
+}
+
+export interface CreateOptions {
+  /** The run's idempotency key: the same `runId` again is the same run (a safe retry). */
+  runId?: string;
+  onConflict?: OnConflict;
+  /** How long each approval of the run may wait before the tool's default applies (deny, unless the tool approves by default). */
+  approvalTimeoutSeconds?: number;
+}
+
+export interface FollowOptions {
+  /** Stops following (the socket closes, the iteration ends). */
+  signal?: AbortSignal;
+}
+
+/** `new Client(baseUrl, { token })`; `runs` and `sessions` hold the operations. */
+export class Client {
+  readonly baseUrl: string;
+  readonly token: string | null;
+  readonly runs: Runs;
+  readonly sessions: Sessions;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+  readonly #WebSocket: WebSocketConstructor | undefined;
+  readonly #backoffMaxMs: number | undefined;
+
+  constructor(baseUrl = "http://127.0.0.1:8080", options: ClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.token = options.token ?? null;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.#WebSocket = options.WebSocket;
+    this.#backoffMaxMs = options.backoffMaxMs;
+    this.runs = new Runs(this);
+    this.sessions = new Sessions(this);
+  }
+
+  /** One request of the API; its JSON answer, or the problem as a typed error. */
+  async request<T>(method: string, path: string, body?: unknown, query?: Record<string, string | number>): Promise<T> {
+    const url = new URL(this.baseUrl + path);
+    for (const [key, value] of Object.entries(query ?? {})) url.searchParams.set(key, String(value));
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const backoff = new Backoff({ initialMs: 100, maximumMs: 1000 });
+    let response: Response;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        response = await this.#fetch(url, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.#timeoutMs),
+        });
+        break;
+      } catch (error) {
+        // fetch rejects only when no answer came (refused, reset, timed out).
+        if (attempt === TRANSPORT_ATTEMPTS) {
+          throw new APIConnectionError(`${method} ${path}: ${describe(error)}`, { cause: error });
+        }
+        await backoff.sleep();
+      }
+    }
+    await raiseForProblem(response);
+    return (await response.json()) as T;
+  }
+
+  /** A socket on `sessionId` with this client's token and WebSocket. */
+  socket(sessionId: string, after = 0, listeners: SessionSocketListeners & { signal?: AbortSignal } = {}): SessionSocket {
+    return new SessionSocket(this.baseUrl, sessionId, {
+      ...listeners,
+      token: this.token,
+      after,
+      ...(this.#WebSocket === undefined ? {} : { WebSocket: this.#WebSocket }),
+      ...(this.#backoffMaxMs === undefined ? {} : { backoffMaxMs: this.#backoffMaxMs }),
+    });
+  }
+}
+
+export class Runs {
+  readonly #client: Client;
+
+  constructor(client: Client) {
+    this.#client = client;
+  }
+
+  /** Start a run; the same `runId` again is the same run (a safe retry). */
+  create(
+    sessionId: string, message: string, { runId, onConflict = "enqueue", approvalTimeoutSeconds }: CreateOptions = {},
+  ): Promise<RunAccepted> {
+    const body: StartRunRequest = { runId: runId ?? `run-${randomHex()}`, message, onConflict };
+    if (approvalTimeoutSeconds !== undefined) body.approvalTimeoutSeconds = approvalTimeoutSeconds;
+    return this.#client.request<RunAccepted>("POST", `/agents/${encodeURIComponent(sessionId)}/runs`, body);
+  }
+
+  /** The run's status, answer, error and usage. */
+  get(executionId: string): Promise<Run> {
+    return this.#client.request<Run>("GET", `/runs/${encodeURIComponent(executionId)}`);
+  }
+
+  /** Ask the run to stop; the `eventId` of its CancelRequested (null: it had ended). */
+  async cancel(executionId: string, { reason }: { reason?: string } = {}): Promise<number | null> {
+    const answer = await this.#client.request<CancelAccepted>(
+      "POST", `/runs/${encodeURIComponent(executionId)}/cancel`, reason === undefined ? {} : { reason },
+    );
+    return answer.eventId ?? null;
+  }
+
+  /** Deliver the signal `name`; the `eventId` of its SignalReceived. */
+  async signal(executionId: string, name: string, payload: unknown = null): Promise<number> {
+    const answer = await this.#client.request<SignalAccepted>(
+      "POST", `/runs/${encodeURIComponent(executionId)}/signals/${encodeURIComponent(name)}`, { payload },
+    );
+    return answer.eventId;
+  }
+
+  /** Answer the approval a tool call waits for (`waiting` with reason `approval`). */
+  approve(executionId: string, callId: string, { approved = true }: { approved?: boolean } = {}): Promise<number> {
+    return this.signal(executionId, `approve:${callId}`, { approved });
+  }
+
+  /**
+   * Start a run and yield what a reader shows of it, folded (`delta`, `reset` when a crashed
+   * attempt's text must go, `toolCall`/`toolResult`, `waiting`), ending with its `ended`.
+   */
+  async *stream(sessionId: string, message: string, options: CreateOptions & FollowOptions = {}): AsyncGenerator<Change, void, undefined> {
+    const accepted = await this.create(sessionId, message, options);
+    yield* this.follow(accepted, options);
+  }
+
+  /** What a reader shows of a run already started, from its beginning to its end. */
+  async *follow(
+    run: Pick<RunAccepted, "executionId" | "sessionId" | "eventId">,
+    { signal }: FollowOptions = {},
+  ): AsyncGenerator<Change, void, undefined> {
+    const transcript = new Transcript();
+    const socket = this.#client.socket(run.sessionId, run.eventId - 1, signal ? { signal } : {});
+    for await (const event of socket) {
+      if (event.executionId !== run.executionId) continue;
+      for (const change of transcript.apply(event)) {
+        yield change;
+        if (change.kind === "ended") return; // leaving the loop closes the socket
+      }
+    }
+  }
+}
+
+export class Sessions {
+  readonly #client: Client;
+
+  constructor(client: Client) {
+    this.#client = client;
+  }
+
+  /** The session's socket: iterate its events, send its commands; `close()` it when done. */
+  connect(sessionId: string, { after = 0, ...listeners }: { after?: number; signal?: AbortSignal } & SessionSocketListeners = {}): SessionSocket {
+    return this.#client.socket(sessionId, after, listeners);
+  }
+
+  /**
+   * Every event of the session after `after`, once each, in order, history then live, for as
+   * long as the caller iterates; reconnects and resumes by `lastEventId`.
+   */
+  async *events(sessionId: string, options: { after?: number; signal?: AbortSignal } & SessionSocketListeners = {}): AsyncGenerator<Event, void, undefined> {
+    yield* this.connect(sessionId, options);
+  }
+
+  /** The session's runs with their tokens and cost totalled (the read models: they trail the
+   * log by the projector's lag). */
+  usage(sessionId: string): Promise<SessionUsage> {
+    return this.#client.request<SessionUsage>("GET", `/sessions/${encodeURIComponent(sessionId)}/usage`);
+  }
+
+  /** One page of the session's events and the `after` of the next (`next`, null at the end). */
+  page(sessionId: string, { after = 0, limit = 100 }: { after?: number; limit?: number } = {}): Promise<EventsPage> {
+    // The same Event JSON as on the socket, whose schema types every event's data.
+    return this.#client.request<EventsPage>(
+      "GET", `/sessions/${encodeURIComponent(sessionId)}/events`, undefined, { after, limit },
+    );
+  }
+}
+
+function randomHex(): string {
+  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (crypto?.randomUUID) return crypto.randomUUID().replaceAll("-", "");
+  // Outside a secure context (a browser page over plain http on another host).
+  return Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${error.message} (${cause.message})` : error.message;
+  }
+  return String(error);
+}

@@ -1,0 +1,40 @@
+// Drives the console in Debian's headless chromium through an approval: ask for a tool call that
+// needs one, read the countdown to the approval's deadline, approve, wait for the answer, and
+// report what the page shows (the cost included). Usage: node drive_approval.mjs URL SCREENSHOT
+import { chromium } from "playwright-core";
+
+const [url, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  page.on("console", (m) => console.error(`page: ${m.text()}`));
+  await page.goto(url);
+  await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
+  await page.fill("#message", "call send_email");
+  await page.click('#ask button[type="submit"]');
+  const box = page.locator(".approval").first();
+  await box.locator(".deadline").waitFor({ timeout: 30000 });
+  const first = await box.locator(".deadline").textContent();
+  await page.waitForTimeout(1500); // the countdown moves on its own
+  const later = await box.locator(".deadline").textContent();
+  const deadline = await box.getAttribute("data-deadline");
+  await box.locator("button", { hasText: "approve" }).click();
+  await page.waitForSelector('.run[data-state="completed"]', { timeout: 30000 });
+  await page.screenshot({ path: screenshot, fullPage: true });
+  const run = page.locator(".run").first();
+  console.log(JSON.stringify({
+    first, later, deadline,
+    afterwards: (await box.locator(".deadline").count()) > 0,
+    usage: await run.locator(".usage").textContent(),
+    costMicros: Number(await run.getAttribute("data-cost-micros")),
+    tools: await run.locator(".tools").textContent(),
+  }));
+} finally {
+  await browser.close();
+}
