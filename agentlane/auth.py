@@ -2,6 +2,8 @@
 
     AgentlaneError         code           HTTP
     ├── Unauthorized       unauthorized   401  no token, or one that does not verify (WS close 4001)
+    ├── Forbidden          forbidden      403  a verified token without the operator claim, on an
+    │                                          operator's route (``GET /ops/overview``)
     └── AuthUnavailable    unavailable    503  the JWKS endpoint cannot be reached to verify a token
 
 ``AGENTLANE_AUTH=none`` answers tenant ``default`` for everyone (development only; logged loudly).
@@ -18,6 +20,12 @@
 A token's ``alg`` header only selects which configured key to try; it never widens the accepted
 algorithms, so ``alg=none`` and HS256-with-the-RSA-public-key are refused. The tenant comes only
 from the verified claim ``AGENTLANE_TENANT_CLAIM``; request headers naming a tenant are never read.
+
+Operators read what spans tenants (the operations overview). An operator's token is a verified
+token that carries ``AGENTLANE_OPERATOR_CLAIM``: ``NAME`` (the claim must be JSON ``true``) or
+``NAME=VALUE`` (the claim equals ``VALUE``, or is a list holding it, or a space-separated string
+holding it, as OAuth's ``scope``). An ordinary tenant token has no such claim and gets ``403``.
+With ``AGENTLANE_AUTH=none`` every caller is an operator too (development).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "AuthUnavailable",
     "Authenticator",
+    "Forbidden",
     "Identity",
     "Unauthorized",
     "bearer_token",
@@ -85,6 +94,17 @@ class Unauthorized(AgentlaneError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class Forbidden(AgentlaneError):
+    """A verified token that may not do this (an ordinary tenant's token on an operator's route).
+    ``reason`` is safe to show the caller."""
+
+    code, status, slug = "forbidden", 403, "forbidden"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class AuthUnavailable(AgentlaneError):
     """The keys to verify a token cannot be fetched right now; retrying later may succeed."""
 
@@ -119,6 +139,7 @@ class Authenticator:
         audience: str | None = None,
         issuer: str | None = None,
         tenant_claim: str = "tenant",
+        operator_claim: str = "agentlane_operator",
         leeway: timedelta = CLOCK_SKEW,
     ) -> None:
         if mode not in ("none", "jwt"):
@@ -137,6 +158,10 @@ class Authenticator:
         self._audience = audience
         self._issuer = issuer
         self._tenant_claim = tenant_claim
+        name, _, value = operator_claim.partition("=")
+        if not name:
+            raise ConfigError("AGENTLANE_OPERATOR_CLAIM must be NAME or NAME=VALUE")
+        self._operator_claim, self._operator_value = name, value or None
         self._leeway = leeway
         # The key set lives 5 minutes; one fetch serves every waiter (see agentlane.jwks).
         self._jwks = JwksKeys(jwks_url) if mode == "jwt" and jwks_url else None
@@ -153,6 +178,7 @@ class Authenticator:
             audience=settings.jwt_audience or None,
             issuer=settings.jwt_issuer or None,
             tenant_claim=settings.tenant_claim,
+            operator_claim=settings.operator_claim,
         )
         if authenticator.mode == "none":
             log.warning(
@@ -179,6 +205,29 @@ class Authenticator:
             raise Unauthorized(f"token has no usable {self._tenant_claim!r} claim")
         expires = claims.get("exp")
         return Identity(tenant, float(expires) if isinstance(expires, int | float) else None)
+
+    async def operator(self, token: str | None) -> str:
+        """Verify that ``token`` is an operator's (see the module docstring); the name its
+        requests are counted under (its tenant claim when it has one). Raises Unauthorized for a
+        token that does not verify, Forbidden for one without the operator claim."""
+        if self.mode == "none":
+            return DEFAULT_TENANT
+        if not token:
+            raise Unauthorized("missing bearer token")
+        claims = await self._verify(token)
+        if not self._is_operator(claims.get(self._operator_claim)):
+            wanted = self._operator_claim + (f"={self._operator_value}" if self._operator_value
+                                             else "")
+            raise Forbidden(f"operators only: the token lacks the claim {wanted}")
+        tenant = claims.get(self._tenant_claim)
+        return tenant if isinstance(tenant, str) and _TENANT_ID.fullmatch(tenant) else "operator"
+
+    def _is_operator(self, value: object) -> bool:
+        if self._operator_value is None:
+            return value is True
+        if isinstance(value, str):
+            return value == self._operator_value or self._operator_value in value.split()
+        return isinstance(value, list) and self._operator_value in value
 
     async def _verify(self, token: str) -> Mapping[str, Any]:
         try:

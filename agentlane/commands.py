@@ -270,6 +270,35 @@ class Commands:
         assert event is not None
         return event
 
+    async def move_version(
+        self, *, tenant_id: str, execution_id: str, to_version: str, reason: str | None = None
+    ) -> StoredEvent | None:
+        """Move an unfinished, started run to ``to_version`` of its workflow (``VersionMoved``):
+        its next advance replays its journal with that code, on a runner that has it. None when
+        it runs with that version already. Only ever explicit: prove the versions compatible
+        (golden replays) before moving runs."""
+        if not to_version or len(to_version) > 64:
+            raise CommandError("toVersion: must be 1-64 characters")
+        events = await self.store.read_execution(tenant_id, execution_id)
+        if not events:
+            raise RunNotFound(execution_id)
+        started = next((e.data for e in events if e.type == "RunStarted"), None)
+        if started is None:
+            raise CommandError(
+                f"run {execution_id!r} has not started: it starts on the newest version of the "
+                "runner that takes it"
+            )
+        moves = [e.data["toVersion"] for e in events if e.type == "VersionMoved"]
+        current = moves[-1] if moves else started["version"]
+        if current == to_version:
+            return None
+        data = {"workflow": started["workflow"], "fromVersion": current, "toVersion": to_version}
+        if reason:
+            data["reason"] = reason
+        return await self._command_run(
+            tenant_id, execution_id, "VersionMoved", data, finished_ok=False
+        )
+
     async def expire_run(self, *, tenant_id: str, execution_id: str) -> StoredEvent | None:
         """Cancel a run past its wall-time deadline (its owner's sweep), once: None when it
         ended meanwhile or another owner expired it first."""

@@ -226,6 +226,15 @@ class Database:
             async with self._pool.connection() as conn, conn.transaction():
                 yield conn
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Connection]:
+        """A connection inside one read-only REPEATABLE READ transaction: reads of several owners'
+        tables handed this connection see one moment (and ``now()`` is that moment). Read-only,
+        it takes no transaction id, so it never holds back the gap-safe tail's horizon."""
+        async with self.transaction() as conn:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
 
 @contextlib.asynccontextmanager
 async def open_database(

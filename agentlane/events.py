@@ -71,6 +71,18 @@ class RunStartedData(EventData):
     workflow: str
     version: str
     runner_id: str | None = None
+    #: The deployed code that started the run (``AGENTLANE_CODE_VERSION``: an image tag).
+    code_version: str | None = Field(default=None, max_length=128)
+
+
+class VersionMovedData(EventData):
+    """An operator moved an unfinished run to another version of its workflow (never implicit):
+    its next advance replays its journal with that version's code."""
+
+    workflow: str
+    from_version: str
+    to_version: str = Field(min_length=1, max_length=64)
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class TokenData(EventData):
@@ -198,6 +210,7 @@ DATA_MODELS: dict[str, type[EventData]] = {
     "StepFailed": StepFailedData,
     "TimerScheduled": TimerScheduledData,
     "TimerFired": TimerFiredData,
+    "VersionMoved": VersionMovedData,
 }
 
 #: The event types that end a run, and the status each leaves it in.

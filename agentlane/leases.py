@@ -259,18 +259,26 @@ class ShardRow:
     runner_id: str | None
     lease_token: int
     expires_in_s: float | None
+    #: Since when its holder has held it (the last claim: a shard that moved has a young one).
+    held_for_s: float | None = None
 
 
 async def shard_rows(db: Database) -> list[ShardRow]:
     """Every shard with its holder, token and time to expiry (database time)."""
     async with db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT shard_id, runner_id, lease_token, "
-                "extract(epoch FROM lease_expires_at - now())::float8 "
-                "FROM cluster_shards ORDER BY shard_id"
-            )
-        ).fetchall()
+        return await read_shard_rows(conn)
+
+
+async def read_shard_rows(conn: Connection) -> list[ShardRow]:
+    """:func:`shard_rows` on the caller's connection (e.g. inside a ``Database.snapshot()``)."""
+    rows = await (
+        await conn.execute(
+            "SELECT shard_id, runner_id, lease_token, "
+            "extract(epoch FROM lease_expires_at - now())::float8, "
+            "extract(epoch FROM now() - acquired_at)::float8 "
+            "FROM cluster_shards ORDER BY shard_id"
+        )
+    ).fetchall()
     return [ShardRow(*row) for row in rows]
 
 
@@ -351,6 +359,7 @@ __all__ = [
     "check_fence",
     "fences_params",
     "check_recorded_shard_count",
+    "read_shard_rows",
     "ensure_shards",
     "shard_rows",
     "verify_shard_count",

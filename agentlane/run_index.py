@@ -86,11 +86,24 @@ class PendingChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PinnedRun:
+    """An unfinished run and the workflow version it runs with."""
+
+    tenant_id: str
+    execution_id: str
+    session_id: str
+    workflow: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class ShardProgress:
     """Due work of one shard that no advance handles yet, and when its next timer fires."""
 
     oldest_due_age_s: float | None
     next_wake_in_s: float | None
+    #: How many of its head runs are due now (not ``busy``).
+    due_runs: int = 0
 
 
 _NEWER_FOR_ROW = fragments.commands_after(execution="v.execution", seen="v.seen")
@@ -152,7 +165,8 @@ LIMIT %(limit)s
 _PROGRESS = f"""
 SELECT r.shard_id,
        extract(epoch FROM now() - min(r.wake_at) FILTER (WHERE r.wake_at <= now()))::float8,
-       extract(epoch FROM min(r.wake_at) FILTER (WHERE r.wake_at > now()) - now())::float8
+       extract(epoch FROM min(r.wake_at) FILTER (WHERE r.wake_at > now()) - now())::float8,
+       count(*) FILTER (WHERE r.wake_at <= now())::int
 FROM run_index r
 WHERE r.wake_at IS NOT NULL AND {_HEADS}
 GROUP BY r.shard_id
@@ -373,6 +387,34 @@ class RunIndex:
         )
         return int(row[0]) if row else 0
 
+    async def tenant_of(self, execution_id: str) -> str | None:
+        """The tenant of an unfinished run (execution ids are unique across tenants)."""
+        row = await self._row(
+            "SELECT tenant_id FROM run_index WHERE execution_id = %s", (execution_id,)
+        )
+        return None if row is None else str(row[0])
+
+    async def runs_on_version(
+        self, workflow: str, version: str, *, tenant_id: str | None = None, limit: int = 10_000
+    ) -> list[PinnedRun]:
+        """Unfinished runs that run with ``workflow`` ``version`` (as they started, or as an
+        operator moved them), oldest first."""
+        async with self._db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT tenant_id, execution_id, session_id, workflow, version FROM ("
+                    f"SELECT r.tenant_id, r.execution_id, r.session_id, r.updated_at, "
+                    f"{fragments.run_workflow('r')} AS workflow, "
+                    f"{fragments.run_version('r')} AS version FROM run_index r "
+                    f"WHERE %(tenant)s::text IS NULL OR r.tenant_id = %(tenant)s) AS runs "
+                    f"WHERE workflow = %(workflow)s AND version = %(version)s "
+                    f"ORDER BY updated_at, execution_id LIMIT %(limit)s",
+                    {"tenant": tenant_id, "workflow": workflow, "version": version,
+                     "limit": limit},
+                )
+            ).fetchall()
+        return [PinnedRun(*row) for row in rows]
+
     async def _row(self, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         async with self._db.connection() as conn:
             return await (await conn.execute(query, params)).fetchone()
@@ -491,11 +533,29 @@ class RunIndex:
         if not shards:
             return {}
         async with self._db.connection() as conn:
-            rows = await (
-                await conn.execute(_PROGRESS, {"shards": list(shards), "busy": list(busy)})
-            ).fetchall()
-        found = {row[0]: ShardProgress(row[1], row[2]) for row in rows}
+            return await self.progress_in(conn, shards, busy=busy)
+
+    @staticmethod
+    async def progress_in(
+        conn: Connection, shards: Sequence[int], *, busy: Sequence[str]
+    ) -> Mapping[int, ShardProgress]:
+        """:meth:`progress` on the caller's connection (the operations overview's snapshot)."""
+        rows = await (
+            await conn.execute(_PROGRESS, {"shards": list(shards), "busy": list(busy)})
+        ).fetchall()
+        found = {row[0]: ShardProgress(row[1], row[2], row[3]) for row in rows}
         return {shard: found.get(shard, ShardProgress(None, None)) for shard in shards}
+
+    @staticmethod
+    async def status_counts(conn: Connection) -> dict[str, int]:
+        """How many unfinished runs are in each status (``queued``, ``running``, ``suspended``):
+        the index holds only runs that have not ended, so this stays as small as the work."""
+        rows = await (
+            await conn.execute("SELECT status, count(*) FROM run_index GROUP BY status")
+        ).fetchall()
+        counts = {status: 0 for status in ("queued", "running", "suspended")}
+        counts.update({str(row[0]): int(row[1]) for row in rows})
+        return counts
 
 
 __all__ = [

@@ -7,6 +7,7 @@ admission knobs, ``AGENTLANE_CMD_*``, are its own flags with env fallbacks: see 
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ CONTRACT_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_JWT_AUDIENCE",
         "AGENTLANE_JWT_ISSUER",
         "AGENTLANE_TENANT_CLAIM",
+        "AGENTLANE_OPERATOR_CLAIM",
         "AGENTLANE_SHARDS",
         "AGENTLANE_LEASE_TTL",
         "POD_NAME",
@@ -65,6 +67,7 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_OFFLINE_PACE",
         "AGENTLANE_JWT_SECRET_FILE",
         "AGENTLANE_PRICES_FILE",
+        "AGENTLANE_CODE_VERSION",
     }
 )
 
@@ -107,6 +110,11 @@ class Settings(BaseSettings):
     tenant_claim: str = Field(
         default="tenant", min_length=1, validation_alias="AGENTLANE_TENANT_CLAIM"
     )
+    # What makes a token an operator's (GET /ops/overview spans tenants): NAME or NAME=VALUE.
+    operator_claim: str = Field(
+        default="agentlane_operator", pattern=r"^[^=\s]+(=\S+)?$",
+        validation_alias="AGENTLANE_OPERATOR_CLAIM",
+    )
     shards: int = Field(default=64, ge=1, le=65536, validation_alias="AGENTLANE_SHARDS")
     lease_ttl_s: float = Field(default=10.0, gt=0, le=3600, validation_alias="AGENTLANE_LEASE_TTL")
     runner_name: str | None = Field(
@@ -124,6 +132,11 @@ class Settings(BaseSettings):
     # Words per second the offline model streams at (0: all at once), so streaming shows in dev.
     offline_pace: float = Field(
         default=0.0, ge=0, le=10_000, validation_alias="AGENTLANE_OFFLINE_PACE"
+    )
+    # The deployed code (an image tag), recorded in every RunStarted a runner writes.
+    code_version: str = Field(
+        default_factory=lambda: _package_version(), min_length=1, max_length=128,
+        validation_alias="AGENTLANE_CODE_VERSION",
     )
     # The model price table (agentlane.pricing): Usage events carry what each call cost.
     prices_file: Path | None = Field(default=None, validation_alias="AGENTLANE_PRICES_FILE")
@@ -245,3 +258,11 @@ def _describe(exc: ValidationError) -> str:
         loc = ".".join(str(part) for part in error["loc"]) or "settings"
         parts.append(f"{loc}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid settings: " + "; ".join(parts)
+
+
+def _package_version() -> str:
+    """agentlane's installed version (a deploy sets AGENTLANE_CODE_VERSION to its image tag)."""
+    try:
+        return f"agentlane-{importlib.metadata.version('agentlane')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "agentlane-unknown"

@@ -1,6 +1,6 @@
 """Command POST → ``RunAccepted`` on a connected WebSocket: the live path's latency.
 
-    python benchmarks/ws_latency.py [--bus postgres|pubsub|both] [--runs 200]
+    python benchmarks/ws_latency.py [--bus postgres|pubsub|both] [--runs 200] [--rate R]
 
 Starts real processes on this machine: ``agentlane edge`` (command API + gateway on one port) on a
 fresh durable embedded PostgreSQL, plus, for the Pub/Sub bus, Google's emulator and ``agentlane
@@ -9,6 +9,9 @@ another and times each from sending the POST to receiving its ``RunAccepted`` fr
 the same run: the POST's own round trip (the response arrives when the event is committed), so
 the difference is what live delivery adds. Targets (docs/design.md): p99 < 50 ms (postgres bus),
 < 250 ms (Pub/Sub emulator). No runner runs, so the sockets carry only the accepted events.
+
+With ``--rate R`` the POSTs are sent open loop at R per second (each on its schedule, whatever the
+earlier ones are doing), as independent clients would, instead of one after another.
 """
 
 from __future__ import annotations
@@ -96,6 +99,47 @@ async def measure(edge: Proc, runs: int) -> tuple[list[float], list[float]]:
     return posts, live
 
 
+async def measure_at_rate(edge: Proc, runs: int, rate: float) -> tuple[list[float], list[float]]:
+    """POST ``runs`` runs open loop at ``rate`` per second; each timed from its own send."""
+    session = f"bench-{int(time.time())}"
+    sent: dict[str, float] = {}
+    live: list[float] = []
+    posts: list[float] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=edge.base_url, timeout=10, limits=limits) as http:
+        first = await http.post(f"/agents/{session}/runs", json={"runId": f"{session}-0",
+                                                                  "message": "warm-up"})
+        first.raise_for_status()
+        ws_url = edge.base_url.replace("http", "ws") + f"/ws/{session}"
+        async with websockets.connect(ws_url, max_size=2**20) as socket:
+            while json.loads(await socket.recv()).get("type") != "ready":
+                pass
+
+            async def read_frames() -> None:
+                while len(live) < runs:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+                    event = frame.get("event") or {}
+                    started = sent.get(event.get("data", {}).get("runId", ""))
+                    if event.get("type") == "RunAccepted" and started is not None:
+                        live.append(time.perf_counter() - started)
+
+            async def post(run_id: str, at: float) -> None:
+                await asyncio.sleep(max(0.0, at - time.perf_counter()))
+                sent[run_id] = started = time.perf_counter()
+                response = await http.post(f"/agents/{session}/runs",
+                                           json={"runId": run_id, "message": "ping"})
+                posts.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+            reader = asyncio.create_task(read_frames())
+            origin = time.perf_counter() + 0.1
+            await asyncio.gather(
+                *(post(f"{session}-{i}", origin + (i - 1) / rate) for i in range(1, runs + 1))
+            )
+            await reader
+    return posts, live
+
+
 def report(bus: str, posts: list[float], live: list[float]) -> None:
     ms = 1000.0
     target = 50 if bus == "postgres" else 250
@@ -111,6 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bus", choices=["postgres", "pubsub", "both"], default="both")
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rate", type=float, help="POSTs per second, open loop (default: one "
+                        "after another)")
     args = parser.parse_args()
     buses = ["postgres", "pubsub"] if args.bus == "both" else [args.bus]
     if "pubsub" in buses and not emulator_available():
@@ -119,7 +165,11 @@ def main() -> None:
     for bus in buses:
         with tempfile.TemporaryDirectory() as tmp, benchmark_database() as url, \
                 stack(url, bus, Path(tmp)) as edge:
-            posts, live = asyncio.run(measure(edge, args.runs))
+            if args.rate:
+                posts, live = asyncio.run(measure_at_rate(edge, args.runs, args.rate))
+                print(f"\nopen loop at {args.rate:.0f} POSTs/s")
+            else:
+                posts, live = asyncio.run(measure(edge, args.runs))
             report(bus, posts, live)
 
 

@@ -48,6 +48,7 @@ from command_service.models import (
     StartRunRequest,
 )
 from command_service.openapi import build_openapi
+from command_service.ops import DEFAULT_DAYS, MAX_DAYS, OpsReader
 from command_service.reads import RunReader, UsageReader, events_page
 from command_service.sse import EventStream, WakeBroadcast
 
@@ -68,6 +69,7 @@ class Dependencies:
     shares: TenantShares
     runs: RunReader
     usage: UsageReader
+    ops: OpsReader
     broadcast: WakeBroadcast
     metrics: CommandServiceMetrics
 
@@ -88,6 +90,7 @@ def build_app(deps: Dependencies) -> Starlette:
         Route("/sessions/{sessionId}/events", api.events, methods=["GET"]),
         Route("/sessions/{sessionId}/usage", api.session_usage, methods=["GET"]),
         Route("/usage", api.usage, methods=["GET"]),
+        Route("/ops/overview", api.ops_overview, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     return Starlette(
@@ -130,6 +133,16 @@ class _Api:
             self.deps.rate.take(tenant)
             self.deps.shares.enter(tenant, request.scope)
         return tenant
+
+    async def _operator(self, request: Request) -> str:
+        """:meth:`_tenant` for an operator's route: the token must carry the operator claim
+        (403 otherwise); counted under its tenant claim, or ``operator``."""
+        token = bearer_token(request.headers.get("authorization"))
+        caller = await self.deps.authenticator.operator(token)
+        with self._counting_refusals():
+            self.deps.rate.take(caller)
+            self.deps.shares.enter(caller, request.scope)
+        return caller
 
     @contextlib.contextmanager
     def _counting_refusals(self) -> Iterator[None]:
@@ -212,6 +225,11 @@ class _Api:
         since, until = _date_param(request, "since"), _date_param(request, "until")
         with log_context(tenant=tenant):
             return JSONResponse(await self.deps.usage.tenant(tenant, since=since, until=until))
+
+    async def ops_overview(self, request: Request) -> Response:
+        await self._operator(request)
+        days = _int_param(request, "days", default=DEFAULT_DAYS, minimum=1, maximum=MAX_DAYS)
+        return JSONResponse(await self.deps.ops.overview(days=days))
 
     async def session_usage(self, request: Request) -> Response:
         tenant = await self._tenant(request)

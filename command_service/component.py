@@ -18,11 +18,13 @@ from agentlane.errors import AgentlaneError
 from agentlane.leases import check_recorded_shard_count
 from agentlane.migrate import pending
 from agentlane.readmodels import ReadModels
+from agentlane.readmodels.tables import READ_MODELS_CHECKPOINT
 from agentlane.run_index import RunIndex
 from agentlane.store import EventStore, Tail
 from command_service.admission import Limits, TenantShares
 from command_service.app import Dependencies, build_app
 from command_service.metrics import CommandServiceMetrics
+from command_service.ops import OpsReader, RunnerRows
 from command_service.reads import RunReader, UsageReader
 from command_service.sse import WakeBroadcast
 
@@ -45,7 +47,12 @@ class CommandService:
         limits: Limits | None = None,
         rate: RateLimiter | None = None,
         registry: CollectorRegistry | None = None,
+        runners: RunnerRows | None = None,
+        checkpoints: Sequence[str] = (READ_MODELS_CHECKPOINT,),
     ) -> None:
+        """``runners``: the runner component's read of its registry, for the operations
+        overview (its composition root hands it in; without it the overview lists no runners);
+        ``checkpoints``: the projector checkpoints that move here (``publish`` on pubsub)."""
         self._db = db
         self.store = EventStore(db, shards=shards)
         self.run_index = RunIndex(db)
@@ -73,6 +80,7 @@ class CommandService:
                 ),
                 runs=self.runs,
                 usage=UsageReader(self.read_models),
+                ops=OpsReader(db, runners=runners, checkpoints=checkpoints),
                 broadcast=self.broadcast,
                 metrics=self.metrics,
             )

@@ -144,6 +144,121 @@ class SignalAccepted(_Wire):
     eventId: int = Field(ge=1)
 
 
+class OpsRunner(_Wire):
+    """A registered runner (``cluster_runners``) and the shards whose live lease it holds."""
+
+    runnerId: str = Field(description="name/incarnation: a restarted runner is a new one.")
+    heartbeatAgeS: float = Field(description="Seconds since its last heartbeat.")
+    upS: float | None = Field(description="Seconds since this incarnation registered.")
+    draining: bool
+    shards: list[int] = Field(description="Shards whose lease it holds and has not expired.")
+    leaseExpiresInS: float | None = Field(
+        description="Seconds until the first of its leases expires unless renewed."
+    )
+
+
+class OpsShard(_Wire):
+    """One shard: its lease (``cluster_shards``) and its due work (``run_index``)."""
+
+    shard: int = Field(ge=0)
+    runnerId: str | None = Field(description="The holder of a live lease; null: nobody.")
+    leaseToken: int = Field(
+        ge=0, description="The fencing token; it grows each time the shard changes hands."
+    )
+    expiresInS: float | None = Field(description="Negative: the lease has expired.")
+    heldForS: float | None = Field(description="Seconds since the lease was last claimed.")
+    dueRuns: int = Field(
+        ge=0, description="Head runs due now (a runner may be advancing some of them)."
+    )
+    oldestDueAgeS: float | None = Field(description="How long the oldest of them has waited.")
+    nextWakeInS: float | None = Field(description="Seconds until its next timer.")
+
+
+class OpsShards(_Wire):
+    count: int = Field(ge=0, description="The shard count (AGENTLANE_SHARDS of this database).")
+    held: int = Field(ge=0, description="Shards with a live lease.")
+    listed: Literal["all", "notable"] = Field(
+        description="all: every shard is in rows; notable: (more than 1024 shards) only those "
+        "with due work or no live lease, up to 1024."
+    )
+    rows: list[OpsShard]
+
+
+class OpsCheckpoint(_Wire):
+    """A projector checkpoint (``projector_checkpoints``) and its lag behind the log."""
+
+    name: str = Field(description="read_models, and publish on the pubsub bus.")
+    lagEvents: int = Field(ge=0, description="Committed events after it (counted up to a cap).")
+    lagEventsCapped: bool = Field(description="true: there are at least lagEvents.")
+    lagS: float = Field(ge=0, description="Age of the oldest event after it (0: caught up).")
+    updatedAgeS: float = Field(description="Seconds since it last moved.")
+
+
+class OpsProjector(_Wire):
+    checkpoints: list[OpsCheckpoint]
+    horizonAgeS: float = Field(
+        ge=0, description="How long the gap-safe horizon has been held back by one open "
+        "transaction (every tailing reader waits behind it).",
+    )
+
+
+class OpsActiveRuns(_Wire):
+    """Unfinished runs by status (``run_index``)."""
+
+    queued: int = Field(ge=0)
+    running: int = Field(ge=0)
+    suspended: int = Field(ge=0)
+
+
+class OpsEndedRuns(_Wire):
+    """Runs that ended in the last ``windowS`` seconds, by outcome."""
+
+    completed: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    cancelled: int = Field(ge=0)
+    windowS: float = Field(gt=0, description="The window the counts cover.")
+    sampled: bool = Field(
+        description="true: the window held more events than are looked at, and windowS is "
+        "what the newest of them cover (counts / windowS is still the rate)."
+    )
+
+
+class OpsRuns(_Wire):
+    active: OpsActiveRuns
+    ended: OpsEndedRuns
+
+
+class OpsUsageDay(Usage):
+    """One tenant's use of one model on one UTC day."""
+
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    tenant: str
+    model: str
+    calls: int = Field(ge=0)
+
+
+class OpsUsage(_Wire):
+    """Every tenant's usage from ``since`` on (``read_usage_daily``: trails the log by the
+    projector's lag), newest day first, the costliest first within a day."""
+
+    since: str = Field(description="First UTC day included, YYYY-MM-DD.")
+    days: list[OpsUsageDay]
+    truncated: bool = Field(description="true: more rows than the 1000 returned.")
+
+
+class OpsOverview(_Wire):
+    """Body of ``GET /ops/overview``: the cluster as of one database snapshot, for operators."""
+
+    at: str = Field(description="The snapshot's database time, RFC 3339.")
+    runners: list[OpsRunner]
+    shards: OpsShards
+    projector: OpsProjector
+    runs: OpsRuns
+    usage: OpsUsage | None = Field(
+        description="null while the read-model tables are being swapped by a rebuild."
+    )
+
+
 class Problem(_Wire):
     """application/problem+json (RFC 9457)."""
 
@@ -166,5 +281,6 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     SignalAccepted,
     UsageResponse,
     SessionUsageResponse,
+    OpsOverview,
     Problem,
 )

@@ -10,12 +10,14 @@ from pydantic.json_schema import models_json_schema
 from agentlane.commands import IDENTIFIER_PATTERN
 from command_service.bodies import BODY_DEADLINE_S, MAX_BODY_BYTES
 from command_service.models import SCHEMA_MODELS
+from command_service.ops import MAX_DAYS
 
 _REF = "#/components/schemas/{model}"
 
 _PROBLEM_TITLES = {
     400: "Malformed JSON",
     401: "Missing or invalid bearer token",
+    403: "The token is not an operator's (AGENTLANE_OPERATOR_CLAIM)",
     404: "No such route, run or session for this tenant",
     408: f"The body did not arrive within {BODY_DEADLINE_S:g} seconds",
     409: "The run conflicts with the session's state or has ended",
@@ -191,6 +193,25 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "Usage per day", "content": _json("UsageResponse")},
                     **_problems(422, jwt=jwt),
+                },
+            }
+        },
+        "/ops/overview": {
+            "get": {
+                "operationId": "opsOverview",
+                "summary": "Operators: runners, shards, due work, projector lag, runs by status "
+                "and every tenant's usage, as of one database snapshot",
+                "description": "It spans tenants, so with AGENTLANE_AUTH=jwt the token must "
+                "carry the operator claim (AGENTLANE_OPERATOR_CLAIM); a tenant's token gets 403. "
+                "Every part is bounded: the runners and shards of the fleet (beyond 1024 shards "
+                "only the notable ones), ended runs over the last minute's newest events, at most "
+                "1000 usage rows.",
+                "parameters": [
+                    _query_param("days", "Days of usage, today (UTC) included.", 1, MAX_DAYS),
+                ],
+                "responses": {
+                    "200": {"description": "The overview", "content": _json("OpsOverview")},
+                    **_problems(422, *((403,) if jwt else ()), jwt=jwt),
                 },
             }
         },

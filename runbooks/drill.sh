@@ -16,7 +16,7 @@ declare -A DRILLS=(
   [too-many-clients]="tests/runbooks/test_too_many_clients_drill.py"
   [rotate-model-key]="tests/runners_process/test_model_key_rotation.py"
   [rotate-jwt-secret]="tests/runbooks/test_jwt_rotation_drill.py tests/core/test_auth_secret_file.py"
-  [rollback]="tests/infra/test_pipeline.py tests/clients/test_python_sdk.py::test_the_pipelines_smoke_test_passes_against_a_live_stack"
+  [rollback]="tests/infra/test_pipeline.py tests/clients/test_python_sdk.py::test_the_pipelines_smoke_test_passes_against_a_live_stack tests/runners_process/test_version_pinning.py"
 )
 name="${1:-}"
 if [ -z "$name" ] || { [ "$name" != all ] && [ -z "${DRILLS[$name]+x}" ]; }; then

@@ -330,6 +330,7 @@ class Runner:
             handback.cancel()
         assert self._dispatcher is not None
         cancelled = self._dispatcher.cancel_shard(shard)
+        self._dispatcher.forget_shard(shard)
         self.metrics.shard_losses.labels(reason).inc()
         self.metrics.forget_shard(shard)
         self.metrics.owned_shards.set(len(self.plan.leases))
@@ -382,6 +383,7 @@ class Runner:
         finally:
             self._releasing_now.discard(shard)
         self.plan.released(shard, lease)
+        self._dispatcher.forget_shard(shard)
         self.metrics.forget_shard(shard)
         self.metrics.shard_losses.labels(reason).inc()
         self.metrics.owned_shards.set(len(self.plan.leases))

@@ -25,7 +25,7 @@ from agentlane.leases import Fence
 from agentlane.logs import log_context
 from agentlane.run_index import DueRun, RunIndex, ShardProgress
 from agentlane.store import EventStore
-from runners.api import Outcome, RunExecutor
+from runners.api import Outcome, RunExecutor, WorkflowUnavailable
 from runners.metrics import RunnerMetrics
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ class Dispatcher:
         self._advances: dict[str, _Advance] = {}
         self._not_before: dict[str, float] = {}
         self._failures: dict[str, Backoff] = {}
+        #: Runs of the owned shards this process cannot run: execution -> (shard, workflow,
+        #: version, reason). They stay due for a runner that can; the gauge makes them visible.
+        self._unrunnable: dict[str, tuple[int, str, str, str]] = {}
+        self._reported_unrunnable: set[tuple[str, str, str]] = set()
         # Set whenever an advance returns: the session's next run may be due now.
         self._changed = changed
 
@@ -142,6 +146,13 @@ class Dispatcher:
                 )
             except FencedOut as exc:
                 self._fenced(advance, str(exc))
+            except WorkflowUnavailable as exc:
+                delay = self._retry_later(run.execution_id)
+                if run.execution_id not in self._unrunnable:
+                    logger.error("%s; nothing written, the run waits (retry in %.1fs)", exc, delay)
+                self._set_unrunnable(
+                    run, (run.shard_id, exc.workflow, str(exc.version), exc.reason)
+                )
             except StoreUnavailable as exc:
                 self._metrics.database_errors.labels("advance").inc()
                 delay = self._retry_later(run.execution_id)
@@ -157,6 +168,7 @@ class Dispatcher:
             else:
                 self._metrics.advances.labels(outcome.value).inc()
                 self._failures.pop(run.execution_id, None)
+                self._set_unrunnable(run, None)
                 self._on_progress(run.shard_id)
                 if outcome is Outcome.FENCED:
                     self._fenced(advance, "the executor reported a fenced append")
@@ -166,6 +178,33 @@ class Dispatcher:
                 self._advances.pop(run.execution_id, None)
                 self._metrics.runs_in_flight.set(len(self._advances))
                 self._changed.set()
+
+    def _set_unrunnable(self, run: DueRun, what: tuple[int, str, str, str] | None) -> None:
+        if what is None:
+            if self._unrunnable.pop(run.execution_id, None) is None:
+                return
+        else:
+            self._unrunnable[run.execution_id] = what
+        self._publish_unrunnable()
+
+    def forget_shard(self, shard_id: int) -> None:
+        """The shard is no longer ours: its unrunnable runs are another runner's to report."""
+        gone = [ex for ex, (shard, *_) in self._unrunnable.items() if shard == shard_id]
+        for execution_id in gone:
+            del self._unrunnable[execution_id]
+        if gone:
+            self._publish_unrunnable()
+
+    def _publish_unrunnable(self) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for _, workflow, version, reason in self._unrunnable.values():
+            counts[workflow, version, reason] = counts.get((workflow, version, reason), 0) + 1
+        gauge = self._metrics.runs_unrunnable
+        for gone in self._reported_unrunnable - counts.keys():
+            gauge.labels(*gone).set(0)
+        for key, count in counts.items():
+            gauge.labels(*key).set(count)
+        self._reported_unrunnable = set(counts)
 
     def _fenced(self, advance: _Advance, why: str) -> None:
         self._metrics.fenced_appends.inc()

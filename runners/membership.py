@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from agentlane.db import Database
+from agentlane.db import Connection, Database
 from agentlane.leases import SHARDS_CHANNEL
 
 
@@ -49,6 +49,8 @@ class RunnerRow:
     runner_id: str
     heartbeat_age_s: float
     draining: bool
+    #: Since this incarnation registered (a restarted runner is a new, young incarnation).
+    up_s: float | None = None
 
 
 class Membership:
@@ -133,10 +135,17 @@ class Membership:
 async def runner_rows(db: Database) -> list[RunnerRow]:
     """Every registered runner with its heartbeat age (database time) and whether it drains."""
     async with db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT runner_id, extract(epoch FROM now() - heartbeat_at)::float8, draining "
-                "FROM cluster_runners ORDER BY runner_id"
-            )
-        ).fetchall()
-    return [RunnerRow(str(row[0]), float(row[1]), bool(row[2])) for row in rows]
+        return await read_runner_rows(conn)
+
+
+async def read_runner_rows(conn: Connection) -> list[RunnerRow]:
+    """:func:`runner_rows` on the caller's connection (e.g. inside a ``Database.snapshot()``: the
+    command API's operations overview is handed this by its composition root)."""
+    rows = await (
+        await conn.execute(
+            "SELECT runner_id, extract(epoch FROM now() - heartbeat_at)::float8, draining, "
+            "extract(epoch FROM now() - started_at)::float8 "
+            "FROM cluster_runners ORDER BY runner_id"
+        )
+    ).fetchall()
+    return [RunnerRow(str(row[0]), float(row[1]), bool(row[2]), float(row[3])) for row in rows]

@@ -38,6 +38,15 @@ class RunnerMetrics:
         self.runs_in_flight = Gauge(
             "agentlane_runner_runs_in_flight", "Runs being advanced right now", registry=registry
         )
+        self.runs_unrunnable = Gauge(
+            "agentlane_runs_unrunnable",
+            "Due runs of this runner's shards it cannot run, left untouched: reason missing (no "
+            "code for their workflow version here) or diverged (the code under that version no "
+            "longer replays their journal); they wait for a runner that can, a rollback, or an "
+            "operator moving them to another version",
+            ["workflow", "version", "reason"],
+            registry=registry,
+        )
         self.advances = Counter(
             "agentlane_runner_advances", "Advances of runs that returned, by outcome",
             ["outcome"], registry=registry,

@@ -32,5 +32,6 @@ def build_executor(db: Database, settings: Settings, registry: CollectorRegistry
     """The executor a runner process uses (a :data:`runners.component.ExecutorFactory`)."""
     store = EventStore(db, shards=settings.shards)
     return Executor(
-        store, RunIndex(db), workflows(store, settings), metrics_registry=registry
+        store, RunIndex(db), workflows(store, settings), metrics_registry=registry,
+        code_version=settings.code_version,
     )

@@ -76,6 +76,12 @@ def _shards() -> ModuleType:
     return shards
 
 
+def _runs() -> ModuleType:
+    from agentlane.cli import runs
+
+    return runs
+
+
 def _replay() -> ModuleType:
     from agentlane.cli import replay
 
@@ -106,6 +112,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "gateway": Subcommand(_gateway, "run the WebSocket gateway", traced=True),
     "shards": Subcommand(_shards, "show which runner owns which shard", quiet=True),
+    "runs": Subcommand(_runs, "operate on unfinished runs (move them to a workflow version)",
+                       quiet=True),
     "replay": Subcommand(_replay, "audit: timelines, verify, rebuild, export", quiet=True),
 }
 

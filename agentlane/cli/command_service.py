@@ -45,9 +45,11 @@ from agentlane.auth import Authenticator
 from agentlane.db import database_of
 from agentlane.errors import ConfigError
 from agentlane.events import describe_validation_error
+from agentlane.readmodels.tables import READ_MODELS_CHECKPOINT
 from agentlane.service import metrics_registry, run_service
 from agentlane.settings import Settings
 from command_service import CommandService, Limits
+from runners.membership import read_runner_rows
 
 
 class _TenantLimits(BaseModel):
@@ -167,6 +169,16 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def projector_checkpoints(settings: Settings) -> tuple[str, ...]:
+    """The projector checkpoints that move in this deployment, for the operations overview: the
+    read models', and on the pubsub bus the publishing's."""
+    if settings.bus != "pubsub":
+        return (READ_MODELS_CHECKPOINT,)
+    from projector import PUBLISH_CHECKPOINT  # the Pub/Sub client comes with it: only then
+
+    return (READ_MODELS_CHECKPOINT, PUBLISH_CHECKPOINT)
+
+
 async def serve(
     settings: Settings, limits: Limits, *, host: str, drain_grace_s: float = 30.0
 ) -> None:
@@ -179,6 +191,8 @@ async def serve(
             authenticator=Authenticator.from_settings(settings),
             limits=limits,
             registry=registry,
+            runners=read_runner_rows,
+            checkpoints=projector_checkpoints(settings),
         )
         await run_service(
             [service], host=host, port=settings.port, registry=registry,

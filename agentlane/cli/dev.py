@@ -410,18 +410,21 @@ async def _announce(
         else:
             return
     websocket = f"ws://{host}:{args.port}/ws/{{sessionId}}"
+    operations = f"{base}/#operations"  # the console's Operations view
     curl = (
         f"curl -s -X POST {base}/agents/session-1/runs -H 'content-type: application/json' "
         "-d '{\"runId\": \"run-1\", \"message\": \"hello\"}'"
     )
     if args.log_json:
         logger.info("agentlane dev is ready", extra={"status": dataclasses.asdict(status),
-                                                      "websocket": websocket, "try": curl})
+                                                      "websocket": websocket, "try": curl,
+                                                      "operations": operations})
     else:
         lines = [
             "",
             f"agentlane dev is ready ({status.bus} bus)",
             f"  console     {status.console}",
+            f"  operations  {operations}   (runners, shards, lag, runs, spend)",
             f"  HTTP API    {base}   (/openapi.json, /metrics)",
             f"  WebSocket   {websocket}",
             f"  database    {status.database}",

@@ -20,6 +20,7 @@ from agentlane.service import Component, metrics_registry, run_service
 from agentlane.settings import Settings
 from command_service import CommandService, Limits
 from gateway import UVICORN_WS_OPTIONS
+from runners.membership import read_runner_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,8 @@ async def serve(
         components: list[Component] = [
             CommandService(
                 db=db, shards=settings.shards, authenticator=authenticator, limits=limits,
-                rate=rate, registry=registry,
+                rate=rate, registry=registry, runners=read_runner_rows,
+                checkpoints=command_service.projector_checkpoints(settings),
             ),
             build_gateway(
                 settings, db, authenticator=authenticator, registry=registry, limits=limits,

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import sql
 
-from agentlane.db import Database
+from agentlane.db import Connection, Database
 from agentlane.errors import SchemaMissing
 from agentlane.folds import RunState, SessionState, Usage, UsageKey, UsageTotals
 from agentlane.readmodels.tables import (
@@ -112,6 +112,25 @@ class ReadModels:
             UsageKey(row[0], row[1], row[2]): UsageTotals(*row[3:])
             for row in rows
         }
+
+    @staticmethod
+    async def usage_since(
+        conn: Connection, since: date, *, limit: int
+    ) -> list[tuple[UsageKey, UsageTotals]]:
+        """Every tenant's usage per model and UTC day from ``since`` on: up to ``limit + 1`` rows
+        (a caller that gets more than ``limit`` knows it cut), newest day first and the costliest
+        first within a day. For operators (the operations overview): it spans tenants."""
+        rows = await (
+            await conn.execute(
+                sql.SQL(
+                    "SELECT {cols} FROM {table} WHERE day >= %s "
+                    "ORDER BY day DESC, cost_micros DESC, input_tokens + output_tokens DESC, "
+                    "tenant_id, model LIMIT %s"
+                ).format(cols=columns(USAGE_COLUMNS), table=sql.Identifier(USAGE_TABLE)),
+                (since, limit + 1),
+            )
+        ).fetchall()
+        return [(UsageKey(row[0], row[1], row[2]), UsageTotals(*row[3:])) for row in rows]
 
     async def session_usage(self, tenant_id: str, session_id: str) -> tuple[int, Usage]:
         """How many runs the session has in the read model, and their usage and cost summed."""

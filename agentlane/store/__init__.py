@@ -30,9 +30,11 @@ from agentlane.store.tail import (
     Follower,
     HorizonWatch,
     Position,
+    RecentEnds,
     Resume,
     Tail,
     in_memory,
+    recent_ends,
 )
 
 __all__ = [
@@ -56,7 +58,9 @@ __all__ = [
     "Follower",
     "HorizonWatch",
     "Position",
+    "RecentEnds",
     "Resume",
     "Tail",
     "in_memory",
+    "recent_ends",
 ]

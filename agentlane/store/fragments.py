@@ -46,3 +46,24 @@ def session_has_events(alias: str) -> str:
         f"EXISTS (SELECT 1 FROM agent_events e "
         f"WHERE e.tenant_id = {alias}.tenant_id AND e.session_id = {alias}.session_id)"
     )
+
+
+def run_workflow(alias: str) -> str:
+    """The workflow name the run of row ``alias`` (``execution_id``) started with (NULL: not
+    started yet)."""
+    return (
+        f"(SELECT s.payload ->> 'workflow' FROM agent_events s "
+        f"WHERE s.execution_id = {alias}.execution_id AND s.event_type = 'RunStarted')"
+    )
+
+
+def run_version(alias: str) -> str:
+    """The workflow version the run of row ``alias`` (``execution_id``) runs with: the last one
+    an operator moved it to (``VersionMoved``), else the one it started with (NULL: not
+    started yet)."""
+    return (
+        f"coalesce((SELECT m.payload ->> 'toVersion' FROM agent_events m "
+        f"WHERE m.execution_id = {alias}.execution_id AND m.event_type = 'VersionMoved' "
+        f"ORDER BY m.seq DESC LIMIT 1), (SELECT s.payload ->> 'version' FROM agent_events s "
+        f"WHERE s.execution_id = {alias}.execution_id AND s.event_type = 'RunStarted'))"
+    )

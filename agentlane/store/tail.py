@@ -4,6 +4,7 @@
                   on append
     HorizonWatch  the age of the transaction horizon every reader waits behind
     Checkpoints   the named positions of durable followers (``projector_checkpoints``)
+    recent_ends   how many runs ended lately, by outcome (the operations overview)
     Follower      read → handle → checkpoint → back off → wait: the projector's read models and
                   its publishing, the read-model rebuild, and the postgres bus all run this loop
 
@@ -114,9 +115,12 @@ class HorizonWatch:
         self._xmin: int | None = None
         self._since = 0.0
 
-    async def age_s(self) -> float:
-        async with self._db.connection() as conn:
-            row = await (await conn.execute(_HORIZON)).fetchone()
+    async def age_s(self, conn: Connection | None = None) -> float:
+        """The horizon's age now (on ``conn`` when given: a caller's snapshot)."""
+        if conn is None:
+            async with self._db.connection() as own:
+                return await self.age_s(own)
+        row = await (await conn.execute(_HORIZON)).fetchone()
         assert row is not None
         xmin, held, visible_age = int(row[0]), bool(row[1]), float(row[2])
         now = time.monotonic()
@@ -212,7 +216,12 @@ class Checkpoints:
     async def position(self, name: str, *, lag_cap: int = 1_000_000) -> Position:
         """Checkpoint ``name`` and its lag behind the log."""
         async with self._db.connection() as conn:
-            row = await (await conn.execute(_LAG, (lag_cap, name))).fetchone()
+            return await self.position_in(conn, name, lag_cap=lag_cap)
+
+    @staticmethod
+    async def position_in(conn: Connection, name: str, *, lag_cap: int = 1_000_000) -> Position:
+        """:meth:`position` on the caller's connection (the operations overview's snapshot)."""
+        row = await (await conn.execute(_LAG, (lag_cap, name))).fetchone()
         if row is None:
             raise StoreError(f"no checkpoint named {name!r} (migrations applied?)")
         tx_id, event_id, updated_at, lag_events, lag_s = row
@@ -223,6 +232,45 @@ class Checkpoints:
             lag_events=int(lag_events),
             lag_s=max(0.0, float(lag_s)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEnds:
+    """Runs that ended lately: ``counts`` of ``Completed``, ``Failed`` and ``Cancelled`` events
+    committed in the last ``window_s`` seconds (database time). Only the newest ``scan_cap``
+    events of the window are looked at; when the window holds more (``sampled``), ``window_s`` is
+    what those cover, so ``count / window_s`` is still the rate."""
+
+    counts: dict[str, int]
+    window_s: float
+    sampled: bool
+
+
+_TERMINAL_TYPES = ("Completed", "Failed", "Cancelled")
+
+# The created_at index walks back from now; the scan stops at the cap whatever the window holds.
+_RECENT_ENDS = """
+SELECT event_type, count(*), extract(epoch FROM now() - min(created_at))::float8
+FROM (SELECT event_type, created_at FROM agent_events
+      WHERE created_at > now() - make_interval(secs => %s)
+      ORDER BY created_at DESC LIMIT %s) recent
+GROUP BY event_type
+"""
+
+
+async def recent_ends(
+    conn: Connection, *, window_s: float = 60.0, scan_cap: int = 20_000
+) -> RecentEnds:
+    """How many runs ended (by outcome) in the last ``window_s`` seconds: a bounded read of the
+    newest events, for the operations overview."""
+    rows = await (await conn.execute(_RECENT_ENDS, (window_s, scan_cap))).fetchall()
+    counts = {name.lower(): 0 for name in _TERMINAL_TYPES}
+    for event_type, count, _ in rows:
+        if event_type in _TERMINAL_TYPES:
+            counts[str(event_type).lower()] = int(count)
+    sampled = sum(int(row[1]) for row in rows) >= scan_cap
+    covered = max((float(row[2]) for row in rows), default=window_s) if sampled else window_s
+    return RecentEnds(counts, max(covered, 0.001), sampled)
 
 
 def in_memory(start: Checkpoint) -> Resume:

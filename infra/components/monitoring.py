@@ -105,6 +105,15 @@ def alerts(
             runbook="Read the Failed events' reasons: model 429/5xx, tool errors, budgets.",
         ),
         Alert(
+            "runs-unrunnable",
+            "Runs wait for workflow code no runner has (or whose code no longer replays them)",
+            "sum(agentlane_runs_unrunnable) > 0",
+            duration_s=900,
+            metric=metric_type("agentlane_runs_unrunnable", "gauge"),
+            runbook="A deploy dropped or changed the version in-flight runs started on: "
+            "runbooks/rollback.md (roll back, or `agentlane runs move-version`).",
+        ),
+        Alert(
             "shards-unowned",
             "Shards without an owner: their sessions make no progress",
             # Every runner reports the shards it holds; fewer than all of them means some sessions

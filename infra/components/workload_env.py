@@ -67,6 +67,7 @@ OPENAI_API_KEY: Final = "OPENAI_API_KEY"
 OPENAI_API_KEY_FILE: Final = "OPENAI_API_KEY_FILE"
 OPENAI_BASE_URL: Final = "OPENAI_BASE_URL"
 AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
+AGENTLANE_CODE_VERSION: Final = "AGENTLANE_CODE_VERSION"
 AGENTLANE_DB_IAM_AUTH: Final = "AGENTLANE_DB_IAM_AUTH"
 AGENTLANE_ANCHOR_KEY: Final = "AGENTLANE_ANCHOR_KEY"
 OTEL_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
@@ -93,6 +94,7 @@ ENV_NAMES: Final = frozenset(
         OPENAI_API_KEY_FILE,
         OPENAI_BASE_URL,
         AGENTLANE_MODEL,
+        AGENTLANE_CODE_VERSION,
         AGENTLANE_DB_IAM_AUTH,
         AGENTLANE_ANCHOR_KEY,
         OTEL_TRACES_EXPORTER,
@@ -158,6 +160,8 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
     model = [
         EnvVar(OPENAI_API_KEY_FILE, secret_file=SECRET_OPENAI_API_KEY),
         EnvVar(AGENTLANE_MODEL, runtime.model),
+        # Recorded in every RunStarted: which deploy started a run (version pinning).
+        EnvVar(AGENTLANE_CODE_VERSION, config.image_tag),
     ]
     if runtime.openai_base_url:
         model.append(EnvVar(OPENAI_BASE_URL, runtime.openai_base_url))

@@ -21,7 +21,7 @@ from agentlane.leases import Fence
 from agentlane.logs import log_context
 from agentlane.run_index import DueRun, IndexChange, RunIndex
 from agentlane.store import EventStore
-from runners.api import Outcome
+from runners.api import Outcome, WorkflowUnavailable
 from runners.engine._journal import Journal
 from runners.engine._metrics import EngineMetrics
 from runners.engine._registry import WorkflowFn, WorkflowRegistry
@@ -55,10 +55,13 @@ class Executor:
         registry: WorkflowRegistry,
         *,
         metrics_registry: CollectorRegistry | None = None,
+        code_version: str | None = None,
     ) -> None:
         self.store = store
         self.run_index = run_index
         self.registry = registry
+        #: Recorded in each RunStarted this executor writes (the deployed image, say).
+        self.code_version = code_version
         self.metrics = EngineMetrics(metrics_registry or CollectorRegistry())
 
     async def advance(
@@ -108,19 +111,23 @@ class Executor:
         self, run: DueRun, fence: Fence, journal: Journal, active: ActiveRun
     ) -> Outcome:
         accepted = journal.accepted.data
+        name, version = journal.workflow_version or (str(accepted.get("workflow", "agent")), None)
         try:
-            if journal.started is None:
-                name = str(accepted.get("workflow", "agent"))
-                version = self.registry.latest(name)
-                active.add(
-                    "RunStarted",
-                    {"workflow": name, "version": version, "runnerId": fence.holder},
-                )
-            else:
-                name, version = journal.started["workflow"], journal.started["version"]
+            # A new run starts on the newest version here; a started one keeps its version.
+            version = version or self.registry.latest(name)
             fn = self.registry.get(name, version)
-        except UnknownWorkflow as exc:
-            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": str(exc)}))
+        except UnknownWorkflow:
+            if journal.cancel_requested:
+                # Ending a run asked to stop needs none of its code.
+                return await _finish(active, Outcome.CANCELLED, ("Cancelled", _cancel_data(active)))
+            # Version pinning: never run a journal with code it was not written by. The run
+            # stays due for a runner that has that version; nothing is written.
+            raise WorkflowUnavailable(name, version) from None
+        if journal.started is None:
+            started = {"workflow": name, "version": version, "runnerId": fence.holder}
+            if self.code_version:
+                started["codeVersion"] = self.code_version
+            active.add("RunStarted", started)
         ctx = WorkflowContext(active, run_info(run, journal, name, version))
         if journal.cancel_requested:
             active.request_cancel()
@@ -163,10 +170,15 @@ async def _drive(
             return await _finish(active, Outcome.CANCELLED, ("Cancelled", data))
         except NonDeterminismError as exc:
             await _stop(active, flusher, watcher)
-            logger.error("%s", exc)
-            # Nothing the diverged code produced is trustworthy: only the failure is written.
+            # Nothing the diverged code produced is trustworthy: none of it is written. The run is
+            # not failed either (a deploy changed the code under its version: rolling back, or
+            # moving it to a version that replays it, resumes it), unless it was asked to stop.
             active.discard_pending()
-            return await _finish(active, Outcome.FAILED, ("Failed", {"reason": str(exc)}))
+            if active.journal.cancel_requested:
+                return await _finish(active, Outcome.CANCELLED, ("Cancelled", _cancel_data(active)))
+            raise WorkflowUnavailable(
+                ctx.run.workflow, ctx.run.version, reason="diverged", detail=str(exc)
+            ) from None
         except asyncio.CancelledError:
             if _cancelling():
                 raise
@@ -220,6 +232,11 @@ async def _finish(
     extra = [active.event(*terminal)] if terminal is not None else []
     await active.flush(extra=extra, change=IndexChange(delete=True))
     return outcome
+
+
+def _cancel_data(active: ActiveRun) -> dict[str, Any]:
+    reason = active.journal.cancel_reason
+    return {"reason": reason} if reason else {}
 
 
 def completed_data(result: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from agentlane.records import StoredEvent
 ENGINE_TYPES: frozenset[str] = frozenset(
     {
         "RunAccepted", "RunStarted", "Suspended", "Resumed", "StepCompleted", "StepFailed",
-        "TimerScheduled", "TimerFired", *COMMAND_TYPES, *TERMINAL_TYPES,
+        "TimerScheduled", "TimerFired", "VersionMoved", *COMMAND_TYPES, *TERMINAL_TYPES,
     }
 )
 #: Written by activities while they run (streamed tokens) or with their completion (usage).
@@ -96,6 +96,9 @@ class Journal:
     #: Completion kinds of the workflow's own, by event type.
     completions: Mapping[str, Completion] = field(default_factory=dict)
     started: dict[str, Any] | None = None
+    #: The version an operator moved the run to (``VersionMoved``), which replaces the one it
+    #: started with.
+    moved_to: str | None = None
     steps: dict[int, StepRecord] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
     consumed: set[int] = field(default_factory=set)
@@ -131,6 +134,8 @@ class Journal:
         match event.type:
             case "RunStarted":
                 self.started = data
+            case "VersionMoved":
+                self.moved_to = data["toVersion"]
             case "StepCompleted":
                 record = self._step(data["step"], data["name"])
                 record.name = data["name"]
@@ -195,6 +200,14 @@ class Journal:
         return record is not None and (
             attempt in record.abandoned or any(f["attempt"] == attempt for f in record.failures)
         )
+
+    @property
+    def workflow_version(self) -> tuple[str, str] | None:
+        """The workflow and version the run runs with: the one it started with, or the one an
+        operator moved it to. None before it started."""
+        if self.started is None:
+            return None
+        return self.started["workflow"], self.moved_to or self.started["version"]
 
     @property
     def last_step(self) -> int:

@@ -24,6 +24,7 @@ from agentlane.db import Database, open_pool
 from agentlane.service import build_app
 from agentlane.store import EventStore
 from command_service import CommandService, Limits
+from runners.membership import read_runner_rows
 from tests.conftest import TEST_SHARDS
 
 SECRET = "test-secret-of-at-least-32-bytes-long"
@@ -92,7 +93,7 @@ async def serve(
         registry = CollectorRegistry()
         service = CommandService(
             db=db, shards=TEST_SHARDS, authenticator=authenticator, limits=limits,
-            registry=registry,
+            registry=registry, runners=read_runner_rows,
         )
         port = free_port()
         config = uvicorn.Config(

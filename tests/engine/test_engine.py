@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agentlane.errors import StoreConflict, StoreUnavailable
+from agentlane.errors import CommandError, RunFinished, StoreConflict, StoreUnavailable
 from agentlane.records import NewEvent
-from runners.api import Outcome
+from runners.api import Outcome, WorkflowUnavailable
 from runners.engine import (
     ActivityError,
     Completion,
@@ -82,7 +82,9 @@ async def test_durable_timer_unloads_and_fires_on_database_time(harness: Harness
     assert await harness.index_row(run) is None
 
 
-async def test_changed_code_raises_non_determinism_and_fails_the_run(harness: Harness) -> None:
+async def test_changed_code_under_the_same_version_leaves_the_run_untouched_until_rolled_back(
+    harness: Harness,
+) -> None:
     async def v1(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
         await ctx.activity("fetch", echo, 1)
         signal = await ctx.wait_signal("go")
@@ -100,12 +102,19 @@ async def test_changed_code_raises_non_determinism_and_fails_the_run(harness: Ha
     await harness.signal(run, "go", 2)
     before = await harness.events(run)
     edited = executor_with(harness, ("agent", "1", v1_edited))
-    assert await harness.advance(edited, run) is Outcome.FAILED
-    after = await harness.events(run)
-    assert [e.type for e in after[len(before):]] == ["Failed"]
-    reason = after[-1].data["reason"]
-    assert "non-determinism" in reason and "'fetch'" in reason and "'fetch-renamed'" in reason
-    assert await harness.index_row(run) is None
+    with pytest.raises(WorkflowUnavailable) as diverged:
+        await harness.advance(edited, run)
+    assert diverged.value.reason == "diverged"
+    message = str(diverged.value)
+    assert "non-determinism" in message and "'fetch'" in message and "'fetch-renamed'" in message
+    # Nothing written, not failed: the run still waits, due, for code that replays it.
+    assert await harness.events(run) == before
+    assert (await harness.index_row(run))[0] == "suspended"
+    # The rollback: the code the journal was written by resumes it where it was.
+    assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
+        Outcome.COMPLETED
+    )
+    assert [e.type for e in (await harness.events(run))[len(before):]].count("Failed") == 0
 
 
 async def test_code_that_stops_early_is_non_deterministic_too(harness: Harness) -> None:
@@ -121,10 +130,15 @@ async def test_code_that_stops_early_is_non_deterministic_too(harness: Harness) 
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
         Outcome.SUSPENDED
     )
+    before = await harness.events(run)
+    with pytest.raises(WorkflowUnavailable, match="non-determinism"):
+        await harness.advance(executor_with(harness, ("agent", "1", shorter)), run)
+    assert await harness.events(run) == before
+    # Asked to stop, a diverged run ends as cancelled: that needs none of its code.
+    await harness.cancel(run, "giving up on it")
     assert await harness.advance(executor_with(harness, ("agent", "1", shorter)), run) is (
-        Outcome.FAILED
+        Outcome.CANCELLED
     )
-    assert "non-determinism" in (await harness.events(run))[-1].data["reason"]
 
 
 async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None:
@@ -154,16 +168,85 @@ async def test_a_run_keeps_the_version_it_started_with(harness: Harness) -> None
     assert started[new.execution_id].data["version"] == "2"
     assert (await harness.events(old))[-1].data["answer"] == "v1"
     assert (await harness.events(new))[-1].data["answer"] == "v2"
-    # A version nobody registers any more fails loudly instead of running other code.
+    # A runner without the run's version leaves it alone (nothing written, still due) for a
+    # runner that has it, instead of running other code on its journal.
     harness.session = "s-3"
     orphan = await harness.start("orphan", "go")
     assert await harness.advance(executor_with(harness, ("agent", "1", v1)), orphan) is (
         Outcome.SUSPENDED
     )
     await harness.signal(orphan, "go")
+    before = await harness.events(orphan)
     only_v2 = executor_with(harness, ("agent", "2", v2))
-    assert await harness.advance(only_v2, orphan) is Outcome.FAILED
-    assert "version '1'" in (await harness.events(orphan))[-1].data["reason"]
+    with pytest.raises(WorkflowUnavailable) as unavailable:
+        await harness.advance(only_v2, orphan)
+    assert (unavailable.value.workflow, unavailable.value.version) == ("agent", "1")
+    assert await harness.events(orphan) == before
+    status, wake_at = await harness.index_row(orphan)
+    assert status == "suspended" and wake_at is not None  # due: the signal woke it
+    assert await harness.advance(executor_with(harness, ("agent", "1", v1)), orphan) is (
+        Outcome.COMPLETED
+    )
+
+
+async def test_an_operator_moves_a_run_to_another_version_explicitly(harness: Harness) -> None:
+    async def v1(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        await ctx.wait_signal("go")
+        return "v1"
+
+    async def v2(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        # Replays v1's journal (the same first step), then goes on differently.
+        await ctx.wait_signal("go")
+        return str((await ctx.activity("new-step", echo, "x"))["value"])
+
+    run = await harness.start("r1", "go")
+    assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
+        Outcome.SUSPENDED
+    )
+    only_v2 = executor_with(harness, ("agent", "2", v2))
+    await harness.signal(run, "go")
+    with pytest.raises(WorkflowUnavailable):
+        await harness.advance(only_v2, run)
+    moved = await harness.commands.move_version(
+        tenant_id=harness.tenant, execution_id=run.execution_id, to_version="2", reason="rollout"
+    )
+    assert moved is not None and moved.data == {
+        "workflow": "agent", "fromVersion": "1", "toVersion": "2", "reason": "rollout"
+    }
+    # Moving again to the same version writes nothing.
+    assert await harness.commands.move_version(
+        tenant_id=harness.tenant, execution_id=run.execution_id, to_version="2"
+    ) is None
+    on_v2 = await harness.run_index.runs_on_version("agent", "2")
+    assert [r.execution_id for r in on_v2] == [run.execution_id]
+    assert await harness.run_index.runs_on_version("agent", "1") == []
+    assert await harness.advance(only_v2, run) is Outcome.COMPLETED
+    assert (await harness.events(run))[-1].data["answer"] == "x"
+    # An ended run, or one that never started, cannot be moved.
+    with pytest.raises(RunFinished):
+        await harness.commands.move_version(
+            tenant_id=harness.tenant, execution_id=run.execution_id, to_version="3"
+        )
+    queued = await harness.start("r2", "go")
+    with pytest.raises(CommandError, match="has not started"):
+        await harness.commands.move_version(
+            tenant_id=harness.tenant, execution_id=queued.execution_id, to_version="2"
+        )
+
+
+async def test_a_cancelled_run_ends_even_where_its_version_is_missing(harness: Harness) -> None:
+    async def v1(ctx: WorkflowContext, payload: dict[str, Any]) -> str:
+        await ctx.wait_signal("go")
+        return "v1"
+
+    run = await harness.start("r1", "go")
+    assert await harness.advance(executor_with(harness, ("agent", "1", v1)), run) is (
+        Outcome.SUSPENDED
+    )
+    await harness.cancel(run, "not needed")
+    other = executor_with(harness, ("agent", "2", v1))
+    assert await harness.advance(other, run) is Outcome.CANCELLED
+    assert (await harness.events(run))[-1].data == {"reason": "not needed"}
 
 
 async def test_retries_journal_each_failed_attempt(harness: Harness) -> None:

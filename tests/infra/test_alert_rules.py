@@ -47,6 +47,8 @@ HEALTHY: dict[str, str] = {
     REQUESTS % "2xx": f"0+6000x{MINUTES}",
     REQUESTS % "5xx": f"0+1x{MINUTES}",
     HOLD: f"0x{MINUTES}",
+    'agentlane_runs_unrunnable{pod="runner-0",workflow="agent",version="1",reason="missing"}':
+        f"0x{MINUTES}",
 }
 GONE = f"_x{MINUTES}"  # no sample at all: the pod that exported the series is gone
 
@@ -127,6 +129,14 @@ SCENARIOS = (
         frozenset({"runs-failing"}),
     ),
     Scenario("dead letters", {HOLD: f"0x10 3x{MINUTES - 10}"}, frozenset({"dead-letters"})),
+    Scenario(
+        "a deploy dropped the version of in-flight runs",
+        {'agentlane_runs_unrunnable{pod="runner-0",workflow="agent",version="1",reason="missing"}':
+            f"0x5 3x{MINUTES - 5}"},
+        frozenset({"runs-unrunnable"}),
+        # Waiting runs for a few minutes is a rollout in progress, not yet a page.
+        quiet_at={15: frozenset({"runs-unrunnable"})},
+    ),
 )
 
 

@@ -29,6 +29,7 @@ CONTRACT_ENV_TABLE = frozenset(
         "AGENTLANE_JWT_AUDIENCE",
         "AGENTLANE_JWT_ISSUER",
         "AGENTLANE_TENANT_CLAIM",
+        "AGENTLANE_OPERATOR_CLAIM",
         "AGENTLANE_SHARDS",
         "AGENTLANE_LEASE_TTL",
         "POD_NAME",
@@ -40,7 +41,8 @@ CONTRACT_ENV_TABLE = frozenset(
 REQUIRED = {
     COMMAND_SERVICE.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_AUTH"},
     GATEWAY.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_AUTH", "PORT"},
-    RUNNER.component: {"DATABASE_URL", "POD_NAME", "OPENAI_API_KEY_FILE", "AGENTLANE_MODEL"},
+    RUNNER.component: {"DATABASE_URL", "POD_NAME", "OPENAI_API_KEY_FILE", "AGENTLANE_MODEL",
+                       "AGENTLANE_CODE_VERSION"},
     PROJECTOR.component: {"DATABASE_URL", "AGENTLANE_BUS", "AGENTLANE_TOPIC"},
     MIGRATE.component: {"DATABASE_URL", "AGENTLANE_SHARDS"},
     ANCHOR.component: {"DATABASE_URL", "AGENTLANE_DB_IAM_AUTH", "AGENTLANE_ANCHOR_KEY"},
@@ -67,12 +69,12 @@ def _given(run: StackRun) -> dict[str, list[str]]:
 
 
 # Documented beyond the core table (docs/contract.md, the rest of "Environment"): how a workload
-# logs in to Cloud SQL, the size of its pool, the model key's file, and the anchor CronJob's
-# signing key.
+# logs in to Cloud SQL, the size of its pool, the model key's file, the anchor CronJob's
+# signing key, and the deployed code a runner records in each RunStarted.
 DEPLOYMENT_ENV = frozenset(
     {"AGENTLANE_DB_IAM_AUTH", "AGENTLANE_DB_POOL_MAX", "OPENAI_API_KEY_FILE",
      "AGENTLANE_ANCHOR_KEY", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER",
-     "OTEL_TRACES_SAMPLER_ARG"}
+     "OTEL_TRACES_SAMPLER_ARG", "AGENTLANE_CODE_VERSION"}
 )
 
 

@@ -65,18 +65,28 @@ def build_test_executor(
             await conn.execute("INSERT INTO test_step_attempts (key) VALUES (%s)", (info.key,))
         return {"step": info.step, "key": info.key}
 
+    # HARNESS_STEP_NAME: what the activities are called; a deploy that renames them without a
+    # new version is code that no longer replays the journals the old names wrote.
+    step_name = os.environ.get("HARNESS_STEP_NAME", "step")
+
     async def steps_workflow(ctx: WorkflowContext, payload: dict[str, Any]) -> dict[str, Any]:
         spec = _parse(str(payload.get("message", "")))
         if spec.get("sleep_s", 0) > 0:
             await ctx.sleep(timedelta(seconds=spec["sleep_s"]))
         for index in range(int(spec.get("steps", 3))):
-            await ctx.activity(f"step{index}", work, spec.get("step_s", 0.05))
+            await ctx.activity(f"{step_name}{index}", work, spec.get("step_s", 0.05))
         return {"answer": f"done {ctx.run.run_id}"}
 
+    # The versions this runner has (HARNESS_VERSIONS, default test-1): the same code under each
+    # name, as a deploy that renamed its version would have it; the last one is the newest.
     workflows = WorkflowRegistry()
-    workflows.register("agent", "test-1", steps_workflow)
+    for version in os.environ.get("HARNESS_VERSIONS", "test-1").split(","):
+        workflows.register("agent", version, steps_workflow)
     store = EventStore(db, shards=settings.shards)
-    return Executor(store, RunIndex(db), workflows, metrics_registry=registry)
+    return Executor(
+        store, RunIndex(db), workflows, metrics_registry=registry,
+        code_version=settings.code_version,
+    )
 
 
 def runner_env(database_url: str, name: str, *, ttl_s: float = 3, **extra: str) -> dict[str, str]:

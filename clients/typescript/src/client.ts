@@ -8,7 +8,8 @@
  * reader shows of it, folded by the contract's rule, so a crash-and-retry comes as a `reset` of
  * the step's text), `follow`. `sessions`: `events` (typed events, history then live, reconnecting
  * and resuming by `lastEventId`), `page`, `connect` (the session's socket with its commands),
- * `usage` (the session's tokens and cost).
+ * `usage` (the session's tokens and cost). `operations`: `overview` (operators only: the cluster,
+ * every tenant's usage).
  */
 import { Backoff } from "./backoff.js";
 import { APIConnectionError, raiseForProblem } from "./errors.js";
@@ -19,6 +20,7 @@ import type {
   Event,
   EventsPage,
   OnConflict,
+  OpsOverview,
   Run,
   RunAccepted,
   SessionUsage,
@@ -61,6 +63,7 @@ export class Client {
   readonly token: string | null;
   readonly runs: Runs;
   readonly sessions: Sessions;
+  readonly operations: Operations;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
   readonly #WebSocket: WebSocketConstructor | undefined;
@@ -75,6 +78,7 @@ export class Client {
     this.#backoffMaxMs = options.backoffMaxMs;
     this.runs = new Runs(this);
     this.sessions = new Sessions(this);
+    this.operations = new Operations(this);
   }
 
   /** One request of the API; its JSON answer, or the problem as a typed error. */
@@ -219,6 +223,24 @@ export class Sessions {
     return this.#client.request<EventsPage>(
       "GET", `/sessions/${encodeURIComponent(sessionId)}/events`, undefined, { after, limit },
     );
+  }
+}
+
+export class Operations {
+  readonly #client: Client;
+
+  constructor(client: Client) {
+    this.#client = client;
+  }
+
+  /**
+   * The cluster as of one database snapshot (`GET /ops/overview`): runners and their shards,
+   * due work per shard, projector lag and the horizon's age, runs by status, and every tenant's
+   * usage per model and day for the last `days` days. Operators only: with auth on, the token
+   * must carry the operator claim (a tenant's token gets a 403 `APIError`).
+   */
+  overview({ days = 14 }: { days?: number } = {}): Promise<OpsOverview> {
+    return this.#client.request<OpsOverview>("GET", "/ops/overview", undefined, { days });
   }
 }
 

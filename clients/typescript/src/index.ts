@@ -4,7 +4,7 @@
  * See README.md.
  */
 export { Backoff } from "./backoff.js";
-export { Client, Runs, Sessions, type ClientOptions, type CreateOptions, type FollowOptions } from "./client.js";
+export { Client, Operations, Runs, Sessions, type ClientOptions, type CreateOptions, type FollowOptions } from "./client.js";
 export {
   AgentlaneClientError,
   APIConnectionError,

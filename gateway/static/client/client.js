@@ -9,7 +9,8 @@
  * reader shows of it, folded by the contract's rule, so a crash-and-retry comes as a `reset` of
  * the step's text), `follow`. `sessions`: `events` (typed events, history then live, reconnecting
  * and resuming by `lastEventId`), `page`, `connect` (the session's socket with its commands),
- * `usage` (the session's tokens and cost).
+ * `usage` (the session's tokens and cost). `operations`: `overview` (operators only: the cluster,
+ * every tenant's usage).
  */
 import { Backoff } from "./backoff.js";
 import { APIConnectionError, raiseForProblem } from "./errors.js";
@@ -23,6 +24,7 @@ export class Client {
     token;
     runs;
     sessions;
+    operations;
     #timeoutMs;
     #fetch;
     #WebSocket;
@@ -36,6 +38,7 @@ export class Client {
         this.#backoffMaxMs = options.backoffMaxMs;
         this.runs = new Runs(this);
         this.sessions = new Sessions(this);
+        this.operations = new Operations(this);
     }
     /** One request of the API; its JSON answer, or the problem as a typed error. */
     async request(method, path, body, query) {
@@ -159,6 +162,21 @@ export class Sessions {
     page(sessionId, { after = 0, limit = 100 } = {}) {
         // The same Event JSON as on the socket, whose schema types every event's data.
         return this.#client.request("GET", `/sessions/${encodeURIComponent(sessionId)}/events`, undefined, { after, limit });
+    }
+}
+export class Operations {
+    #client;
+    constructor(client) {
+        this.#client = client;
+    }
+    /**
+     * The cluster as of one database snapshot (`GET /ops/overview`): runners and their shards,
+     * due work per shard, projector lag and the horizon's age, runs by status, and every tenant's
+     * usage per model and day for the last `days` days. Operators only: with auth on, the token
+     * must carry the operator claim (a tenant's token gets a 403 `APIError`).
+     */
+    overview({ days = 14 } = {}) {
+        return this.#client.request("GET", "/ops/overview", undefined, { days });
     }
 }
 function randomHex() {

@@ -5,7 +5,7 @@
  * See README.md.
  */
 export { Backoff } from "./backoff.js";
-export { Client, Runs, Sessions } from "./client.js";
+export { Client, Operations, Runs, Sessions } from "./client.js";
 export { AgentlaneClientError, APIConnectionError, APIError, BadRequest, Conflict, ConnectionLost, GatewayError, NotFound, RateLimited, ServiceUnavailable, Unauthorized, } from "./errors.js";
 export { CLOSE_UNAUTHORIZED, SessionSocket, } from "./socket.js";
 export { Transcript, transcriptOf, } from "./transcript.js";

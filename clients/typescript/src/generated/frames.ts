@@ -31,7 +31,8 @@ export type Event =
   | StepCompletedEvent
   | StepFailedEvent
   | TimerScheduledEvent
-  | TimerFiredEvent;
+  | TimerFiredEvent
+  | VersionMovedEvent;
 export type JsonValue = unknown;
 /**
  * A frame a client sends; a bad one is answered with an error frame.
@@ -93,6 +94,7 @@ export interface RunStartedData {
   workflow: string;
   version: string;
   runnerId?: string | null;
+  codeVersion?: string | null;
 }
 export interface TokenEvent {
   eventId: number;
@@ -346,6 +348,27 @@ export interface TimerFiredEvent {
 }
 export interface TimerFiredData {
   step: number;
+}
+export interface VersionMovedEvent {
+  eventId: number;
+  seq: number;
+  tenantId: string;
+  sessionId: string;
+  executionId: string | null;
+  createdAt: string;
+  traceparent?: string | null;
+  type: "VersionMoved";
+  data: VersionMovedData;
+}
+/**
+ * An operator moved an unfinished run to another version of its workflow (never implicit):
+ * its next advance replays its journal with that version's code.
+ */
+export interface VersionMovedData {
+  workflow: string;
+  fromVersion: string;
+  toVersion: string;
+  reason?: string | null;
 }
 /**
  * Sent once per socket, when the history up to now has been sent.

@@ -129,6 +129,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Operators: runners, shards, due work, projector lag, runs by status and every tenant's usage, as of one database snapshot
+         * @description It spans tenants, so with AGENTLANE_AUTH=jwt the token must carry the operator claim (AGENTLANE_OPERATOR_CLAIM); a tenant's token gets 403. Every part is bounded: the runners and shards of the fleet (beyond 1024 shards only the notable ones), ended runs over the last minute's newest events, at most 1000 usage rows.
+         */
+        get: operations["opsOverview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -252,6 +272,248 @@ export interface components {
             next: number | null;
         };
         JsonValue: unknown;
+        /**
+         * OpsActiveRuns
+         * @description Unfinished runs by status (``run_index``).
+         */
+        OpsActiveRuns: {
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
+            /** Suspended */
+            suspended: number;
+        };
+        /**
+         * OpsCheckpoint
+         * @description A projector checkpoint (``projector_checkpoints``) and its lag behind the log.
+         */
+        OpsCheckpoint: {
+            /**
+             * Name
+             * @description read_models, and publish on the pubsub bus.
+             */
+            name: string;
+            /**
+             * Lagevents
+             * @description Committed events after it (counted up to a cap).
+             */
+            lagEvents: number;
+            /**
+             * Lageventscapped
+             * @description true: there are at least lagEvents.
+             */
+            lagEventsCapped: boolean;
+            /**
+             * Lags
+             * @description Age of the oldest event after it (0: caught up).
+             */
+            lagS: number;
+            /**
+             * Updatedages
+             * @description Seconds since it last moved.
+             */
+            updatedAgeS: number;
+        };
+        /**
+         * OpsEndedRuns
+         * @description Runs that ended in the last ``windowS`` seconds, by outcome.
+         */
+        OpsEndedRuns: {
+            /** Completed */
+            completed: number;
+            /** Failed */
+            failed: number;
+            /** Cancelled */
+            cancelled: number;
+            /**
+             * Windows
+             * @description The window the counts cover.
+             */
+            windowS: number;
+            /**
+             * Sampled
+             * @description true: the window held more events than are looked at, and windowS is what the newest of them cover (counts / windowS is still the rate).
+             */
+            sampled: boolean;
+        };
+        /**
+         * OpsOverview
+         * @description Body of ``GET /ops/overview``: the cluster as of one database snapshot, for operators.
+         */
+        OpsOverview: {
+            /**
+             * At
+             * @description The snapshot's database time, RFC 3339.
+             */
+            at: string;
+            /** Runners */
+            runners: components["schemas"]["OpsRunner"][];
+            shards: components["schemas"]["OpsShards"];
+            projector: components["schemas"]["OpsProjector"];
+            runs: components["schemas"]["OpsRuns"];
+            /** @description null while the read-model tables are being swapped by a rebuild. */
+            usage: components["schemas"]["OpsUsage"] | null;
+        };
+        /** OpsProjector */
+        OpsProjector: {
+            /** Checkpoints */
+            checkpoints: components["schemas"]["OpsCheckpoint"][];
+            /**
+             * Horizonages
+             * @description How long the gap-safe horizon has been held back by one open transaction (every tailing reader waits behind it).
+             */
+            horizonAgeS: number;
+        };
+        /**
+         * OpsRunner
+         * @description A registered runner (``cluster_runners``) and the shards whose live lease it holds.
+         */
+        OpsRunner: {
+            /**
+             * Runnerid
+             * @description name/incarnation: a restarted runner is a new one.
+             */
+            runnerId: string;
+            /**
+             * Heartbeatages
+             * @description Seconds since its last heartbeat.
+             */
+            heartbeatAgeS: number;
+            /**
+             * Ups
+             * @description Seconds since this incarnation registered.
+             */
+            upS: number | null;
+            /** Draining */
+            draining: boolean;
+            /**
+             * Shards
+             * @description Shards whose lease it holds and has not expired.
+             */
+            shards: number[];
+            /**
+             * Leaseexpiresins
+             * @description Seconds until the first of its leases expires unless renewed.
+             */
+            leaseExpiresInS: number | null;
+        };
+        /** OpsRuns */
+        OpsRuns: {
+            active: components["schemas"]["OpsActiveRuns"];
+            ended: components["schemas"]["OpsEndedRuns"];
+        };
+        /**
+         * OpsShard
+         * @description One shard: its lease (``cluster_shards``) and its due work (``run_index``).
+         */
+        OpsShard: {
+            /** Shard */
+            shard: number;
+            /**
+             * Runnerid
+             * @description The holder of a live lease; null: nobody.
+             */
+            runnerId: string | null;
+            /**
+             * Leasetoken
+             * @description The fencing token; it grows each time the shard changes hands.
+             */
+            leaseToken: number;
+            /**
+             * Expiresins
+             * @description Negative: the lease has expired.
+             */
+            expiresInS: number | null;
+            /**
+             * Heldfors
+             * @description Seconds since the lease was last claimed.
+             */
+            heldForS: number | null;
+            /**
+             * Dueruns
+             * @description Head runs due now (a runner may be advancing some of them).
+             */
+            dueRuns: number;
+            /**
+             * Oldestdueages
+             * @description How long the oldest of them has waited.
+             */
+            oldestDueAgeS: number | null;
+            /**
+             * Nextwakeins
+             * @description Seconds until its next timer.
+             */
+            nextWakeInS: number | null;
+        };
+        /** OpsShards */
+        OpsShards: {
+            /**
+             * Count
+             * @description The shard count (AGENTLANE_SHARDS of this database).
+             */
+            count: number;
+            /**
+             * Held
+             * @description Shards with a live lease.
+             */
+            held: number;
+            /**
+             * Listed
+             * @description all: every shard is in rows; notable: (more than 1024 shards) only those with due work or no live lease, up to 1024.
+             * @enum {string}
+             */
+            listed: "all" | "notable";
+            /** Rows */
+            rows: components["schemas"]["OpsShard"][];
+        };
+        /**
+         * OpsUsage
+         * @description Every tenant's usage from ``since`` on (``read_usage_daily``: trails the log by the
+         *     projector's lag), newest day first, the costliest first within a day.
+         */
+        OpsUsage: {
+            /**
+             * Since
+             * @description First UTC day included, YYYY-MM-DD.
+             */
+            since: string;
+            /** Days */
+            days: components["schemas"]["OpsUsageDay"][];
+            /**
+             * Truncated
+             * @description true: more rows than the 1000 returned.
+             */
+            truncated: boolean;
+        };
+        /**
+         * OpsUsageDay
+         * @description One tenant's use of one model on one UTC day.
+         */
+        OpsUsageDay: {
+            /** Inputtokens */
+            inputTokens: number;
+            /** Outputtokens */
+            outputTokens: number;
+            /** Cachedinputtokens */
+            cachedInputTokens: number;
+            /**
+             * Costmicros
+             * @description What the priced model calls cost, in millionths of the price table's currency (calls of a model without a price count 0).
+             */
+            costMicros: number;
+            /**
+             * Day
+             * @description UTC day, YYYY-MM-DD.
+             */
+            day: string;
+            /** Tenant */
+            tenant: string;
+            /** Model */
+            model: string;
+            /** Calls */
+            calls: number;
+        };
         /**
          * Problem
          * @description application/problem+json (RFC 9457).
@@ -1025,6 +1287,87 @@ export interface operations {
             };
             /** @description Missing or invalid bearer token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such route, run or session for this tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid input; the detail names the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a tenant quota or the server is at capacity; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database (or the token keys) cannot be reached; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    opsOverview: {
+        parameters: {
+            query?: {
+                /** @description Days of usage, today (UTC) included. */
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The overview */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpsOverview"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an operator's (AGENTLANE_OPERATOR_CLAIM) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
