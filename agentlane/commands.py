@@ -17,9 +17,11 @@ from typing import Any, Literal
 from agentlane.db import Connection
 from agentlane.errors import (
     CommandError,
+    EventNotFound,
     RunConflict,
     RunFinished,
     RunNotFound,
+    SessionExists,
     TooManyActiveRuns,
 )
 from agentlane.events import TERMINAL_STATUS
@@ -269,6 +271,38 @@ class Commands:
         )
         assert event is not None
         return event
+
+    async def fork_session(
+        self, *, tenant_id: str, session_id: str, at_event_id: int, new_session_id: str
+    ) -> StoredEvent:
+        """Start ``new_session_id`` as a fork of ``session_id`` at its event ``at_event_id``: one
+        ``SessionForked`` event, the new session's first, naming the parent, the cut and the
+        hash of the parent's event there. A new run in the fork continues from the parent's
+        state at the cut; the parent is not touched. The same fork asked again is answered with
+        the same event; a session that already has events cannot become a fork."""
+        check_identifier("sessionId", session_id)
+        check_identifier("newSessionId", new_session_id)
+        if new_session_id == session_id:
+            raise CommandError("newSessionId: must differ from the session forked")
+        cut = await self.store.event_at(tenant_id, session_id, at_event_id)
+        if cut is None:
+            raise EventNotFound(session_id, at_event_id)
+        at_seq, digest = cut
+        data = {"parentSessionId": session_id, "atEventId": at_event_id, "atSeq": at_seq,
+                "parentHash": digest.hex()}
+
+        async def first_of_its_session(conn: Connection, written: list[StoredEvent]) -> None:
+            if written[0].seq != 1:
+                raise SessionExists(new_session_id)
+
+        result = await self.store.append(
+            NewEvent(tenant_id, new_session_id, "SessionForked", data,
+                     idempotency_key=f"fork:{new_session_id}"),
+            in_transaction=first_of_its_session,
+        )
+        if not result.created and result.event.data != data:
+            raise SessionExists(new_session_id)
+        return result.event
 
     async def move_version(
         self, *, tenant_id: str, execution_id: str, to_version: str, reason: str | None = None

@@ -221,6 +221,21 @@ class RunConflict(CommandError):
         self.active_execution_id = active_execution_id
 
 
+class EventNotFound(CommandError):
+    code, status, slug = "event_not_found", 404, "not-found"
+
+    def __init__(self, session_id: str, event_id: int) -> None:
+        super().__init__(f"session {session_id!r} has no event {event_id}")
+
+
+class SessionExists(CommandError):
+    code, status, slug = "session_exists", 409, "session-exists"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already has events: fork into a new one")
+        self.session_id = session_id
+
+
 class RunFinished(CommandError):
     code, status, slug = "run_finished", 409, "run-finished"
 

@@ -75,6 +75,17 @@ class RunStartedData(EventData):
     code_version: str | None = Field(default=None, max_length=128)
 
 
+class SessionForkedData(EventData):
+    """The first event of a session forked from another at one of its events: the fork's history
+    is the parent's up to and including ``atSeq`` (referenced, not copied). ``parentHash`` is the
+    hash of the parent's event there, so the fork's own hash chain covers the link."""
+
+    parent_session_id: Identifier
+    at_event_id: int = Field(ge=1)
+    at_seq: int = Field(ge=1)
+    parent_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class VersionMovedData(EventData):
     """An operator moved an unfinished run to another version of its workflow (never implicit):
     its next advance replays its journal with that version's code."""
@@ -211,6 +222,7 @@ DATA_MODELS: dict[str, type[EventData]] = {
     "TimerScheduled": TimerScheduledData,
     "TimerFired": TimerFiredData,
     "VersionMoved": VersionMovedData,
+    "SessionForked": SessionForkedData,
 }
 
 #: The event types that end a run, and the status each leaves it in.

@@ -11,7 +11,10 @@ the difference is what live delivery adds. Targets (docs/design.md): p99 < 50 ms
 < 250 ms (Pub/Sub emulator). No runner runs, so the sockets carry only the accepted events.
 
 With ``--rate R`` the POSTs are sent open loop at R per second (each on its schedule, whatever the
-earlier ones are doing), as independent clients would, instead of one after another.
+earlier ones are doing), as independent clients would, instead of one after another, round robin
+over ``--sessions`` sessions with a socket each. One session is one Pub/Sub ordering key, which
+the subscriber delivers one message at a time: at 100 runs/s in a single session the emulator's
+ordered delivery falls behind (seconds), where the same rate over 20 sessions does not.
 """
 
 from __future__ import annotations
@@ -99,44 +102,62 @@ async def measure(edge: Proc, runs: int) -> tuple[list[float], list[float]]:
     return posts, live
 
 
-async def measure_at_rate(edge: Proc, runs: int, rate: float) -> tuple[list[float], list[float]]:
-    """POST ``runs`` runs open loop at ``rate`` per second; each timed from its own send."""
-    session = f"bench-{int(time.time())}"
+async def measure_at_rate(
+    edge: Proc, runs: int, rate: float, sessions: int
+) -> tuple[list[float], list[float]]:
+    """POST ``runs`` runs open loop at ``rate`` per second, round robin over ``sessions``
+    sessions, each watched by its own socket; each run timed from its own send."""
+    stamp = int(time.time())
+    names = [f"bench-{stamp}-{index}" for index in range(sessions)]
     sent: dict[str, float] = {}
     live: list[float] = []
     posts: list[float] = []
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=edge.base_url, timeout=10, limits=limits) as http:
-        first = await http.post(f"/agents/{session}/runs", json={"runId": f"{session}-0",
-                                                                  "message": "warm-up"})
-        first.raise_for_status()
-        ws_url = edge.base_url.replace("http", "ws") + f"/ws/{session}"
-        async with websockets.connect(ws_url, max_size=2**20) as socket:
+    async with httpx.AsyncClient(base_url=edge.base_url, timeout=10, limits=limits) as http, \
+            contextlib.AsyncExitStack() as sockets:
+        readers = []
+        for session in names:
+            first = await http.post(f"/agents/{session}/runs", json={"runId": f"{session}-0",
+                                                                      "message": "warm-up"})
+            first.raise_for_status()
+            ws_url = edge.base_url.replace("http", "ws") + f"/ws/{session}"
+            # No keepalive pings: an idle socket's ping answered late under load closed it (1011).
+            socket = await sockets.enter_async_context(
+                websockets.connect(ws_url, max_size=2**20, ping_interval=None)
+            )
             while json.loads(await socket.recv()).get("type") != "ready":
                 pass
+            readers.append(socket)
 
-            async def read_frames() -> None:
-                while len(live) < runs:
-                    frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
-                    event = frame.get("event") or {}
-                    started = sent.get(event.get("data", {}).get("runId", ""))
-                    if event.get("type") == "RunAccepted" and started is not None:
-                        live.append(time.perf_counter() - started)
+        async def read_frames(socket: websockets.ClientConnection, expected: int) -> None:
+            seen = 0
+            while seen < expected:
+                frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=60))
+                event = frame.get("event") or {}
+                started = sent.get(event.get("data", {}).get("runId", ""))
+                if event.get("type") == "RunAccepted" and started is not None:
+                    live.append(time.perf_counter() - started)
+                    seen += 1
 
-            async def post(run_id: str, at: float) -> None:
-                await asyncio.sleep(max(0.0, at - time.perf_counter()))
-                sent[run_id] = started = time.perf_counter()
-                response = await http.post(f"/agents/{session}/runs",
-                                           json={"runId": run_id, "message": "ping"})
-                posts.append(time.perf_counter() - started)
-                response.raise_for_status()
+        async def post(session: str, run_id: str, at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            sent[run_id] = started = time.perf_counter()
+            response = await http.post(f"/agents/{session}/runs",
+                                       json={"runId": run_id, "message": "ping"})
+            posts.append(time.perf_counter() - started)
+            response.raise_for_status()
 
-            reader = asyncio.create_task(read_frames())
-            origin = time.perf_counter() + 0.1
-            await asyncio.gather(
-                *(post(f"{session}-{i}", origin + (i - 1) / rate) for i in range(1, runs + 1))
-            )
-            await reader
+        per_session = [len(range(index, runs, sessions)) for index in range(sessions)]
+        reading = [
+            asyncio.create_task(read_frames(socket, count))
+            for socket, count in zip(readers, per_session, strict=True)
+        ]
+        origin = time.perf_counter() + 0.1
+        await asyncio.gather(*(
+            post(names[i % sessions], f"{names[i % sessions]}-{i + 1}", origin + i / rate)
+            for i in range(runs)
+        ))
+        await asyncio.gather(*reading)
     return posts, live
 
 
@@ -157,6 +178,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rate", type=float, help="POSTs per second, open loop (default: one "
                         "after another)")
+    parser.add_argument("--sessions", type=int, default=1,
+                        help="with --rate: spread the runs over this many sessions (1)")
     args = parser.parse_args()
     buses = ["postgres", "pubsub"] if args.bus == "both" else [args.bus]
     if "pubsub" in buses and not emulator_available():
@@ -166,8 +189,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, benchmark_database() as url, \
                 stack(url, bus, Path(tmp)) as edge:
             if args.rate:
-                posts, live = asyncio.run(measure_at_rate(edge, args.runs, args.rate))
-                print(f"\nopen loop at {args.rate:.0f} POSTs/s")
+                posts, live = asyncio.run(
+                    measure_at_rate(edge, args.runs, args.rate, args.sessions)
+                )
+                print(f"\nopen loop at {args.rate:.0f} POSTs/s over {args.sessions} session(s)")
             else:
                 posts, live = asyncio.run(measure(edge, args.runs))
             report(bus, posts, live)

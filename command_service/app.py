@@ -42,6 +42,8 @@ from command_service.metrics import CommandServiceMetrics, RequestMetrics
 from command_service.models import (
     CancelAccepted,
     CancelRequest,
+    ForkAccepted,
+    ForkRequest,
     RunAcceptedResponse,
     SignalAccepted,
     SignalRequest,
@@ -89,6 +91,7 @@ def build_app(deps: Dependencies) -> Starlette:
         Route("/runs/{executionId}/signals/{name}", api.signal, methods=["POST"]),
         Route("/sessions/{sessionId}/events", api.events, methods=["GET"]),
         Route("/sessions/{sessionId}/usage", api.session_usage, methods=["GET"]),
+        Route("/sessions/{sessionId}/fork", api.fork, methods=["POST"]),
         Route("/usage", api.usage, methods=["GET"]),
         Route("/ops/overview", api.ops_overview, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -238,6 +241,26 @@ class _Api:
             return problem_response(404, f"session {session_id!r} not found", slug="not-found")
         with log_context(tenant=tenant, session=session_id):
             return JSONResponse(await self.deps.usage.session(tenant, session_id))
+
+    async def fork(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        session_id = request.path_params["sessionId"]
+        if not commands.is_identifier(session_id):
+            raise InvalidRequest("path.sessionId: must be 1-128 characters of [A-Za-z0-9._:-]")
+        body = await read_model(request, ForkRequest)
+        with log_context(tenant=tenant, session=session_id):
+            event = await self.deps.commands.fork_session(
+                tenant_id=tenant, session_id=session_id, at_event_id=body.atEventId,
+                new_session_id=body.newSessionId,
+            )
+        answer = ForkAccepted(
+            sessionId=body.newSessionId, parentSessionId=session_id, atEventId=body.atEventId,
+            eventId=event.event_id,
+        )
+        return JSONResponse(
+            answer.model_dump(), status_code=201,
+            headers={"Location": f"/sessions/{body.newSessionId}/events"},
+        )
 
     async def cancel(self, request: Request) -> Response:
         tenant = await self._tenant(request)

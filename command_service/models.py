@@ -119,6 +119,20 @@ class EventsPage(_Wire):
     )
 
 
+class ForkRequest(_Wire):
+    """Body of ``POST /sessions/{sessionId}/fork``."""
+
+    atEventId: int = Field(ge=1, description="The session's event the fork's history ends at.")
+    newSessionId: Identifier = Field(description="The new session: it must have no events yet.")
+
+
+class ForkAccepted(_Wire):
+    sessionId: str = Field(description="The new session.")
+    parentSessionId: str
+    atEventId: int = Field(ge=1)
+    eventId: int = Field(ge=1, description="eventId of the fork's SessionForked event.")
+
+
 class CancelRequest(_Wire):
     """Optional body of ``POST /runs/{executionId}/cancel``."""
 
@@ -281,6 +295,8 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     SignalAccepted,
     UsageResponse,
     SessionUsageResponse,
+    ForkRequest,
+    ForkAccepted,
     OpsOverview,
     Problem,
 )

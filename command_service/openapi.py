@@ -169,6 +169,22 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/sessions/{sessionId}/fork": {
+            "post": {
+                "operationId": "forkSession",
+                "summary": "Start a new session whose history is this one's up to an event",
+                "description": "The new session's first event, SessionForked, names the parent, "
+                "the cut and the hash of the parent's event there (the fork's chain covers the "
+                "link); its history is referenced, not copied. A run started in the fork continues "
+                "from the parent's state at the cut. The same fork again answers the same event.",
+                "parameters": [session],
+                "requestBody": _body("ForkRequest"),
+                "responses": {
+                    "201": {"description": "Forked", "content": _json("ForkAccepted")},
+                    **_problems(400, 408, 409, 413, 415, 422, jwt=jwt),
+                },
+            }
+        },
         "/sessions/{sessionId}/usage": {
             "get": {
                 "operationId": "sessionUsage",

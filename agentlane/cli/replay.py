@@ -21,10 +21,12 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from agentlane.cli.operator_db import add_database_option, database_url
+from agentlane.commands import Commands
 from agentlane.db import open_database
 from agentlane.errors import StoreError
 from agentlane.files import write_atomically
 from agentlane.leases import verify_shard_count
+from agentlane.records import StoredEvent
 from agentlane.replay import anchor as anchor_mod
 from agentlane.replay import export as export_mod
 from agentlane.replay import gcs, timeline
@@ -90,6 +92,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     session.add_argument(
         "--json", action="store_true", help="NDJSON: one {event, run, session} a line"
     )
+
+    fork = commands.add_parser(
+        "fork", help="start a new session whose history is this one's up to an event",
+        description="Fork SESSION at EVENT_ID into NEW_SESSION (which must have no events): one "
+        "SessionForked event names the parent, the cut and the hash of the parent's event there. "
+        "A run started in the fork continues from the parent's state at the cut; the parent is "
+        "not touched (POST /sessions/{sessionId}/fork does the same).",
+    )
+    fork.add_argument("session", metavar="SESSION")
+    fork.add_argument("--at", type=positive_int, required=True, metavar="EVENT_ID",
+                      help="the parent's event the fork's history ends at")
+    fork.add_argument("--new", required=True, metavar="NEW_SESSION", help="the fork's session id")
+    fork.add_argument("--tenant", default="default", help="tenant id (default: %(default)s)")
+
+    what = commands.add_parser(
+        "what-if", help="one recorded run's model steps again, against another model",
+        description="Re-run one recorded run of SESSION against --model (an OpenAI-compatible "
+        "endpoint as the runners reach it, OPENAI_BASE_URL and the key, or offline), with the "
+        "recorded tool results fed back where the calls match (no tool runs), and print the two "
+        "side by side: answer, tool calls, model calls, tokens, cost, time. Nothing is written.",
+    )
+    what.add_argument("session", metavar="SESSION")
+    what.add_argument("--run", required=True, metavar="RUN",
+                      help="the run: its executionId or its runId")
+    what.add_argument("--model", required=True, help="the model to try")
+    what.add_argument("--prompt", type=Path, metavar="FILE",
+                      help="a system prompt to try instead of the agent's")
+    what.add_argument("--tenant", default="default", help="tenant id (default: %(default)s)")
+    what.add_argument("--json", action="store_true", help="one JSON object: recorded, whatIf")
 
     run = commands.add_parser(
         "run", help="one run's journal and final state",
@@ -170,6 +201,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(args, settings, command="replay")
     handler = {
         "session": _session,
+        "fork": _fork,
+        "what-if": _what_if,
         "run": _run,
         "verify": _verify,
         "rebuild": _rebuild,
@@ -222,6 +255,74 @@ def _session(url: str, args: argparse.Namespace, settings: Settings) -> int:
             timeline.render_state(
                 "session state after the last event", last.session.to_json(), console
             )
+    return 0
+
+
+def _fork(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    async def fork() -> StoredEvent:
+        async with open_database(url, name="replay-fork", min_size=1, max_size=2) as db:
+            await verify_shard_count(db, settings.shards)
+            store = EventStore(db, shards=settings.shards)
+            return await Commands(store, RunIndex(db)).fork_session(
+                tenant_id=args.tenant, session_id=args.session, at_event_id=args.at,
+                new_session_id=args.new,
+            )
+
+    event = asyncio.run(fork())
+    data = event.data
+    print(f"forked {args.tenant}/{args.session} at event {data['atEventId']} (seq "
+          f"{data['atSeq']}) into {args.tenant}/{args.new}: event {event.event_id}")
+    return 0
+
+
+def _what_if(url: str, args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: only this subcommand needs the agent and a model client.
+    from runners.agent import AgentOptions, ToolRegistry, builtin_tools, model_client
+    from runners.agent.tools import demo_tools
+    from runners.agent.what_if import recorded_side, what_if
+    from runners.agent.workflow import HISTORY_RUNS
+
+    prompt = None
+    if args.prompt is not None:
+        try:
+            prompt = args.prompt.read_text()
+        except OSError as exc:
+            raise ReplayError(f"--prompt: cannot read {args.prompt}: {exc.strerror}") from None
+    with snapshot(url) as conn:
+        session = list(events(conn, EventFilter(tenant_id=args.tenant, session_id=args.session),
+                              by_seq_only=True))
+    accepted = next(
+        (e for e in session if e.type == "RunAccepted"
+         and args.run in (e.execution_id, e.data.get("runId"))), None,
+    )
+    if accepted is None:
+        raise NothingToReplay(f"run {args.run!r} in session {args.tenant}/{args.session}")
+    run = [e for e in session if e.execution_id == accepted.execution_id]
+    tried = settings.model_copy(update={"model_choice": args.model})
+
+    async def go() -> tuple[Any, Any]:
+        async with open_database(url, name="replay-what-if", min_size=1, max_size=1) as db:
+            store = EventStore(db, shards=settings.shards)
+            exchanges = await store.completed_exchanges(
+                args.tenant, args.session, before_seq=accepted.seq, limit=HISTORY_RUNS
+            )
+            tools = ToolRegistry([*builtin_tools(store), *demo_tools()])
+            model = model_client(tried, AgentOptions())
+            kwargs = {"system_prompt": prompt} if prompt is not None else {}
+            return recorded_side(run), await what_if(
+                run, exchanges, model, tools.schemas(), model_name=tried.model, **kwargs
+            )
+
+    recorded, tried_side = asyncio.run(go())
+    if args.json:
+        body = {"executionId": accepted.execution_id, "recorded": recorded.to_json(),
+                "whatIf": tried_side.to_json()}
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+        return 0
+    timeline.render_comparison(
+        f"run {accepted.execution_id}: recorded vs what-if", recorded.to_json(),
+        tried_side.to_json(), _console(),
+    )
     return 0
 
 

@@ -186,3 +186,22 @@ def render_state(title: str, state: dict[str, Any], console: Console) -> None:
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         table.add_row(key, shown)
     console.print(table)
+
+
+def render_comparison(
+    title: str, left: dict[str, Any], right: dict[str, Any], console: Console,
+    *, names: tuple[str, str] = ("recorded", "what-if"),
+) -> None:
+    """Two folded states side by side, field by field; the fields that differ are marked."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column(names[0], overflow="fold")
+    table.add_column(names[1], overflow="fold")
+    table.add_column("")
+    for key in dict.fromkeys([*left, *right]):
+        shown = [
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            for value in (left.get(key), right.get(key))
+        ]
+        table.add_row(key, *shown, "≠" if shown[0] != shown[1] else "")
+    console.print(table)

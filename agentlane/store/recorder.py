@@ -128,14 +128,31 @@ ON CONFLICT (tenant_id, session_id) DO UPDATE
           IS DISTINCT FROM (excluded.last_seq, excluded.last_hash, excluded.updated_at)
 """
 
+# A session's completed exchanges, newest first, following fork links: a session whose first
+# event is SessionForked continues its parent's history up to the cut (runs that completed at or
+# before it), and so on up the lineage. The session's own earlier runs have all ended (runs of a
+# session run one at a time), so only the parents' completions are bounded by the cut.
 _HISTORY = """
+WITH RECURSIVE lineage(session_id, upto, depth) AS (
+    SELECT %(s)s::text, %(before)s::bigint, 0
+    UNION ALL
+    SELECT f.payload ->> 'parentSessionId', (f.payload ->> 'atSeq')::bigint + 1, l.depth + 1
+    FROM lineage l
+    JOIN agent_events f
+      ON f.tenant_id = %(t)s AND f.session_id = l.session_id AND f.seq = 1
+     AND f.event_type = 'SessionForked'
+    WHERE l.depth < 32
+)
 SELECT a.payload ->> 'message', c.payload ->> 'answer'
-FROM agent_events a
+FROM lineage l
+JOIN agent_events a
+  ON a.tenant_id = %(t)s AND a.session_id = l.session_id AND a.event_type = 'RunAccepted'
+ AND a.seq < l.upto
 JOIN agent_events c
   ON c.execution_id = a.execution_id AND c.event_type = 'Completed' AND c.tenant_id = a.tenant_id
-WHERE a.tenant_id = %s AND a.session_id = %s AND a.event_type = 'RunAccepted' AND a.seq < %s
-ORDER BY a.seq DESC
-LIMIT %s
+ AND (l.depth = 0 OR c.seq < l.upto)
+ORDER BY l.depth, a.seq DESC
+LIMIT %(limit)s
 """
 
 
@@ -507,6 +524,20 @@ class EventStore:
             params.append(sorted(types))
         return await self._fetch(query + " ORDER BY seq", params)
 
+    async def event_at(
+        self, tenant_id: str, session_id: str, event_id: int
+    ) -> tuple[int, bytes] | None:
+        """``(seq, hash)`` of the session's event ``event_id``; None when it has no such event."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT seq, hash FROM agent_events "
+                    "WHERE tenant_id = %s AND session_id = %s AND event_id = %s",
+                    (tenant_id, session_id, event_id),
+                )
+            ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
     async def session_exists(self, tenant_id: str, session_id: str) -> bool:
         """True when ``tenant_id`` has at least one event in ``session_id`` (other tenants:
         False)."""
@@ -563,10 +594,13 @@ class EventStore:
         self, tenant_id: str, session_id: str, *, before_seq: int, limit: int
     ) -> list[tuple[str, str]]:
         """The session's last ``limit`` runs accepted before ``before_seq`` that completed, oldest
-        first, as ``(message, answer)``."""
+        first, as ``(message, answer)``; a forked session's continue its parent's up to the cut."""
         async with self._db.connection() as conn:
             rows = await (
-                await conn.execute(_HISTORY, (tenant_id, session_id, before_seq, limit))
+                await conn.execute(
+                    _HISTORY,
+                    {"t": tenant_id, "s": session_id, "before": before_seq, "limit": limit},
+                )
             ).fetchall()
         return [(str(message), str(answer)) for message, answer in reversed(rows)]
 

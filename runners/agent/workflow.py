@@ -169,11 +169,9 @@ class AgentWorkflow:
         budget = Budget.of(payload.get("budget") or {})
         timeout_s = payload.get("approvalTimeoutSeconds")
         approval_timeout = timedelta(seconds=timeout_s) if timeout_s else None
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            *await self.history(ctx.run),
-            {"role": "user", "content": str(payload.get("message", ""))},
-        ]
+        messages = opening_messages(
+            await self.history(ctx.run), str(payload.get("message", ""))
+        )
         schemas = self.tools.schemas()
         spent = Spent()
         while True:
@@ -191,13 +189,10 @@ class AgentWorkflow:
             spent = spent.plus(result["usage"])
             if not result["toolCalls"]:
                 return {"answer": result["content"], "offline": result["offline"]}
-            messages.append(_assistant_message(result))
+            messages.append(assistant_message(result))
             for call in result["toolCalls"]:
                 outcome = await self._tool_step(ctx, call, approval_timeout)
-                content = outcome["result"] if outcome["ok"] else {"error": outcome.get("error")}
-                messages.append(
-                    {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(content)}
-                )
+                messages.append(tool_message(call, outcome))
 
     async def _tool_step(
         self, ctx: WorkflowContext, call: dict[str, Any], run_timeout: timedelta | None
@@ -275,11 +270,33 @@ class AgentWorkflow:
         exchanges = await self._history.completed_exchanges(
             run.tenant_id, run.session_id, before_seq=run.accepted_seq, limit=HISTORY_RUNS
         )
-        messages: list[dict[str, Any]] = []
-        for message, answer in exchanges:
-            messages.append({"role": "user", "content": message})
-            messages.append({"role": "assistant", "content": answer})
-        return messages
+        return history_messages(exchanges)
+
+
+def history_messages(exchanges: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A session's earlier ``(message, answer)`` exchanges as chat messages."""
+    messages: list[dict[str, Any]] = []
+    for message, answer in exchanges:
+        messages.append({"role": "user", "content": message})
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def opening_messages(
+    history: list[dict[str, Any]], message: str, *, system: str = SYSTEM_PROMPT
+) -> list[dict[str, Any]]:
+    """What the first model call of a run is sent: the system prompt, the history, the message."""
+    return [
+        {"role": "system", "content": system},
+        *history,
+        {"role": "user", "content": message},
+    ]
+
+
+def tool_message(call: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """A tool step's outcome (a ``ToolResult``'s data) as the message the model reads next."""
+    content = outcome.get("result") if outcome.get("ok") else {"error": outcome.get("error")}
+    return {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(content)}
 
 
 def _approves(signal: Signal, call_id: str) -> bool:
@@ -293,7 +310,8 @@ async def _denied(step: StepInfo, call: dict[str, Any], error: str) -> dict[str,
     return {"callId": call["id"], "name": call["name"], "ok": False, "error": error}
 
 
-def _assistant_message(result: dict[str, Any]) -> dict[str, Any]:
+def assistant_message(result: dict[str, Any]) -> dict[str, Any]:
+    """A model call's result with tool calls, as the assistant message that asked for them."""
     return {
         "role": "assistant",
         "content": result["content"] or None,

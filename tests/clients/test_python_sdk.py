@@ -16,14 +16,20 @@ from agentlane_client import (
     AsyncClient,
     BadRequest,
     Client,
+    CompletedEvent,
     Conflict,
     Ended,
+    Event,
     NotFound,
     Reset,
+    RunAcceptedEvent,
     TextDelta,
+    TokenEvent,
     ToolCalled,
     ToolReturned,
+    UsageEvent,
     Waiting,
+    parse_event,
 )
 from agentlane_client import Transcript as ClientTranscript
 
@@ -134,6 +140,39 @@ async def test_an_approval_nobody_answers_is_denied_at_its_deadline_by_the_runne
         assert resumed.created_at >= datetime.fromisoformat(suspended.data["deadline"])
 
 
+@pytest.mark.slow
+async def test_a_runs_events_come_typed(stack: DevStack) -> None:
+    """Over the socket and over HTTP, each event of a run is the model of its type; a type the
+    client does not know stays an untyped Event."""
+    async with AsyncClient(stack.http) as client:
+        accepted = await client.runs.create("typed-1", "hello typed events", run_id="typed-run-1")
+        streamed = []
+        async for event in client.sessions.events("typed-1"):
+            streamed.append(event)
+            if event.is_terminal:
+                break
+        paged, _ = await client.sessions.page("typed-1")
+    for events in (streamed, paged):
+        typed = [event.typed for event in events]
+        assert [t for t in typed if isinstance(t, Event)] == []  # nothing left untyped
+        assert [t.event_id for t in typed] == [e.event_id for e in events]
+        assert isinstance(typed[0], RunAcceptedEvent)
+        assert typed[0].data.run_id == "typed-run-1"
+        assert typed[0].execution_id == accepted.execution_id
+        tokens = [t for t in typed if isinstance(t, TokenEvent)]
+        completed = typed[-1]
+        assert isinstance(completed, CompletedEvent)
+        assert completed.data.answer == "(offline) You said: hello typed events"
+        assert len(tokens) > 1  # the offline model streams word by word
+        assert "".join(t.data.text for t in tokens) == completed.data.answer
+        usage = [t for t in typed if isinstance(t, UsageEvent)]
+        # agentlane dev prices the offline model.
+        assert usage and all(u.data.cost_micros and u.data.cost_micros > 0 for u in usage)
+    unknown = {**paged[-1].wire(), "type": "Forecast", "data": {"weather": "fine"}}
+    assert type(parse_event(unknown)) is Event
+    assert Event.model_validate(unknown).typed.data == {"weather": "fine"}
+
+
 def test_the_clients_fold_gives_every_recorded_log_the_cores_transcript() -> None:
     for path in sorted(FIXTURES.glob("*.events.json")):
         events = json.loads(path.read_text())
@@ -160,3 +199,18 @@ def test_the_pipelines_smoke_test_passes_against_a_live_stack(stack: DevStack) -
     )
     assert failed.returncode == 1
     assert failed.stdout.startswith("smoke: FAILED") and len(failed.stdout.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_client_forks_a_session_and_the_fork_remembers_the_parent(stack: DevStack) -> None:
+    with Client(stack.http) as client:
+        answer = list(client.runs.stream("fork-parent", "my name is Ada"))[-1]
+        assert isinstance(answer, Ended) and answer.status == "completed"
+        events, _ = client.sessions.page("fork-parent")
+        fork = client.sessions.fork("fork-parent", events[-1].event_id, "fork-child")
+        assert fork.session_id == "fork-child" and fork.parent_session_id == "fork-parent"
+        assert client.sessions.fork("fork-parent", events[-1].event_id, "fork-child") == fork
+        (first,) = client.sessions.page("fork-child")[0]
+        assert first.type == "SessionForked" and first.event_id == fork.event_id
+        with pytest.raises(BadRequest):
+            client.sessions.fork("fork-parent", events[-1].event_id, "fork-parent")

@@ -19,6 +19,7 @@ import type {
   CancelAccepted,
   Event,
   EventsPage,
+  ForkAccepted,
   OnConflict,
   OpsOverview,
   Run,
@@ -215,6 +216,16 @@ export class Sessions {
    * log by the projector's lag). */
   usage(sessionId: string): Promise<SessionUsage> {
     return this.#client.request<SessionUsage>("GET", `/sessions/${encodeURIComponent(sessionId)}/usage`);
+  }
+
+  /**
+   * Start `newSessionId` as a fork of `sessionId` at its event `atEventId`: a run started there
+   * continues from this session's state at that event; this session is not touched.
+   */
+  fork(sessionId: string, atEventId: number, newSessionId: string): Promise<ForkAccepted> {
+    return this.#client.request<ForkAccepted>(
+      "POST", `/sessions/${encodeURIComponent(sessionId)}/fork`, { atEventId, newSessionId },
+    );
   }
 
   /** One page of the session's events and the `after` of the next (`next`, null at the end). */

@@ -21,6 +21,7 @@ export type StartRunRequest = Schemas["StartRunRequest"];
 export type OnConflict = NonNullable<StartRunRequest["onConflict"]>;
 /** A session's runs and their usage, totalled (`GET /sessions/{sessionId}/usage`). */
 export type SessionUsage = Schemas["SessionUsageResponse"];
+export type ForkAccepted = Schemas["ForkAccepted"];
 /** The cluster as an operator sees it (`GET /ops/overview`). */
 export type OpsOverview = Schemas["OpsOverview"];
 export type CancelAccepted = Schemas["CancelAccepted"];

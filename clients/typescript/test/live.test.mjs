@@ -215,3 +215,21 @@ test("an approval nobody answers is denied at the run's deadline", live, async (
   assert.equal(result.error, "not approved: the approval deadline passed");
   assert.equal(changes.at(-1).status, "completed");
 });
+
+test("a fork continues from the parent's state at the cut", live, async (t) => {
+  const parent = `${prefix}-parent`;
+  for await (const change of client.runs.stream(parent, "my name is Ada", { signal: t.signal })) {
+    if (change.kind === "ended") assert.equal(change.status, "completed");
+  }
+  const { events } = await client.sessions.page(parent);
+  const cut = events.at(-1).eventId;
+  const fork = `${prefix}-fork`;
+  const forked = await client.sessions.fork(parent, cut, fork);
+  assert.equal(forked.sessionId, fork);
+  assert.equal(forked.parentSessionId, parent);
+  assert.deepEqual(await client.sessions.fork(parent, cut, fork), forked, "a retry is the same fork");
+  const first = (await client.sessions.page(fork)).events[0];
+  assert.equal(first.type, "SessionForked");
+  assert.equal(first.data.atEventId, cut);
+  await assert.rejects(client.sessions.fork(parent, cut, parent), (error) => error instanceof APIError && error.status === 422);
+});

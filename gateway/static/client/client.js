@@ -158,6 +158,13 @@ export class Sessions {
     usage(sessionId) {
         return this.#client.request("GET", `/sessions/${encodeURIComponent(sessionId)}/usage`);
     }
+    /**
+     * Start `newSessionId` as a fork of `sessionId` at its event `atEventId`: a run started there
+     * continues from this session's state at that event; this session is not touched.
+     */
+    fork(sessionId, atEventId, newSessionId) {
+        return this.#client.request("POST", `/sessions/${encodeURIComponent(sessionId)}/fork`, { atEventId, newSessionId });
+    }
     /** One page of the session's events and the `after` of the next (`next`, null at the end). */
     page(sessionId, { after = 0, limit = 100 } = {}) {
         // The same Event JSON as on the socket, whose schema types every event's data.

@@ -13,6 +13,12 @@ then live, reconnecting and resuming by ``lastEventId``), ``page``, ``connect`` 
 socket with its ``ask``/``cancel``/``approve`` commands; async client only), ``usage`` (the
 session's tokens and cost). Errors: see
 :mod:`agentlane_client._errors`.
+
+Events: each :class:`Event` (the envelope; ``data`` a dict) has ``typed``, the model of its type
+(``RunAcceptedEvent``, ``TokenEvent``, ``CompletedEvent``, …, each with its ``<Type>Data``),
+generated from the schema the gateway publishes (clients/python/scripts/generate.py);
+:func:`parse_event` does the same for an Event JSON. A type this client does not know (a newer
+server's) stays an untyped :class:`Event`.
 """
 
 from agentlane_client._async import AsyncClient
@@ -29,7 +35,58 @@ from agentlane_client._errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from agentlane_client._models import Event, Run, RunAccepted, SessionUsage, Usage
+from agentlane_client._generated import (
+    Budget,
+    CancelledData,
+    CancelledEvent,
+    CancelRequestedData,
+    CancelRequestedEvent,
+    CompletedData,
+    CompletedEvent,
+    FailedData,
+    FailedEvent,
+    ResumedData,
+    ResumedEvent,
+    RunAcceptedData,
+    RunAcceptedEvent,
+    RunStartedData,
+    RunStartedEvent,
+    SessionForkedData,
+    SessionForkedEvent,
+    SignalReceivedData,
+    SignalReceivedEvent,
+    StepCompletedData,
+    StepCompletedEvent,
+    StepFailedData,
+    StepFailedEvent,
+    SuspendedData,
+    SuspendedEvent,
+    TimerFiredData,
+    TimerFiredEvent,
+    TimerScheduledData,
+    TimerScheduledEvent,
+    TokenData,
+    TokenEvent,
+    ToolCallData,
+    ToolCallEvent,
+    ToolResultData,
+    ToolResultEvent,
+    UsageData,
+    UsageEvent,
+    VersionMovedData,
+    VersionMovedEvent,
+)
+from agentlane_client._models import (
+    EVENT_TYPES,
+    Event,
+    Fork,
+    Run,
+    RunAccepted,
+    SessionUsage,
+    TypedEvent,
+    Usage,
+    parse_event,
+)
 from agentlane_client._socket import SessionSocket
 from agentlane_client._sync import Client
 from agentlane_client.transcript import (
@@ -55,6 +112,7 @@ __all__ = [
     "ConnectionLost",
     "Ended",
     "Event",
+    "Fork",
     "GatewayError",
     "NotFound",
     "RateLimited",
@@ -71,4 +129,47 @@ __all__ = [
     "Unauthorized",
     "Usage",
     "Waiting",
+    # Typed events (generated from the gateway's schema of its frames).
+    "EVENT_TYPES",
+    "Budget",
+    "CancelRequestedData",
+    "CancelRequestedEvent",
+    "CancelledData",
+    "CancelledEvent",
+    "CompletedData",
+    "CompletedEvent",
+    "FailedData",
+    "FailedEvent",
+    "ResumedData",
+    "ResumedEvent",
+    "RunAcceptedData",
+    "RunAcceptedEvent",
+    "RunStartedData",
+    "RunStartedEvent",
+    "SessionForkedData",
+    "SessionForkedEvent",
+    "SignalReceivedData",
+    "SignalReceivedEvent",
+    "StepCompletedData",
+    "StepCompletedEvent",
+    "StepFailedData",
+    "StepFailedEvent",
+    "SuspendedData",
+    "SuspendedEvent",
+    "TimerFiredData",
+    "TimerFiredEvent",
+    "TimerScheduledData",
+    "TimerScheduledEvent",
+    "TokenData",
+    "TokenEvent",
+    "ToolCallData",
+    "ToolCallEvent",
+    "ToolResultData",
+    "ToolResultEvent",
+    "TypedEvent",
+    "UsageData",
+    "UsageEvent",
+    "VersionMovedData",
+    "VersionMovedEvent",
+    "parse_event",
 ]

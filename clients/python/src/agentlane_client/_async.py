@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from agentlane_client._errors import APIConnectionError, raise_for_problem
-from agentlane_client._models import Event, Run, RunAccepted, SessionUsage
+from agentlane_client._models import Event, Fork, Run, RunAccepted, SessionUsage
 from agentlane_client._socket import SessionSocket
 from agentlane_client.transcript import Change, Ended, Transcript
 
@@ -157,6 +157,15 @@ class AsyncSessions:
             params={"after": after, "limit": limit},
         )
         return [Event.model_validate(e) for e in answer["events"]], answer["next"]
+
+    async def fork(self, session_id: str, at_event_id: int, new_session_id: str) -> Fork:
+        """Start ``new_session_id`` as a fork of ``session_id`` at its event ``at_event_id``: a
+        run started there continues from this session's state at that event (its history);
+        this session is not touched. The same fork again answers the same."""
+        return Fork.model_validate(await self._client._request(
+            "POST", f"/sessions/{quote(session_id, safe='')}/fork",
+            json={"atEventId": at_event_id, "newSessionId": new_session_id},
+        ))
 
     async def usage(self, session_id: str) -> SessionUsage:
         """The session's runs with their tokens and cost totalled (the server's read models)."""

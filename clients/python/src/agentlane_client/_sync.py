@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, TypeVar
 
 from agentlane_client._async import AsyncClient, OnConflict
-from agentlane_client._models import Event, Run, RunAccepted, SessionUsage
+from agentlane_client._models import Event, Fork, Run, RunAccepted, SessionUsage
 from agentlane_client.transcript import Change
 
 __all__ = ["Client"]
@@ -130,6 +130,9 @@ class Sessions:
         self, session_id: str, *, after: int = 0, limit: int = 100
     ) -> tuple[list[Event], int | None]:
         return self._loop.run(self._sessions.page(session_id, after=after, limit=limit))
+
+    def fork(self, session_id: str, at_event_id: int, new_session_id: str) -> Fork:
+        return self._loop.run(self._sessions.fork(session_id, at_event_id, new_session_id))
 
     def usage(self, session_id: str) -> SessionUsage:
         return self._loop.run(self._sessions.usage(session_id))

@@ -32,7 +32,8 @@ export type Event =
   | StepFailedEvent
   | TimerScheduledEvent
   | TimerFiredEvent
-  | VersionMovedEvent;
+  | VersionMovedEvent
+  | SessionForkedEvent;
 export type JsonValue = unknown;
 /**
  * A frame a client sends; a bad one is answered with an error frame.
@@ -369,6 +370,28 @@ export interface VersionMovedData {
   fromVersion: string;
   toVersion: string;
   reason?: string | null;
+}
+export interface SessionForkedEvent {
+  eventId: number;
+  seq: number;
+  tenantId: string;
+  sessionId: string;
+  executionId: string | null;
+  createdAt: string;
+  traceparent?: string | null;
+  type: "SessionForked";
+  data: SessionForkedData;
+}
+/**
+ * The first event of a session forked from another at one of its events: the fork's history
+ * is the parent's up to and including ``atSeq`` (referenced, not copied). ``parentHash`` is the
+ * hash of the parent's event there, so the fork's own hash chain covers the link.
+ */
+export interface SessionForkedData {
+  parentSessionId: string;
+  atEventId: number;
+  atSeq: number;
+  parentHash: string;
 }
 /**
  * Sent once per socket, when the history up to now has been sent.
