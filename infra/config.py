@@ -156,6 +156,18 @@ class AnchorConfig:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    """A monthly budget on the stack's project, alerting the notification channels at 50%, 90%
+    and 100% of it (and when the month's forecast passes it). Off while ``account`` is empty.
+    ``projectNumber``: budgets filter by the number, not the id (gcloud projects describe)."""
+
+    account: str = ""
+    project_number: str = ""
+    monthly_amount: int = 0
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
 class StackSecrets:
     db_password: pulumi.Input[str]
     openai_api_key: pulumi.Input[str]
@@ -170,6 +182,7 @@ class StackConfig:
     region: str
     image: str
     domain: str
+    #: The gateway's NEG zones; empty: the zones the cluster reports for its nodes.
     neg_zones: tuple[str, ...]
     master_authorized_networks: tuple[AuthorizedNetwork, ...]
     deletion_protection: bool
@@ -184,6 +197,7 @@ class StackConfig:
     armor: ArmorConfig = field(default_factory=ArmorConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     notification_channels: tuple[str, ...] = ()
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     @property
     def image_tag(self) -> str:
@@ -231,8 +245,9 @@ def parse(
         )
     values["masterAuthorizedNetworks"] = tuple(parse_authorized_network(n) for n in networks)
     values["image"] = parse_image(_require(values, "image", str))
-    zones = _require(values, "negZones", list)
-    if not zones or any(not str(z).startswith(f"{region}-") for z in zones):
+    # Optional: by default the gateway's NEGs are the cluster's node zones (edge.py).
+    zones = values.get("negZones") or []
+    if not isinstance(zones, list) or any(not str(z).startswith(f"{region}-") for z in zones):
         raise ConfigError(f"negZones: {zones!r} must be zones of region {region!r}")
     values["negZones"] = tuple(zones)
     values["notificationChannels"] = tuple(values.get("notificationChannels", ()))
@@ -264,6 +279,12 @@ def parse(
     if not 0 <= config.runtime.trace_sample_ratio <= 1:
         raise ConfigError(
             f"runtime.traceSampleRatio: {config.runtime.trace_sample_ratio} is not from 0 to 1"
+        )
+    if config.billing.account and (
+        not config.billing.project_number.isdigit() or config.billing.monthly_amount < 1
+    ):
+        raise ConfigError(
+            "billing: with an account, projectNumber (digits) and monthlyAmount (>= 1) are needed"
         )
     if config.anchors.retention_days < 1:
         raise ConfigError("anchors.retentionDays: at least 1")

@@ -110,7 +110,10 @@ def build(config: StackConfig) -> None:
         pulumi.ResourceOptions(depends_on=[apis, migration.job]),
     )
     armor = Armor("edge-armor", config, after_apis)
-    edge = Edge("edge", config, command, armor, gateway.service, after_apis)
+    edge = Edge(
+        "edge", config, command, armor, gateway.service, cluster.cluster.node_locations,
+        after_apis,
+    )
     Monitoring("alerts", config, after_apis)
     Dashboard("dashboard", config, after_apis)
 
@@ -119,6 +122,7 @@ def build(config: StackConfig) -> None:
     pulumi.export("image", config.image)
     pulumi.export("registry", registry.repository.registry_uri)
     pulumi.export("cloudSqlInstance", database.instance.name)
+    pulumi.export("teardownBucket", database.teardown_bucket.name)
     pulumi.export("cloudSqlPrivateIp", database.instance.private_ip_address)
     pulumi.export("clusterName", cluster.cluster.name)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))

@@ -11,6 +11,7 @@ __all__ = ["Apis"]
 
 SERVICES = (
     "artifactregistry.googleapis.com",
+    "billingbudgets.googleapis.com",
     "cloudtrace.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "compute.googleapis.com",

@@ -93,6 +93,8 @@ class Cluster(Component):
             release_channel={"channel": "REGULAR"},
             # The alert policies read agentlane_* metrics scraped by Managed Prometheus.
             monitoring_config={"managed_prometheus": {"enabled": True}},
+            # GKE cost allocation: the billing export breaks costs down by namespace and label.
+            cost_management_config={"enabled": True},
             deletion_protection=config.deletion_protection,
             resource_labels=self.labels("cluster"),
             opts=self.child(),

@@ -36,6 +36,9 @@ def iam_login(email: str) -> str:
     return email.removesuffix(".gserviceaccount.com")
 
 
+#: How long a final export in the teardown bucket cannot be deleted or replaced (30 days).
+TEARDOWN_RETENTION_S = 30 * 24 * 3600
+
 class Database(Component):
     def __init__(
         self,
@@ -183,6 +186,36 @@ class Database(Component):
                 },
                 opts=self.child(),
             )
+        # Where the final export goes before a teardown (infra/README.md): Cloud SQL deletes its
+        # own backups with the instance. Kept when the stack is destroyed (retain_on_delete), so
+        # the export outlives everything else; the instance's own account may write to it.
+        self.teardown_bucket = gcp.storage.Bucket(
+            f"{name}-teardown",
+            name=f"{config.project}-{config.stack}-teardown",
+            location=config.region,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning={"enabled": True},
+            # A final export cannot be deleted or replaced for 30 days (locked where the stack
+            # is guarded against deletion: nobody can shorten it).
+            retention_policy={
+                "retention_period": str(TEARDOWN_RETENTION_S),
+                "is_locked": config.deletion_protection,
+            },
+            labels=self.labels("database"),
+            opts=pulumi.ResourceOptions.merge(
+                self.child(), pulumi.ResourceOptions(retain_on_delete=True)
+            ),
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-teardown-export",
+            bucket=self.teardown_bucket.name,
+            role="roles/storage.objectCreator",
+            member=self.instance.service_account_email_address.apply(
+                lambda email: f"serviceAccount:{email}"
+            ),
+            opts=self.child(),
+        )
         self.register_outputs({"instance": self.instance.name})
 
     def url_for(self, workload: Workload) -> pulumi.Output[str]:

@@ -6,6 +6,9 @@ WebSocket (as `agentlane dev` does on one port).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -31,6 +34,7 @@ class Edge(Component):
         command: CommandService,
         armor: Armor,
         gateway_service: pulumi.Resource,
+        node_zones: pulumi.Input[Sequence[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Edge", name, config, opts)
@@ -71,6 +75,21 @@ class Edge(Component):
             opts=self.child(),
         )
         neg = gateway_neg_name(config.stack)
+
+        def negs(zones: Sequence[str]) -> list[dict[str, Any]]:
+            return [
+                {
+                    # GKE names these NEGs after the Service annotation (gateway.py), one in
+                    # each zone the cluster's nodes may run in.
+                    "group": f"projects/{config.project}/zones/{zone}/networkEndpointGroups/{neg}",
+                    "balancing_mode": "RATE",
+                    "max_rate_per_endpoint": 100,
+                }
+                for zone in sorted(zones)
+            ]
+
+        # The zones the cluster reports, unless the stack names them (negZones).
+        zones = config.neg_zones or node_zones
         gateway_backend = gcp.compute.BackendService(
             f"{name}-gateway",
             name=f"{name}-gateway-{config.stack}",
@@ -79,15 +98,7 @@ class Edge(Component):
             timeout_sec=WEBSOCKET_TIMEOUT_SECONDS,
             connection_draining_timeout_sec=30,
             health_checks=health.id,
-            backends=[
-                {
-                    # GKE names these NEGs after the Service annotation (gateway.py).
-                    "group": f"projects/{config.project}/zones/{zone}/networkEndpointGroups/{neg}",
-                    "balancing_mode": "RATE",
-                    "max_rate_per_endpoint": 100,
-                }
-                for zone in config.neg_zones
-            ],
+            backends=pulumi.Output.from_input(zones).apply(negs),
             security_policy=armor.policy.id,
             log_config={"enable": True, "sample_rate": 1.0},
             opts=self.child(depends_on=[gateway_service]),

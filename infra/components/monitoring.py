@@ -65,7 +65,8 @@ class Alert:
 
 
 def alerts(
-    *, dead_letter_subscription: str, shards: int, command_service: str
+    *, dead_letter_subscription: str, shards: int, command_service: str,
+    max_connections: int = 100,
 ) -> tuple[Alert, ...]:
     """Every alert of a stack; thresholds are where a human should look, not where it broke."""
     return (
@@ -136,6 +137,42 @@ def alerts(
             "crashes, or 503 from no instance; runbooks/database-restart.md if Postgres.",
         ),
         Alert(
+            "cloudsql-cpu",
+            "Cloud SQL CPU is high: appends and reads will slow down",
+            f"max({_cloudsql('cpu_utilization')}) > 0.8",
+            duration_s=600,
+            metric="cloudsql.googleapis.com/database/cpu/utilization",
+            runbook="Which statements? Query Insights, pg_stat_statements; a runaway replay "
+            "export or rebuild? Scale the tier (infra/README.md) if it is the load.",
+        ),
+        Alert(
+            "cloudsql-disk",
+            "Cloud SQL disk is filling up",
+            f"max({_cloudsql('disk_utilization')}) > 0.85",
+            duration_s=600,
+            metric="cloudsql.googleapis.com/database/disk/utilization",
+            runbook="Raise database.diskSizeGb (disks grow, never shrink); check WAL retained by "
+            "a stuck replication slot or an old transaction (tx-horizon-age).",
+        ),
+        Alert(
+            "cloudsql-connections",
+            "Cloud SQL connections near max_connections: new connections will be refused",
+            f"max({_cloudsql('postgresql_num_backends')}) > {int(max_connections * 0.8)}",
+            duration_s=300,
+            metric="cloudsql.googleapis.com/database/postgresql/num_backends",
+            runbook="runbooks/too-many-clients.md: which pools grew (agentlane_db_pool_*), "
+            "scaled-out replicas, or a leak; infra/connection_budget.py is the stack's budget.",
+        ),
+        Alert(
+            "lb-5xx",
+            "The load balancer answers 5xx (the gateway's WebSockets, or Cloud Run behind it)",
+            f"sum(rate({_lb_requests('5xx')}[5m])) / sum(rate({_lb_requests()}[5m])) > 0.05",
+            duration_s=300,
+            metric="loadbalancing.googleapis.com/https/request_count",
+            runbook="Backend health of edge-gateway and the serverless NEG; gateway pods ready? "
+            "Cloud Armor denials show as 403, not 5xx.",
+        ),
+        Alert(
             "dead-letters",
             "Events were dead-lettered",
             "max(pubsub_googleapis_com:subscription_num_undelivered_messages{"
@@ -148,12 +185,27 @@ def alerts(
     )
 
 
-def stack_alerts(runtime: RuntimeConfig) -> tuple[Alert, ...]:
-    """The alerts of a stack with this runtime configuration."""
+def stack_alerts(runtime: RuntimeConfig, *, max_connections: int = 100) -> tuple[Alert, ...]:
+    """The alerts of a stack with this runtime configuration and database."""
     return alerts(
         dead_letter_subscription=dead_letter_hold_name(runtime.topic),
         shards=runtime.shards,
         command_service=COMMAND_SERVICE_NAME,
+        max_connections=max_connections,
+    )
+
+
+def _cloudsql(metric: str) -> str:
+    """A Cloud SQL system metric as Managed Prometheus names it."""
+    return f'cloudsql_googleapis_com:database_{metric}{{monitored_resource="cloudsql_database"}}'
+
+
+def _lb_requests(code_class: str | None = None) -> str:
+    """The external HTTPS load balancer's request count (``5xx``: only those)."""
+    code = f',response_code_class="{code_class[0]}00"' if code_class else ""
+    return (
+        'loadbalancing_googleapis_com:https_request_count{monitored_resource="https_lb_rule"'
+        f"{code}}}"
     )
 
 
@@ -196,7 +248,9 @@ class Monitoring(Component):
     ) -> None:
         super().__init__("Monitoring", name, config, opts)
         labels = self.labels("monitoring")
-        for alert in stack_alerts(config.runtime):
+        for alert in stack_alerts(
+            config.runtime, max_connections=config.database.max_connections
+        ):
             gcp.monitoring.AlertPolicy(
                 alert.key,
                 display_name=f"agentlane {config.stack}: {alert.title}",
@@ -218,6 +272,35 @@ class Monitoring(Component):
                 },
                 notification_channels=list(config.notification_channels),
                 user_labels=labels,
+                opts=self.child(),
+            )
+        billing = config.billing
+        if billing.account:
+            # Spend alerts where the other alerts go; billing admins get the emails as well.
+            gcp.billing.Budget(
+                "monthly-budget",
+                billing_account=billing.account,
+                display_name=f"agentlane {config.stack}",
+                budget_filter={
+                    "projects": [f"projects/{billing.project_number}"],
+                    "calendar_period": "MONTH",
+                },
+                amount={
+                    "specified_amount": {
+                        "currency_code": billing.currency,
+                        "units": str(billing.monthly_amount),
+                    }
+                },
+                threshold_rules=[
+                    {"threshold_percent": 0.5},
+                    {"threshold_percent": 0.9},
+                    {"threshold_percent": 1.0},
+                    {"threshold_percent": 1.0, "spend_basis": "FORECASTED_SPEND"},
+                ],
+                all_updates_rule={
+                    "monitoring_notification_channels": list(config.notification_channels),
+                    "disable_default_iam_recipients": False,
+                },
                 opts=self.child(),
             )
         self.register_outputs({})

@@ -86,10 +86,13 @@ class Outputs(mocks.Mocks):
                 state |= {
                     "endpoint": "203.0.113.10",
                     "masterAuth": {"clusterCaCertificate": "Q0E="},
+                    # A regional Autopilot cluster reports the zones its nodes may run in.
+                    "nodeLocations": [f"{i['location']}-{z}" for z in ("f", "b", "c")],
                 }
             case "gcp:sql/databaseInstance:DatabaseInstance":
                 state |= {
                     "privateIpAddress": "10.100.0.3",
+                    "serviceAccountEmailAddress": "p1-a@gcp-sa-cloud-sql.iam.gserviceaccount.com",
                     "dnsName": "0123456789ab.abcdef012345.us-central1.sql.goog.",
                     "serverCaCerts": [
                         {"cert": "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----\n"}
@@ -132,6 +135,7 @@ class Recorder(mocks.MockMonitor):
                 # "URN::id" of the explicit provider; empty means the default provider.
                 "provider": request.provider.rsplit("::", 1)[0] if request.provider else "",
                 "dependencies": sorted(request.dependencies),
+                "retainOnDelete": bool(request.retainOnDelete),
                 "inputs": plain(rpc.deserialize_properties(request.object)),
             }
         )

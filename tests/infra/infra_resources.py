@@ -30,6 +30,8 @@ class Resource:
     provider: str
     dependencies: tuple[str, ...]
     inputs: dict[str, Any]
+    #: ``pulumi destroy`` leaves it in place.
+    retain_on_delete: bool = False
 
     def get(self, *path: str) -> Any:
         value: Any = self.inputs
@@ -82,6 +84,7 @@ def _stack_run(payload: dict[str, Any]) -> StackRun:
                 provider=r["provider"],
                 dependencies=tuple(r["dependencies"]),
                 inputs=r["inputs"],
+                retain_on_delete=r.get("retainOnDelete", False),
             )
             for r in payload["resources"]
         ),
@@ -97,9 +100,11 @@ def run_mock(
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
 
 
-def run_stacks(stacks: tuple[str, ...]) -> dict[str, StackRun]:
+def run_stacks(
+    stacks: tuple[str, ...], overrides: dict[str, Any] | None = None
+) -> dict[str, StackRun]:
     """Every stack's registrations; fails with the runner's stderr."""
-    result = run_mock(stacks, {})
+    result = run_mock(stacks, overrides or {})
     if result.returncode != 0:
         raise AssertionError(f"mocked `pulumi up` failed:\n{result.stderr}")
     return {stack: _stack_run(payload) for stack, payload in json.loads(result.stdout).items()}

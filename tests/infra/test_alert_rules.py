@@ -8,6 +8,7 @@ skips the promtool tests, unless ``AGENTLANE_REQUIRE_PROMTOOL=1`` (CI) makes tha
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -34,6 +35,14 @@ HOLD = (
 #: What a healthy cell exports, minute by minute for ``MINUTES``: two runners holding every shard,
 #: a projector leading with no lag, a young horizon, traffic without errors.
 MINUTES = 30
+CLOUDSQL = (
+    'cloudsql_googleapis_com:database_%s{monitored_resource="cloudsql_database",'
+    'database_id="p:agentlane"}'
+)
+LB = (
+    'loadbalancing_googleapis_com:https_request_count{monitored_resource="https_lb_rule",'
+    'response_code_class="%s"}'
+)
 HEALTHY: dict[str, str] = {
     'agentlane_runner_owned_shards{pod="runner-0"}': f"{SHARDS // 2}x{MINUTES}",
     'agentlane_runner_owned_shards{pod="runner-1"}': f"{SHARDS - SHARDS // 2}x{MINUTES}",
@@ -49,6 +58,11 @@ HEALTHY: dict[str, str] = {
     HOLD: f"0x{MINUTES}",
     'agentlane_runs_unrunnable{pod="runner-0",workflow="agent",version="1",reason="missing"}':
         f"0x{MINUTES}",
+    CLOUDSQL % "cpu_utilization": f"0.3x{MINUTES}",
+    CLOUDSQL % "disk_utilization": f"0.4x{MINUTES}",
+    CLOUDSQL % "postgresql_num_backends": f"40x{MINUTES}",
+    LB % "200": f"0+3000x{MINUTES}",
+    LB % "500": f"0+2x{MINUTES}",
 }
 GONE = f"_x{MINUTES}"  # no sample at all: the pod that exported the series is gone
 
@@ -130,6 +144,29 @@ SCENARIOS = (
     ),
     Scenario("dead letters", {HOLD: f"0x10 3x{MINUTES - 10}"}, frozenset({"dead-letters"})),
     Scenario(
+        "database CPU saturated",
+        {CLOUDSQL % "cpu_utilization": f"0.3x10 0.95x{MINUTES - 10}"},
+        frozenset({"cloudsql-cpu"}),
+        quiet_at={15: frozenset({"cloudsql-cpu"})},
+    ),
+    Scenario(
+        "database disk filling",
+        {CLOUDSQL % "disk_utilization": f"0.4+0.03x{MINUTES}"},
+        frozenset({"cloudsql-disk"}),
+    ),
+    Scenario(
+        # 100 allowed (the rule file's default), 80% of it is where someone should look.
+        "connections near the limit",
+        {CLOUDSQL % "postgresql_num_backends": f"40x10 95x{MINUTES - 10}"},
+        frozenset({"cloudsql-connections"}),
+    ),
+    Scenario(
+        "load balancer 5xx",
+        {LB % "500": f"0+2x10 20+600x{MINUTES - 10}"},
+        frozenset({"lb-5xx"}),
+        quiet_at={12: frozenset({"lb-5xx"})},
+    ),
+    Scenario(
         "a deploy dropped the version of in-flight runs",
         {'agentlane_runs_unrunnable{pod="runner-0",workflow="agent",version="1",reason="missing"}':
             f"0x5 3x{MINUTES - 5}"},
@@ -155,7 +192,16 @@ def test_every_stack_deploys_the_alerts_of_the_rule_file(run: StackRun) -> None:
         for c in policy.inputs["conditions"]
     }
     rules = yaml.safe_load(RULE_FILE.read_text())["groups"][0]["rules"]
-    assert deployed == {rule["expr"]: rule["for"] for rule in rules}
+
+    def per_stack(expr: str) -> str:
+        # The connections alert's threshold is 80% of each stack's own max_connections.
+        return re.sub(r"(postgresql_num_backends\{[^}]*\}\)) > \d+$", r"\1 > N", expr)
+
+    assert {per_stack(q): d for q, d in deployed.items()} == {
+        per_stack(rule["expr"]): rule["for"] for rule in rules
+    }
+    (connections,) = [q for q in deployed if "num_backends" in q]
+    assert int(connections.rsplit(" ", 1)[1]) >= 80
 
 
 def test_every_alert_has_a_scenario_that_fires_it() -> None:

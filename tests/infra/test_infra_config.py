@@ -89,6 +89,9 @@ def test_control_plane_is_never_open_to_everyone(cidr: str) -> None:
         ({"databse": {}}, "unknown key"),
         ({"database": {"tier": "db-custom-1-3840", "highAvailability": "yes"}}, "highAvailability"),
         ({"negZones": ["europe-west1-b"]}, "negZones"),
+        ({"billing": {"account": "0A-1B", "projectNumber": "p-1", "monthlyAmount": 5}},
+         "billing"),
+        ({"billing": {"account": "0A-1B", "projectNumber": "123"}}, "billing"),
         (
             {
                 "gateway": {

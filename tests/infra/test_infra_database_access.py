@@ -143,13 +143,16 @@ def _depends_through_parent(run: StackRun, job: Resource, urns: list[str]) -> bo
 
 
 def test_anchors_go_to_a_bucket_the_writer_can_only_add_to(run: StackRun) -> None:
-    bucket = run.one("gcp:storage/bucket:Bucket")
+    bucket = run.one("gcp:storage/bucket:Bucket", "anchors")
     assert bucket.inputs["name"] == f"{run.project}-agentlane-anchors-{run.stack}"
     assert bucket.inputs["publicAccessPrevention"] == "enforced"
     retention = bucket.inputs["retentionPolicy"]
     assert int(retention["retentionPeriod"]) >= 86400
     assert retention["isLocked"] is (run.stack == "prod")
-    (grant,) = run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    (grant,) = [
+        g for g in run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+        if g.inputs["bucket"] == bucket.inputs["name"]
+    ]
     assert grant.inputs["role"] == "roles/storage.objectCreator"
     assert grant.inputs["member"] == f"serviceAccount:{_login(run, 'anchor')}.gserviceaccount.com"
 

@@ -17,7 +17,7 @@ from infra.components.network_policies import LOAD_BALANCER_RANGES
 from infra.components.pod import EXIT_MARGIN_SECONDS, PRE_STOP_SECONDS, PROCESS_GRACE_SECONDS
 from infra.components.pubsub import LIVE_SUBSCRIBER_PERMISSIONS
 from infra.policy.rules import LABEL_PATHS, REQUIRED_LABELS, violations
-from tests.infra.infra_resources import K8S_PROVIDER, Resource, StackRun
+from tests.infra.infra_resources import K8S_PROVIDER, Resource, StackRun, run_stacks
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -349,6 +349,12 @@ def test_gateway_scales_and_keeps_websockets_open(run: StackRun) -> None:
     (neg_name,) = [p["name"] for p in neg["exposed_ports"].values()]
     groups = [b["group"] for b in backends["edge-gateway"].inputs["backends"]]
     assert groups and all(g.endswith(f"/networkEndpointGroups/{neg_name}") for g in groups)
+    # One NEG in each zone the cluster reports for its nodes (no zone list to keep in sync).
+    cluster = run.one("gcp:container/cluster:Cluster")
+    zones = [g.split("/zones/")[1].split("/")[0] for g in groups]
+    assert zones == sorted(f"{cluster.inputs['location']}-{z}" for z in ("f", "b", "c"))
+    # Cost allocation on: the billing export splits GKE costs by namespace and label.
+    assert cluster.inputs["costManagementConfig"] == {"enabled": True}
 
 
 def test_load_balancer_routes_websockets_to_gateway_behind_armor(run: StackRun) -> None:
@@ -491,3 +497,38 @@ def test_pods_take_ingress_only_from_the_load_balancer_and_the_metrics_collector
             "kubernetes.io/metadata.name": "gmp-system"}}}], name
         assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}], name
     assert not any("ipBlock" in s for s in policies["runner-ingress"]["spec"]["ingress"][0]["from"])
+
+
+def test_the_teardown_bucket_outlives_the_stack_and_takes_the_final_export(run: StackRun) -> None:
+    bucket = run.one("gcp:storage/bucket:Bucket", "agentlane-teardown")
+    assert bucket.inputs["name"].endswith("-teardown")
+    assert bucket.inputs["uniformBucketLevelAccess"] is True
+    assert bucket.inputs["publicAccessPrevention"] == "enforced"
+    assert bucket.retain_on_delete, "destroy must leave the final export"
+    retention = bucket.inputs["retentionPolicy"]
+    assert int(retention["retentionPeriod"]) == 30 * 24 * 3600
+    assert retention["isLocked"] is (run.stack == "prod")
+    (writer,) = [
+        m for m in run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+        if m.name == "agentlane-teardown-export"
+    ]
+    assert writer.inputs["role"] == "roles/storage.objectCreator"
+    assert writer.inputs["member"].startswith("serviceAccount:") and "gcp-sa-cloud-sql" in (
+        writer.inputs["member"]
+    )
+
+
+def test_a_stack_with_billing_gets_a_monthly_budget_alerting_its_channels() -> None:
+    run = run_stacks(("staging",), {
+        "agentlane:billing": {"account": "012345-6789AB-CDEF01", "projectNumber": "123456789",
+                              "monthlyAmount": 600},
+        "agentlane:notificationChannels": ["projects/p/notificationChannels/1"],
+    })["staging"]
+    (budget,) = run.of_type("gcp:billing/budget:Budget")
+    assert budget.inputs["billingAccount"] == "012345-6789AB-CDEF01"
+    assert budget.inputs["budgetFilter"]["projects"] == ["projects/123456789"]
+    assert budget.inputs["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "600"}
+    assert [r["thresholdPercent"] for r in budget.inputs["thresholdRules"]] == [0.5, 0.9, 1, 1]
+    assert budget.inputs["allUpdatesRule"]["monitoringNotificationChannels"] == [
+        "projects/p/notificationChannels/1"
+    ]

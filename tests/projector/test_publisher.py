@@ -134,11 +134,11 @@ def test_requests_are_cut_by_bytes_as_well_as_by_count() -> None:
 async def test_small_requests_of_many_keys_arrive_in_session_order(
     pubsub_target: PubSubTarget,
 ) -> None:
-    events = _events([random.Random(7).randrange(12) for _ in range(600)])
+    events = _events([random.Random(7).randrange(12) for _ in range(240)])
     async with pubsub_target.bus().subscribe() as subscription:
         async with pubsub_target.publisher(max_messages=5, max_concurrent=3) as publisher:
-            for start in range(0, len(events), 200):
-                await publisher.publish(events[start:start + 200])
+            for start in range(0, len(events), 80):
+                await publisher.publish(events[start:start + 80])
         received = await collect(
             subscription, lambda: {e.event_id for e in events}, timeout_s=60
         )

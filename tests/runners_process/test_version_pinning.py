@@ -38,7 +38,7 @@ from tests.runners_process.journal_checks import metric, query, wait_for
 RUNS = 4
 
 
-async def _start(url: str, message: str = work_message(steps=2, step_s=0.05, sleep_s=4)) -> None:
+async def _start(url: str, message: str = work_message(steps=2, step_s=0.05, sleep_s=2)) -> None:
     async with open_database(url, name="test-commands", min_size=1, max_size=2) as db:
         commands = Commands(EventStore(db, shards=TEST_SHARDS), RunIndex(db))
         for index in range(RUNS):
@@ -149,9 +149,9 @@ def test_a_deploy_that_renamed_a_step_is_rolled_back_and_the_runs_resume(
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(ATTEMPTS_DDL)
-    # Three 1 s steps: v1 is stopped (it drains: the step in flight finishes) once every run
+    # Three 0.6 s steps: v1 is stopped (it drains: the step in flight finishes) once every run
     # has journaled its first step under the old name, long before any run is done.
-    asyncio.run(_start(database_url, work_message(steps=3, step_s=1.0)))
+    asyncio.run(_start(database_url, work_message(steps=3, step_s=0.6)))
     v1 = runner_env(database_url, "v1", ttl_s=2, AGENTLANE_CODE_VERSION="v1")
     old = spawn_runner("v1", v1, tmp_path)
     procs = [old]
