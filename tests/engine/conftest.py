@@ -21,7 +21,7 @@ from agentlane.sharding import shard_for
 from agentlane.store import EventStore
 from runners.agent import AgentOptions, register_agent
 from runners.api import DueRun, Outcome, RunExecutor
-from runners.engine import Executor, RetryPolicy, WorkflowRegistry
+from runners.engine import Executor, RetryPolicy, StepInfo, WorkflowRegistry
 from tests.fixtures.openai_server import OpenAIServer
 
 
@@ -186,3 +186,21 @@ def fast_options(**overrides: Any) -> AgentOptions:
     }
     values.update(overrides)
     return AgentOptions(**values)
+
+
+async def model_messages(
+    harness: Harness, executor: Executor, run: DueRun
+) -> list[list[dict[str, Any]]]:
+    """Advance ``run`` to completion with ``executor`` (an agent's), returning the messages each of
+    its model calls was sent."""
+    seen: list[list[dict[str, Any]]] = []
+    workflow = executor.registry.get("agent", "1").__self__  # type: ignore[attr-defined]
+    original = workflow.model.complete
+
+    async def spy(step: StepInfo, messages: list[dict[str, Any]], tools: Any) -> Any:
+        seen.append(messages)
+        return await original(step, messages, tools)
+
+    workflow.model.complete = spy
+    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    return seen

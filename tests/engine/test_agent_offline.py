@@ -20,7 +20,7 @@ from runners.api import Outcome
 from runners.engine import StepInfo
 from runners.workflows import build_executor
 from tests.conftest import TEST_SHARDS
-from tests.engine.conftest import Harness, fast_options, offline_executor
+from tests.engine.conftest import Harness, fast_options, model_messages, offline_executor
 
 
 class Target(BaseModel):
@@ -212,16 +212,7 @@ async def test_the_model_sees_the_session_history(harness: Harness) -> None:
     first = await harness.start("r1", "my name is Ada")
     assert await harness.advance(executor, first) is Outcome.COMPLETED
     second = await harness.start("r2", "what did I say?")
-    seen: list[list[dict[str, Any]]] = []
-    workflow = executor.registry.get("agent", "1").__self__  # type: ignore[attr-defined]
-    original = workflow.model.complete
-
-    async def spy(step: StepInfo, messages: list[dict[str, Any]], tools: Any) -> Any:
-        seen.append(messages)
-        return await original(step, messages, tools)
-
-    workflow.model.complete = spy
-    assert await harness.advance(executor, second) is Outcome.COMPLETED
+    seen = await model_messages(harness, executor, second)
     contents = [m["content"] for m in seen[0] if m["role"] != "system"]
     assert contents == ["my name is Ada", "(offline) You said: my name is Ada", "what did I say?"]
 

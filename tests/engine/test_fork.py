@@ -4,7 +4,6 @@ the fork continues from the parent's state there (its history), never touching t
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -12,8 +11,7 @@ from agentlane.errors import CommandError, EventNotFound, SessionExists
 from agentlane.replay.verify import verify
 from agentlane.store.audit import EventFilter, snapshot
 from runners.api import DueRun, Outcome
-from runners.engine import StepInfo
-from tests.engine.conftest import Harness, offline_executor
+from tests.engine.conftest import Harness, model_messages, offline_executor
 
 
 async def _completed_run(harness: Harness, run_id: str, message: str) -> DueRun:
@@ -24,17 +22,7 @@ async def _completed_run(harness: Harness, run_id: str, message: str) -> DueRun:
 
 async def _seen_history(harness: Harness, run: DueRun) -> list[str]:
     """What the model is shown before the run's message (the session's earlier exchanges)."""
-    executor = offline_executor(harness)
-    seen: list[list[dict[str, Any]]] = []
-    workflow = executor.registry.get("agent", "1").__self__  # type: ignore[attr-defined]
-    original = workflow.model.complete
-
-    async def spy(step: StepInfo, messages: list[dict[str, Any]], tools: Any) -> Any:
-        seen.append(messages)
-        return await original(step, messages, tools)
-
-    workflow.model.complete = spy
-    assert await harness.advance(executor, run) is Outcome.COMPLETED
+    seen = await model_messages(harness, offline_executor(harness), run)
     return [m["content"] for m in seen[0] if m["role"] != "system"][:-1]
 
 

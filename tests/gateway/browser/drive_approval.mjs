@@ -1,16 +1,10 @@
 // Drives the console in Debian's headless chromium through an approval: ask for a tool call that
 // needs one, read the countdown to the approval's deadline, approve, wait for the answer, and
 // report what the page shows (the cost included). Usage: node drive_approval.mjs URL SCREENSHOT
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   page.on("console", (m) => console.error(`page: ${m.text()}`));

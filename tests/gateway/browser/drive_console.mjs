@@ -1,16 +1,10 @@
 // Drives the gateway's console in Debian's headless chromium: ask, wait for the run to finish,
 // report what the page shows, save a screenshot.
 // Usage: node drive_console.mjs URL SCREENSHOT [MESSAGE]
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, screenshot, message = "tell me a story"] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   page.on("console", (m) => console.error(`page: ${m.text()}`));

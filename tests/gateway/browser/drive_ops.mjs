@@ -2,16 +2,10 @@
 // drawn `samples` snapshots of GET /ops/overview (its time series then have that many points),
 // save a screenshot and report what the page shows: the tables' rows, the tiles, and each
 // chart's canvas, points and series. Usage: node drive_ops.mjs URL SCREENSHOT [SAMPLES]
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [url, screenshot, samples = "2"] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("console", (m) => console.error(`page: ${m.text()}`));
