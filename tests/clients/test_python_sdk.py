@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from agentlane_client import (
     AsyncClient,
@@ -20,6 +21,7 @@ from agentlane_client import (
     Conflict,
     Ended,
     Event,
+    Forbidden,
     NotFound,
     Reset,
     RunAcceptedEvent,
@@ -32,6 +34,7 @@ from agentlane_client import (
     parse_event,
 )
 from agentlane_client import Transcript as ClientTranscript
+from agentlane_client._errors import raise_for_problem
 
 from agentlane.cli.embedded_pg import free_port
 from agentlane.transcript import transcript_of
@@ -214,3 +217,19 @@ def test_the_client_forks_a_session_and_the_fork_remembers_the_parent(stack: Dev
         assert first.type == "SessionForked" and first.event_id == fork.event_id
         with pytest.raises(BadRequest):
             client.sessions.fork("fork-parent", events[-1].event_id, "fork-parent")
+
+
+@pytest.mark.slow
+def test_an_operator_reads_the_overview_and_a_403_is_typed(stack: DevStack) -> None:
+    with Client(stack.http) as client:  # agentlane dev runs without auth: everyone operates
+        overview = client.operations.overview(days=1)
+        assert sum(len(r["shards"]) for r in overview["runners"]) == overview["shards"]["held"]
+        assert overview["shards"]["count"] == 64
+    # A 403 problem (a tenant's token on an operator's route) is its own error type.
+    answer = httpx.Response(
+        403, json={"type": "https://agentlane.dev/problems/forbidden", "title": "Forbidden",
+                   "status": 403, "detail": "operators only"},
+    )
+    with pytest.raises(Forbidden) as refused:
+        raise_for_problem(answer)
+    assert refused.value.status == 403 and "operators only" in str(refused.value)

@@ -11,7 +11,7 @@ yield what a reader shows of it, folded by the rule of the contract, so a crash-
 as a ``Reset`` of the step's text), ``follow``. ``sessions``: ``events`` (typed events, history
 then live, reconnecting and resuming by ``lastEventId``), ``page``, ``connect`` (the session's
 socket with its ``ask``/``cancel``/``approve`` commands; async client only), ``usage`` (the
-session's tokens and cost). Errors: see
+session's tokens and cost). ``operations``: ``overview`` (operators only). Errors: see
 :mod:`agentlane_client._errors`.
 
 Events: each :class:`Event` (the envelope; ``data`` a dict) has ``typed``, the model of its type
@@ -29,6 +29,7 @@ from agentlane_client._errors import (
     BadRequest,
     Conflict,
     ConnectionLost,
+    Forbidden,
     GatewayError,
     NotFound,
     RateLimited,
@@ -112,6 +113,7 @@ __all__ = [
     "ConnectionLost",
     "Ended",
     "Event",
+    "Forbidden",
     "Fork",
     "GatewayError",
     "NotFound",

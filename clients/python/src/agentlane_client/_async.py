@@ -37,6 +37,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
         self.runs = AsyncRuns(self)
         self.sessions = AsyncSessions(self)
+        self.operations = AsyncOperations(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -172,3 +173,18 @@ class AsyncSessions:
         return SessionUsage.model_validate(
             await self._client._request("GET", f"/sessions/{quote(session_id, safe='')}/usage")
         )
+
+
+class AsyncOperations:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def overview(self, *, days: int = 14) -> dict[str, Any]:
+        """The cluster as of one database snapshot (``GET /ops/overview``): runners and their
+        shards, due work per shard, projector lag and the horizon's age, runs by status, and every
+        tenant's usage per model and day for the last ``days`` days. Operators only: a tenant's
+        token gets :class:`Forbidden`."""
+        answer: dict[str, Any] = await self._client._request(
+            "GET", "/ops/overview", params={"days": days}
+        )
+        return answer

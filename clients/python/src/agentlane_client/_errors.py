@@ -4,6 +4,7 @@
     ├── APIError               the API answered with a problem (RFC 9457 problem+json)
     │   ├── BadRequest         400, 413, 415, 422: the request is wrong; fix it
     │   ├── Unauthorized       401: no valid token
+    │   ├── Forbidden          403: a valid token that may not do this (an operator's route)
     │   ├── NotFound           404: no such run or session (of your tenant)
     │   ├── Conflict           409: the run conflicts (``run-conflict``) or has ended
     │   ├── RateLimited        429: slow down; ``retry_after`` seconds
@@ -56,6 +57,10 @@ class BadRequest(APIError):
 
 
 class Unauthorized(APIError):
+    pass
+
+
+class Forbidden(APIError):
     pass
 
 
@@ -118,7 +123,9 @@ def raise_for_problem(response: httpx.Response) -> None:
         raise RateLimited(status, problem, retry_after)
     if status >= 500:
         raise ServiceUnavailable(status, problem, retry_after)
-    kind = {401: Unauthorized, 404: NotFound, 409: Conflict}.get(status, BadRequest)
+    kind = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict}.get(
+        status, BadRequest
+    )
     raise kind(status, problem)
 
 

@@ -66,6 +66,7 @@ class Client:
         self._async = self._loop.run(make())
         self.runs = Runs(self._async, self._loop)
         self.sessions = Sessions(self._async, self._loop)
+        self.operations = Operations(self._async, self._loop)
 
     def __enter__(self) -> Client:
         return self
@@ -136,3 +137,12 @@ class Sessions:
 
     def usage(self, session_id: str) -> SessionUsage:
         return self._loop.run(self._sessions.usage(session_id))
+
+
+class Operations:
+    def __init__(self, client: AsyncClient, loop: _Loop) -> None:
+        self._operations = client.operations
+        self._loop = loop
+
+    def overview(self, *, days: int = 14) -> dict[str, Any]:
+        return self._loop.run(self._operations.overview(days=days))
