@@ -5,6 +5,7 @@
  *     ├── APIError               the API answered with a problem (RFC 9457 problem+json)
  *     │   ├── BadRequest         400, 413, 415, 422: the request is wrong; fix it
  *     │   ├── Unauthorized       401: no valid token
+ *     │   ├── Forbidden          403: a valid token that may not do this (an operator's route)
  *     │   ├── NotFound           404: no such run or session (of your tenant)
  *     │   ├── Conflict           409: the run conflicts (`run-conflict`) or has ended
  *     │   ├── RateLimited        429: slow down; `retryAfter` seconds
@@ -46,6 +47,10 @@ export class BadRequest extends APIError {
 
 export class Unauthorized extends APIError {
   override name = "Unauthorized";
+}
+
+export class Forbidden extends APIError {
+  override name = "Forbidden";
 }
 
 export class NotFound extends APIError {
@@ -130,6 +135,7 @@ export async function raiseForProblem(response: Response): Promise<void> {
   if (status === 429) throw new RateLimited(status, problem, retryAfter);
   if (status >= 500) throw new ServiceUnavailable(status, problem, retryAfter);
   if (status === 401) throw new Unauthorized(status, problem);
+  if (status === 403) throw new Forbidden(status, problem);
   if (status === 404) throw new NotFound(status, problem);
   if (status === 409) throw new Conflict(status, problem);
   throw new BadRequest(status, problem);

@@ -12,6 +12,7 @@ export {
   BadRequest,
   Conflict,
   ConnectionLost,
+  Forbidden,
   GatewayError,
   NotFound,
   RateLimited,

@@ -27,6 +27,9 @@ export class BadRequest extends APIError {
 export class Unauthorized extends APIError {
     name = "Unauthorized";
 }
+export class Forbidden extends APIError {
+    name = "Forbidden";
+}
 export class NotFound extends APIError {
     name = "NotFound";
 }
@@ -103,6 +106,8 @@ export async function raiseForProblem(response) {
         throw new ServiceUnavailable(status, problem, retryAfter);
     if (status === 401)
         throw new Unauthorized(status, problem);
+    if (status === 403)
+        throw new Forbidden(status, problem);
     if (status === 404)
         throw new NotFound(status, problem);
     if (status === 409)
