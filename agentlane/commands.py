@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +58,16 @@ def check_identifier(field: str, value: str) -> None:
     """``runId`` and ``sessionId`` are 1-128 characters of ``[A-Za-z0-9._:-]``."""
     if not is_identifier(value):
         raise CommandError(f"{field}: must be 1-128 characters of [A-Za-z0-9._:-]")
+
+
+def workflow_version_of(events: Sequence[StoredEvent]) -> tuple[str, str] | None:
+    """``(workflow, version)`` a run runs with, from its events: the version it started with,
+    or the last one an operator moved it to (``VersionMoved``). None before it started."""
+    started = next((e.data for e in events if e.type == "RunStarted"), None)
+    if started is None:
+        return None
+    moves = [e.data["toVersion"] for e in events if e.type == "VersionMoved"]
+    return str(started["workflow"]), moves[-1] if moves else str(started["version"])
 
 
 def run_idempotency_key(run_id: str) -> str:
@@ -316,17 +326,16 @@ class Commands:
         events = await self.store.read_execution(tenant_id, execution_id)
         if not events:
             raise RunNotFound(execution_id)
-        started = next((e.data for e in events if e.type == "RunStarted"), None)
-        if started is None:
+        pinned = workflow_version_of(events)
+        if pinned is None:
             raise CommandError(
                 f"run {execution_id!r} has not started: it starts on the newest version of the "
                 "runner that takes it"
             )
-        moves = [e.data["toVersion"] for e in events if e.type == "VersionMoved"]
-        current = moves[-1] if moves else started["version"]
+        workflow, current = pinned
         if current == to_version:
             return None
-        data = {"workflow": started["workflow"], "fromVersion": current, "toVersion": to_version}
+        data = {"workflow": workflow, "fromVersion": current, "toVersion": to_version}
         if reason:
             data["reason"] = reason
         return await self._command_run(

@@ -33,9 +33,6 @@ from agentlane.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-Price = Decimal
-
-
 class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True)
 

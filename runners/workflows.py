@@ -19,12 +19,16 @@ from runners.api import RunExecutor
 from runners.engine import Executor, WorkflowRegistry
 
 
+def agent_options(settings: Settings) -> AgentOptions:
+    """The agent's options on a runner of these settings (its fallback model, the demo tools)."""
+    extra = tuple(demo_tools()) if settings.demo_tools else ()
+    return AgentOptions(fallback_model=settings.model_fallback, extra_tools=extra)
+
+
 def workflows(store: EventStore, settings: Settings) -> WorkflowRegistry:
     """Every workflow a runner of these settings runs (today: the agent)."""
     registry = WorkflowRegistry()
-    extra = tuple(demo_tools()) if settings.demo_tools else ()
-    options = AgentOptions(fallback_model=settings.model_fallback, extra_tools=extra)
-    register_agent(registry, store, settings, options)
+    register_agent(registry, store, settings, agent_options(settings))
     return registry
 
 

@@ -277,10 +277,10 @@ def _fork(url: str, args: argparse.Namespace, settings: Settings) -> int:
 
 def _what_if(url: str, args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: only this subcommand needs the agent and a model client.
-    from runners.agent import AgentOptions, ToolRegistry, builtin_tools, model_client
-    from runners.agent.tools import demo_tools
+    from runners.agent import agent_tools, model_client
     from runners.agent.what_if import recorded_side, what_if
     from runners.agent.workflow import HISTORY_RUNS
+    from runners.workflows import agent_options
 
     prompt = None
     if args.prompt is not None:
@@ -306,8 +306,10 @@ def _what_if(url: str, args: argparse.Namespace, settings: Settings) -> int:
             exchanges = await store.completed_exchanges(
                 args.tenant, args.session, before_seq=accepted.seq, limit=HISTORY_RUNS
             )
-            tools = ToolRegistry([*builtin_tools(store), *demo_tools()])
-            model = model_client(tried, AgentOptions())
+            # The tools and model options a runner of these settings gives the agent.
+            options = agent_options(tried)
+            tools = agent_tools(store, options)
+            model = model_client(tried, options)
             kwargs = {"system_prompt": prompt} if prompt is not None else {}
             return recorded_side(run), await what_if(
                 run, exchanges, model, tools.schemas(), model_name=tried.model, **kwargs

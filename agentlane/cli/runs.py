@@ -6,7 +6,8 @@ runs with version 1 of the workflow to version 2 (``--execution`` names runs one
 advance replays its journal with the new version's code, on a runner that has it. A run is never
 moved implicitly (a deploy does not move runs): prove the two versions compatible first, with the
 golden replays of the new code against histories the old one recorded, or a run whose journal
-the new code does not reproduce fails with a non-determinism error.
+the new code does not reproduce is left waiting, untouched (``agentlane_runs_unrunnable`` with
+reason ``diverged``), until it is moved again or its old code comes back.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import sys
 
 from agentlane.cli.operator_db import add_database_option, database_url
-from agentlane.commands import Commands
+from agentlane.commands import Commands, workflow_version_of
 from agentlane.db import open_database
 from agentlane.errors import CommandError
 from agentlane.run_index import PinnedRun, RunIndex
@@ -92,10 +93,5 @@ async def _named(
     if tenant is None or (tenant_id is not None and tenant != tenant_id):
         raise CommandError(f"run {execution_id!r}: no such unfinished run")
     events = await store.read_execution(tenant, execution_id)
-    first = events[0]
-    started = next((e.data for e in events if e.type == "RunStarted"), {})
-    moves = [e.data["toVersion"] for e in events if e.type == "VersionMoved"]
-    return PinnedRun(
-        first.tenant_id, execution_id, first.session_id, str(started.get("workflow", "")),
-        moves[-1] if moves else str(started.get("version", "(not started)")),
-    )
+    workflow, version = workflow_version_of(events) or ("", "(not started)")
+    return PinnedRun(tenant, execution_id, events[0].session_id, workflow, version)

@@ -61,6 +61,11 @@ class AgentStore(SessionHistory, Clock, Protocol):
     (the event store; a recorded session when a history is replayed)."""
 
 
+def agent_tools(clock: Clock, options: AgentOptions) -> ToolRegistry:
+    """The tools the agent is given: the built-in ones on ``clock``, and ``options``' extra."""
+    return ToolRegistry([*builtin_tools(clock), *options.extra_tools])
+
+
 def register_agent(
     registry: WorkflowRegistry,
     store: AgentStore,
@@ -69,11 +74,10 @@ def register_agent(
 ) -> AgentWorkflow:
     """Register the agent workflow (and its ``ToolResult`` completions) with ``registry``."""
     options = options or AgentOptions()
-    tools = ToolRegistry([*builtin_tools(store), *options.extra_tools])
     workflow = AgentWorkflow(
         store,
         model_client(settings, options),
-        tools,
+        agent_tools(store, options),
         model_retry=options.model_retry,
         tool_retry=options.tool_retry,
     )
@@ -97,6 +101,7 @@ __all__ = [
     "StreamCut",
     "Tool",
     "ToolRegistry",
+    "agent_tools",
     "builtin_tools",
     "model_client",
     "register_agent",

@@ -75,6 +75,16 @@ class KeyFile:
             ) from None
 
 
+def attach_usage(
+    step: StepInfo, prices: PriceTable, model: str, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """Price a model call's usage and attach it to the step as its ``Usage`` event (written with
+    the step's completion); the priced usage, which the call's result carries too."""
+    priced = prices.price({"model": model, **usage})
+    step.attach("Usage", {"step": step.step, **priced})
+    return priced
+
+
 class OpenAIModel:
     """Any OpenAI-compatible chat completions endpoint.
 
@@ -207,8 +217,7 @@ class OpenAIModel:
         if not usage:
             usage = {"inputTokens": _estimate(messages), "outputTokens": len(content),
                      "cachedInputTokens": 0}
-        usage = self.prices.price({"model": model, **usage})
-        step.attach("Usage", {"step": step.step, **usage})
+        usage = attach_usage(step, self.prices, model, usage)
         return {
             "model": model,
             "content": text,

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from agentlane.pricing import EMPTY, PriceTable
+from runners.agent.model import attach_usage
 from runners.agent.tokens import TokenBatcher
 from runners.engine import StepInfo
 
@@ -67,8 +68,7 @@ class OfflineModel:
             "outputTokens": len(words) + len(calls),
             "cachedInputTokens": 0,
         }
-        usage = self.prices.price({"model": self.name, **usage})
-        step.attach("Usage", {"step": step.step, **usage})
+        usage = attach_usage(step, self.prices, self.name, usage)
         return {
             "model": self.name,
             "content": answer,

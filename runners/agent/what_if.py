@@ -120,14 +120,12 @@ class _DryStep:
         self.attempt = 1
         self.failures = 0
         self.key = f"what-if:{execution_id}:{step}"
-        self.usage: dict[str, Any] = {}
 
     def stream(self, event_type: str, data: dict[str, Any], *, urgent: bool = True) -> None:
         pass  # the answer comes whole in the call's result
 
     def attach(self, event_type: str, data: dict[str, Any]) -> None:
-        if event_type == "Usage":
-            self.usage = data
+        pass  # the usage comes with the call's result too
 
 
 async def what_if(
@@ -155,7 +153,7 @@ async def what_if(
         started = time.perf_counter()
         result = await model.complete(cast(StepInfo, dry), messages, tool_schemas)
         side.seconds += time.perf_counter() - started
-        side.add_usage(dry.usage or result.get("usage", {}))
+        side.add_usage(result["usage"])
         if not result["toolCalls"]:
             side.answer = str(result["content"])
             return side
