@@ -80,7 +80,7 @@ def test_a_deploy_without_a_runs_version_leaves_it_waiting_until_an_operator_mov
 
         wait_for(lambda: len(started()) == RUNS, 30, "every run to start on v1", procs)
         assert set(started()) == {("test-1", "v1")}
-        stop_all([old])
+        assert old.terminate() == 0  # a rollout's SIGTERM: v1 drains and hands its shards over
         new = spawn_runner("new", runner_env(
             database_url, "new", ttl_s=2, HARNESS_VERSIONS="test-2", AGENTLANE_CODE_VERSION="v2",
         ), tmp_path)
@@ -162,7 +162,9 @@ def test_a_deploy_that_renamed_a_step_is_rolled_back_and_the_runs_resume(
                              "WHERE event_type = 'StepCompleted'"))
 
         wait_for(lambda: stepped() == RUNS, 30, "every run to journal a step on v1", procs)
-        stop_all([old])
+        # A rollout's SIGTERM: v1 drains (a SIGKILL here could cut a step after its side effect
+        # and before its journal entry: run again, as at-least-once activities may be).
+        assert old.terminate() == 0
         assert "Completed" not in _types(database_url)
         bad = spawn_runner("v2-bad", runner_env(
             database_url, "v2-bad", ttl_s=2, AGENTLANE_CODE_VERSION="v2",
@@ -174,7 +176,7 @@ def test_a_deploy_that_renamed_a_step_is_rolled_back_and_the_runs_resume(
         assert not {"Failed", "Completed"} & set(_types(database_url))
         assert "non-determinism" in bad.log()
         # Roll back: the previous image takes the shards again and the runs finish.
-        stop_all([bad])
+        assert bad.terminate() == 0
         back = spawn_runner("v1-again", {**v1, "POD_NAME": "v1-again"}, tmp_path)
         procs.append(back)
         wait_for(lambda: _types(database_url).count("Completed") == RUNS, 30,
