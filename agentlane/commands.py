@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -136,8 +136,11 @@ class Commands:
         cap: ActiveRunCap | None = None,
         budget_cap: BudgetCap | None = None,
         tenant_caps: Mapping[str, tuple[ActiveRunCap | None, BudgetCap]] | None = None,
+        run_models: Collection[str] = (),
     ) -> None:
+        """``run_models``: the models a run may choose (``options.model``); none: no choice."""
         self.store = store
+        self.run_models = frozenset(run_models)
         self.runs = runs
         self.cap = _enabled(cap)
         self.budget_cap = budget_cap or BudgetCap()
@@ -158,12 +161,19 @@ class Commands:
         on_conflict: OnConflict = "enqueue",
         budget: dict[str, int] | None = None,
         approval_timeout_s: float | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> RunAccepted:
         """Accept a run once per ``(tenant, runId)``: a retry or a racing duplicate gets the same
         execution back and writes nothing. A new run over the tenant's cap raises
-        TooManyActiveRuns; a retry of an accepted one is an answer, not new work."""
+        TooManyActiveRuns; a retry of an accepted one is an answer, not new work. ``options``
+        (the run's own model, tools, system prompt: ``agentlane.events.RunOptions``) are
+        recorded with it; a model the server does not offer is refused."""
         check_identifier("sessionId", session_id)
         check_identifier("runId", run_id)
+        model = (options or {}).get("model")
+        if model is not None and model not in self.run_models:
+            offered = ", ".join(sorted(self.run_models)) or "none (AGENTLANE_CMD_RUN_MODELS)"
+            raise CommandError(f"options.model: {model!r} is not offered here; offered: {offered}")
         cap, budget_cap = self.caps_of(tenant_id)
         await self._refuse_early_when_at_cap(tenant_id, run_id, cap)
         execution_id = f"ex_{uuid.uuid4().hex}"
@@ -174,6 +184,8 @@ class Commands:
             data["budget"] = budget
         if approval_timeout_s is not None:
             data["approvalTimeoutSeconds"] = approval_timeout_s
+        if options:
+            data["options"] = dict(options)
 
         async def index_run(conn: Connection, written: list[StoredEvent]) -> None:
             active = await RunIndex.session_runs(conn, tenant_id, session_id)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 from pydantic import (
     AwareDatetime,
@@ -18,8 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    model_serializer,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -57,14 +60,79 @@ class Budget(EventData):
     cap_cost_micros: int | None = Field(default=None, ge=1)
 
 
-class RunAcceptedData(EventData):
+class RunOptions(EventData):
+    """What a run may choose for itself, recorded in its ``RunAccepted`` so every replay of it
+    makes the same choice: the model (one of those the server offers: ``AGENTLANE_CMD_RUN_MODELS``),
+    the tools it may use (a subset of the runner's, by name), and its system prompt."""
+
+    model: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+-]+$"
+    )
+    tools: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=64
+    )
+    system_prompt: str | None = Field(default=None, min_length=1, max_length=20_000)
+
+
+def run_options(options: RunOptions | None) -> dict[str, Any] | None:
+    """A request's run options as ``RunAccepted`` records them (None: none given)."""
+    if options is None:
+        return None
+    return options.model_dump(mode="json", by_alias=True, exclude_none=True) or None
+
+
+class BlobRef(EventData):
+    """A value kept in the blob store (``agentlane.blobs``): the SHA-256 and length of its
+    canonical JSON bytes. The event's field it stands for is ``null``."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class _HoldsBlobs(EventData):
+    """Data with fields a blob may hold: ``<field>Ref`` set means ``<field>`` is in the blob."""
+
+    #: The fields, snake_case (see agentlane.blobs.refs.OFFLOADED_FIELDS).
+    blob_fields: ClassVar[tuple[str, ...]] = ()
+    #: Whether each needs a value or a reference (a JSON value may be null itself).
+    blob_required: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _value_or_reference(self) -> Self:
+        for name in self.blob_fields:
+            value, ref = getattr(self, name), getattr(self, name + "_ref")
+            if ref is not None and value is not None:
+                raise ValueError(f"{to_camel(name)}: a value and a blob reference both given")
+            if self.blob_required and ref is None and value is None:
+                raise ValueError(f"{to_camel(name)}: Field required")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_references(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # An absent reference is left out rather than null: data without blobs reads as it did
+        # before blobs existed.
+        dumped = handler(self)
+        for name in self.blob_fields:
+            for key in (name + "_ref", to_camel(name) + "Ref"):
+                if key in dumped and dumped[key] is None:
+                    del dumped[key]
+        return dumped
+
+
+class RunAcceptedData(_HoldsBlobs):
+    blob_fields: ClassVar[tuple[str, ...]] = ("message",)
+    blob_required: ClassVar[bool] = True
+
     run_id: Identifier
-    message: str = Field(max_length=100_000)
+    #: ``null`` only when ``messageRef`` names its blob.
+    message: str | None = Field(default=None, max_length=100_000)
+    message_ref: BlobRef | None = None
     on_conflict: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     workflow: str = "agent"
     budget: Budget | None = None
     #: How long each approval of this run may wait, overriding the tools' own deadlines.
     approval_timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_WAIT_SECONDS)
+    options: RunOptions | None = None
 
 
 class RunStartedData(EventData):
@@ -112,12 +180,15 @@ class ToolCallData(EventData):
     requires_approval: bool = False
 
 
-class ToolResultData(EventData):
+class ToolResultData(_HoldsBlobs):
+    blob_fields: ClassVar[tuple[str, ...]] = ("result",)
+
     step: int = Field(ge=0)
     call_id: str
     name: str
     ok: bool
     result: JsonValue = None
+    result_ref: BlobRef | None = None
     error: str | None = None
 
 
@@ -137,17 +208,25 @@ class ResumedData(EventData):
     step: int | None = Field(default=None, ge=0)
 
 
-class SignalReceivedData(EventData):
+class SignalReceivedData(_HoldsBlobs):
+    blob_fields: ClassVar[tuple[str, ...]] = ("payload",)
+
     name: str = Field(min_length=1, max_length=128)
     payload: JsonValue = None
+    payload_ref: BlobRef | None = None
 
 
 class CancelRequestedData(EventData):
     reason: str | None = None
 
 
-class CompletedData(EventData):
-    answer: str
+class CompletedData(_HoldsBlobs):
+    blob_fields: ClassVar[tuple[str, ...]] = ("answer",)
+    blob_required: ClassVar[bool] = True
+
+    #: ``null`` only when ``answerRef`` names its blob.
+    answer: str | None = None
+    answer_ref: BlobRef | None = None
     offline: bool = False
 
 
@@ -171,12 +250,15 @@ class UsageData(EventData):
     price_version: str | None = Field(default=None, max_length=64)
 
 
-class StepCompletedData(EventData):
+class StepCompletedData(_HoldsBlobs):
     """A journaled activity result: at most one per (execution, step)."""
+
+    blob_fields: ClassVar[tuple[str, ...]] = ("result",)
 
     step: int = Field(ge=0)
     name: str
     result: JsonValue = None
+    result_ref: BlobRef | None = None
     attempts: int = Field(default=1, ge=1)
 
 

@@ -84,6 +84,9 @@ class RunState:
     usage: Usage = field(default_factory=Usage)
     last_event_id: int = 0
     last_seq: int = 0
+    #: The blob references of a message or an answer kept in the blob store (``agentlane.blobs``).
+    message_ref: dict[str, Any] | None = None
+    answer_ref: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -97,6 +100,8 @@ class RunState:
         }
         if self.answer is not None:
             body["answer"] = self.answer
+        if self.answer_ref is not None:
+            body["answerRef"] = self.answer_ref
         if self.error is not None:
             body["error"] = self.error
         return body
@@ -115,7 +120,8 @@ def apply_run(state: RunState | None, event: StoredEvent) -> RunState | None:
             status="queued",
             created_at=event.created_at,
             updated_at=event.created_at,
-            message=str(event.data.get("message", "")),
+            message=str(event.data.get("message") or ""),
+            message_ref=event.data.get("messageRef"),
             last_event_id=event.event_id,
             last_seq=event.seq,
         )
@@ -136,7 +142,10 @@ def apply_run(state: RunState | None, event: StoredEvent) -> RunState | None:
         case "Usage":
             return replace(moved, usage=state.usage.plus(event.data))
         case "Completed":
-            return replace(moved, status="completed", answer=str(event.data.get("answer", "")))
+            return replace(
+                moved, status="completed", answer=_answer(event.data),
+                answer_ref=event.data.get("answerRef"),
+            )
         case "Failed":
             return replace(moved, status="failed", error=str(event.data.get("reason", "")))
         case "Cancelled":
@@ -145,6 +154,12 @@ def apply_run(state: RunState | None, event: StoredEvent) -> RunState | None:
             if state.status == "queued" and event.type in ("Token", "ToolCall", "StepCompleted"):
                 return replace(moved, status="running")
             return moved
+
+
+def _answer(data: dict[str, Any]) -> str | None:
+    """A ``Completed``'s answer: None when its blob holds it (``answerRef``)."""
+    answer = data.get("answer")
+    return None if answer is None and "answerRef" in data else str(answer or "")
 
 
 def fold_run(events: Iterable[StoredEvent]) -> RunState | None:
@@ -165,6 +180,7 @@ class RunFold:
     __slots__ = (
         "_accepted",
         "_answer",
+        "_answer_ref",
         "_cached",
         "_cost",
         "_error",
@@ -179,6 +195,7 @@ class RunFold:
         self._last: EventFields | None = None
         self._status = "queued"
         self._answer: str | None = None
+        self._answer_ref: dict[str, Any] | None = None
         self._error: str | None = None
         self._input = 0
         self._output = 0
@@ -195,14 +212,15 @@ class RunFold:
             return fold
         fold._accepted = StoredEvent(
             0, 0, state.tenant_id, state.session_id, state.execution_id, "RunAccepted",
-            {"runId": state.run_id, "message": state.message}, state.created_at,
+            {"runId": state.run_id, "message": state.message, "messageRef": state.message_ref},
+            state.created_at,
         )
         fold._last = StoredEvent(
             state.last_event_id, state.last_seq, state.tenant_id, state.session_id,
             state.execution_id, "", {}, state.updated_at,
         )
         fold._status = state.status
-        fold._answer, fold._error = state.answer, state.error
+        fold._answer, fold._answer_ref, fold._error = state.answer, state.answer_ref, state.error
         usage = state.usage
         fold._input, fold._output, fold._cached, fold._cost = (
             usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cost_micros
@@ -233,7 +251,8 @@ class RunFold:
             self._cost += int(data.get("costMicros") or 0)
         elif kind == "Completed":
             self._status = "completed"
-            self._answer = str(event.data.get("answer", ""))
+            self._answer = _answer(event.data)
+            self._answer_ref = event.data.get("answerRef")
         elif kind == "Failed":
             self._status = "failed"
             self._error = str(event.data.get("reason", ""))
@@ -255,8 +274,10 @@ class RunFold:
             status=self._status,
             created_at=accepted.created_at,
             updated_at=last.created_at,
-            message=str(accepted.data.get("message", "")),
+            message=str(accepted.data.get("message") or ""),
+            message_ref=accepted.data.get("messageRef"),
             answer=self._answer,
+            answer_ref=self._answer_ref,
             error=self._error,
             usage=Usage(self._input, self._output, self._cached, self._cost),
             last_event_id=last.event_id,

@@ -26,7 +26,9 @@ DEFAULT_APP_ROLE = "agentlane_app"
 DEFAULT_AUDIT_ROLE = "agentlane_auditor"
 
 #: Tables the app reads but must never change (history and what only migrations write).
-_READ_ONLY_FOR_APP = ("agent_events", "schema_migrations", "cluster_config")
+_READ_ONLY_FOR_APP = (
+    "agent_events", "agent_event_blobs", "schema_migrations", "cluster_config"
+)
 
 
 def ensure_roles(conn: psycopg.Connection, *, app: str, auditor: str) -> None:

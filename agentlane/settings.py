@@ -68,6 +68,8 @@ TUNING_ENV_VARS: frozenset[str] = frozenset(
         "AGENTLANE_JWT_SECRET_FILE",
         "AGENTLANE_PRICES_FILE",
         "AGENTLANE_CODE_VERSION",
+        "AGENTLANE_BLOB_STORE",
+        "AGENTLANE_BLOB_THRESHOLD",
     }
 )
 
@@ -161,6 +163,12 @@ class Settings(BaseSettings):
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"
     )
+    # Where large event values go (agentlane.blobs): gs://BUCKET[/PREFIX], file:///DIR or a DIR.
+    blob_store: str | None = Field(default=None, validation_alias="AGENTLANE_BLOB_STORE")
+    # Values whose JSON is longer than this many bytes go to the blob store.
+    blob_threshold: int = Field(
+        default=32 * 1024, ge=1024, le=1 << 30, validation_alias="AGENTLANE_BLOB_THRESHOLD"
+    )
     # Comma-separated origins whose pages may open the gateway's sockets ("*": any).
     allowed_origins_list: str = Field(default="", validation_alias="AGENTLANE_ALLOWED_ORIGINS")
 
@@ -173,7 +181,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "bus_choice", "model_choice", "model_fallback", "openai_base_url", "anchor_key",
-        "anchor_verify_key", "storage_emulator_host", mode="before",
+        "anchor_verify_key", "storage_emulator_host", "blob_store", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -68,6 +68,9 @@ class ToolReturned:
     ok: bool
     result: Any
     error: str | None
+    #: ``{"sha256", "size"}`` when the result is in the blob store (``result`` is then None):
+    #: ``GET /blobs/{sha256}`` gives it.
+    result_ref: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class Ended:
     status: str
     answer: str | None
     reason: str | None
+    #: ``{"sha256", "size"}`` when the answer is in the blob store (``answer`` is then None).
+    answer_ref: Mapping[str, Any] | None = None
 
 
 Change = TextDelta | Reset | ToolCalled | ToolReturned | Waiting | Ended
@@ -112,6 +117,7 @@ class Transcript:
         self._steps: dict[int, _Step] = {}
         self.status = "queued"
         self.answer: str | None = None
+        self.answer_ref: Mapping[str, Any] | None = None
         self.reason: str | None = None
         self.waiting: Waiting | None = None
 
@@ -135,7 +141,7 @@ class Transcript:
             case "ToolResult":
                 returned = ToolReturned(
                     data["step"], data["callId"], data["name"], bool(data["ok"]),
-                    data.get("result"), data.get("error"),
+                    data.get("result"), data.get("error"), data.get("resultRef"),
                 )
                 self._step(returned.step).tools.append(returned)
                 return [returned]
@@ -148,8 +154,9 @@ class Transcript:
             case end if end in _ENDS:
                 self.status, self.waiting = _ENDS[end], None
                 self.answer = data.get("answer")
+                self.answer_ref = data.get("answerRef")
                 self.reason = data.get("reason")
-                return [Ended(self.status, self.answer, self.reason)]
+                return [Ended(self.status, self.answer, self.reason, self.answer_ref)]
         return []
 
     def _token(self, data: Mapping[str, Any]) -> list[Change]:
@@ -207,7 +214,7 @@ class Transcript:
             tools = [_tool_json(tool) for tool in step.tools]
             if step.parts or tools:
                 steps.append({"step": number, "text": "".join(step.parts), "tools": tools})
-        return {
+        body = {
             "status": self.status,
             "text": self.text,
             "steps": steps,
@@ -218,14 +225,20 @@ class Transcript:
                 "deadline": self.waiting.deadline,
             },
         }
+        if self.answer_ref is not None:
+            body["answerRef"] = dict(self.answer_ref)
+        return body
 
 
 def _tool_json(tool: ToolCalled | ToolReturned) -> dict[str, Any]:
     if isinstance(tool, ToolCalled):
         return {"call": tool.name, "callId": tool.call_id, "arguments": dict(tool.arguments),
                 "requiresApproval": tool.requires_approval}
-    return {"result": tool.name, "callId": tool.call_id, "ok": tool.ok, "value": tool.result,
+    body = {"result": tool.name, "callId": tool.call_id, "ok": tool.ok, "value": tool.result,
             "error": tool.error}
+    if tool.result_ref is not None:
+        body["valueRef"] = dict(tool.result_ref)
+    return body
 
 
 def transcript_of(events: Iterable[Mapping[str, Any]]) -> Transcript:

@@ -62,6 +62,8 @@ class Limits:
     max_run_cost_micros: int = 0
     #: Per tenant, the fields above it has its own values of (``AGENTLANE_CMD_TENANT_LIMITS``).
     tenants: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: The models a run may choose (``options.model``); empty: runs take the runners' model.
+    run_models: tuple[str, ...] = ()
 
     def for_tenant(self, tenant: str) -> Limits:
         """The limits of ``tenant``: its overrides over the defaults."""
@@ -88,7 +90,7 @@ class Limits:
         tenant_caps = {t: (lim.active_run_cap(), lim.budget_cap()) for t, lim in own.items()}
         return Commands(
             store, runs, cap=self.active_run_cap(), budget_cap=self.budget_cap(),
-            tenant_caps=tenant_caps,
+            tenant_caps=tenant_caps, run_models=self.run_models,
         )
 
 

@@ -26,6 +26,7 @@ from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator, bearer_token
 from agentlane.commands import Commands
 from agentlane.errors import AgentlaneError, Refused, RunNotFound
+from agentlane.events import run_options
 from agentlane.logs import log_context
 from agentlane.problems import (
     http_exception_problem,
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A blob never changes (its name is its hash); only its tenant may read it.
+_IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ def build_app(deps: Dependencies) -> Starlette:
         Route("/sessions/{sessionId}/usage", api.session_usage, methods=["GET"]),
         Route("/sessions/{sessionId}/fork", api.fork, methods=["POST"]),
         Route("/usage", api.usage, methods=["GET"]),
+        Route("/blobs/{sha256}", api.blob, methods=["GET"]),
         Route("/ops/overview", api.ops_overview, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
@@ -169,6 +174,7 @@ class _Api:
                 message=body.message,
                 on_conflict=body.onConflict,
                 approval_timeout_s=body.approvalTimeoutSeconds,
+                options=run_options(body.options),
             )
         if accepted.created:
             self.deps.metrics.runs_started.inc()
@@ -228,6 +234,19 @@ class _Api:
         since, until = _date_param(request, "since"), _date_param(request, "until")
         with log_context(tenant=tenant):
             return JSONResponse(await self.deps.usage.tenant(tenant, since=since, until=until))
+
+    async def blob(self, request: Request) -> Response:
+        tenant = await self._tenant(request)
+        sha256 = request.path_params["sha256"]
+        ref = await self.store.blob_of(tenant, sha256) if _SHA256.fullmatch(sha256) else None
+        if ref is None or self.store.blobs is None:
+            return problem_response(404, f"blob {sha256[:64]!r} not found", slug="not-found")
+        with log_context(tenant=tenant):
+            content = await self.store.blobs.read(ref)
+        return Response(
+            content, media_type="application/json",
+            headers={"ETag": f'"{sha256}"', "Cache-Control": _IMMUTABLE},
+        )
 
     async def ops_overview(self, request: Request) -> Response:
         await self._operator(request)

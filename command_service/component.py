@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
+from agentlane.blobs import Blobs
 from agentlane.db import Database
 from agentlane.errors import AgentlaneError
 from agentlane.leases import check_recorded_shard_count
@@ -49,12 +50,14 @@ class CommandService:
         registry: CollectorRegistry | None = None,
         runners: RunnerRows | None = None,
         checkpoints: Sequence[str] = (READ_MODELS_CHECKPOINT,),
+        blobs: Blobs | None = None,
     ) -> None:
         """``runners``: the runner component's read of its registry, for the operations
         overview (its composition root hands it in; without it the overview lists no runners);
-        ``checkpoints``: the projector checkpoints that move here (``publish`` on pubsub)."""
+        ``checkpoints``: the projector checkpoints that move here (``publish`` on pubsub);
+        ``blobs``: where large values of the events it writes go, and ``GET /blobs`` reads."""
         self._db = db
-        self.store = EventStore(db, shards=shards)
+        self.store = EventStore(db, shards=shards, blobs=blobs)
         self.run_index = RunIndex(db)
         self.limits = limits or Limits()
         self.commands = self.limits.commands(self.store, self.run_index)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentlane.commands import IDENTIFIER_PATTERN
-from agentlane.events import MAX_WAIT_SECONDS
+from agentlane.events import MAX_WAIT_SECONDS, RunOptions
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128)]
 RunStatus = Literal["queued", "running", "suspended", "completed", "failed", "cancelled"]
@@ -32,6 +32,11 @@ class StartRunRequest(_Wire):
         default=None, gt=0, le=MAX_WAIT_SECONDS,
         description="How long each approval of this run may wait before the tool's default "
         "action (deny, unless the tool approves by default) applies; overrides the tools' own.",
+    )
+    options: RunOptions | None = Field(
+        default=None,
+        description="The run's own model (one of AGENTLANE_CMD_RUN_MODELS), tools (a subset of "
+        "the runners', by name) and system prompt, recorded in its RunAccepted.",
     )
 
 
@@ -78,6 +83,13 @@ class SessionUsageResponse(_Wire):
     usage: Usage
 
 
+class BlobRefBody(_Wire):
+    """A value kept in the blob store: the SHA-256 and size of its JSON bytes."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
 class RunResponse(_Wire):
     """Body of ``GET /runs/{executionId}``."""
 
@@ -86,6 +98,11 @@ class RunResponse(_Wire):
     runId: str
     status: RunStatus
     answer: str | None = None
+    answerRef: BlobRefBody | None = Field(
+        default=None,
+        description="Set instead of answer when the answer is in the blob store: "
+        "GET /blobs/{sha256} gives it.",
+    )
     error: str | None = None
     usage: Usage | None = None
     createdAt: str = Field(description="RFC 3339 timestamp.")

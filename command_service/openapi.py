@@ -196,6 +196,28 @@ def build_openapi(*, jwt: bool) -> dict[str, Any]:
                 },
             }
         },
+        "/blobs/{sha256}": {
+            "get": {
+                "operationId": "getBlob",
+                "summary": "A value an event keeps in the blob store (its `…Ref`)",
+                "description": "The canonical JSON bytes whose SHA-256 an event's `resultRef`, "
+                "`messageRef`, `answerRef` or `payloadRef` names, checked against that hash "
+                "before they are sent. Only blobs the caller's tenant's events reference; they "
+                "never change, so they may be cached for good.",
+                "parameters": [{
+                    "name": "sha256", "in": "path", "required": True,
+                    "description": "The reference's sha256.",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                }],
+                "responses": {
+                    "200": {
+                        "description": "The value, as JSON",
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    **_problems(jwt=jwt),
+                },
+            }
+        },
         "/usage": {
             "get": {
                 "operationId": "tenantUsage",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, Valid
 from pydantic.json_schema import SkipJsonSchema
 
 from agentlane.commands import IDENTIFIER_PATTERN
-from agentlane.events import MAX_WAIT_SECONDS, Event, describe_validation_error
+from agentlane.events import MAX_WAIT_SECONDS, Event, RunOptions, describe_validation_error
 from agentlane.json_input import ClientJsonError, loads_client_json
 from agentlane.records import StoredEvent
 
@@ -46,6 +46,7 @@ class AskFrame(_Frame):
     approval_timeout_s: float | None = Field(
         default=None, alias="approvalTimeoutSeconds", gt=0, le=MAX_WAIT_SECONDS
     )
+    options: RunOptions | None = None
 
 
 class CancelFrame(_Frame):

@@ -16,6 +16,7 @@ from agentlane import telemetry
 from agentlane.admission import RateLimiter
 from agentlane.commands import Commands
 from agentlane.errors import AgentlaneError, StoreUnavailable
+from agentlane.events import run_options
 from gateway.handoff import SessionFeed
 from gateway.history import HistoryReads
 from gateway.hub import Hub
@@ -262,6 +263,7 @@ class Connection:
                     message=frame.message,
                     on_conflict=frame.on_conflict,
                     approval_timeout_s=frame.approval_timeout_s,
+                    options=run_options(frame.options),
                 )
                 outcome = "accepted" if accepted.created else "replayed"
             elif isinstance(frame, CancelFrame):

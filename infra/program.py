@@ -7,6 +7,7 @@ import pulumi
 from .components.anchors import Anchors
 from .components.apis import Apis
 from .components.armor import Armor
+from .components.blobs import BlobStore
 from .components.cluster import Cluster
 from .components.command_service import CommandService
 from .components.dashboard import Dashboard
@@ -100,6 +101,7 @@ def build(config: StackConfig) -> None:
     Projector("projector", config, cluster.provider, rollout)
     gateway = Gateway("gateway", config, cluster.provider, rollout)
     anchors = Anchors("anchors", config, cluster.provider, accounts, rollout)
+    blobs = BlobStore("blobs", config, cluster.provider, accounts, rollout)
     command = CommandService(
         "command-service",
         config,
@@ -128,3 +130,4 @@ def build(config: StackConfig) -> None:
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("topic", bus.topic.name)
     pulumi.export("anchorBucket", anchors.bucket.name)
+    pulumi.export("blobBucket", blobs.bucket.name)

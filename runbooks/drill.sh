@@ -13,6 +13,7 @@ declare -A DRILLS=(
   [model-outage]="tests/engine/test_openai_loopback.py"
   [audit-mismatch]="tests/replay"
   [restore]="tests/runbooks/test_restore_drill.py"
+  [blob-missing]="tests/blobs/test_blob_runs.py tests/blobs/test_blob_audit.py"
   [too-many-clients]="tests/runbooks/test_too_many_clients_drill.py"
   [rotate-model-key]="tests/runners_process/test_model_key_rotation.py"
   [rotate-jwt-secret]="tests/runbooks/test_jwt_rotation_drill.py tests/core/test_auth_secret_file.py"

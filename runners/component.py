@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import BaseRoute
 
 from agentlane.backoff import Backoff
+from agentlane.blobs import blobs_from_settings
 from agentlane.commands import Commands
 from agentlane.db import Database, open_database, with_session_options
 from agentlane.errors import StoreError, StoreUnavailable
@@ -167,7 +168,10 @@ class Runner:
             if hasattr(executor, "__aenter__"):
                 executor = await self._stack.enter_async_context(executor)  # type: ignore[arg-type]
             # The deadline sweep cancels runs the way a client would: with a command event.
-            self._commands = Commands(EventStore(db, shards=settings.shards), RunIndex(db))
+            self._commands = Commands(
+                EventStore(db, shards=settings.shards, blobs=blobs_from_settings(settings)),
+                RunIndex(db),
+            )
             self._dispatcher = Dispatcher(
                 RunIndex(db),
                 EventStore(db, shards=settings.shards),

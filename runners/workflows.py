@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from agentlane.blobs import blobs_from_settings
 from agentlane.db import Database
 from agentlane.run_index import RunIndex
 from agentlane.settings import Settings
@@ -34,7 +35,7 @@ def workflows(store: EventStore, settings: Settings) -> WorkflowRegistry:
 
 def build_executor(db: Database, settings: Settings, registry: CollectorRegistry) -> RunExecutor:
     """The executor a runner process uses (a :data:`runners.component.ExecutorFactory`)."""
-    store = EventStore(db, shards=settings.shards)
+    store = EventStore(db, shards=settings.shards, blobs=blobs_from_settings(settings))
     return Executor(
         store, RunIndex(db), workflows(store, settings), metrics_registry=registry,
         code_version=settings.code_version,

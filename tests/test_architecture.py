@@ -18,6 +18,7 @@ PACKAGES = ("agentlane", "command_service", "runners", "projector", "gateway")
 OWNERS: dict[str, str] = {
     "agent_events": "agentlane/store/",
     "agent_stream_heads": "agentlane/store/",
+    "agent_event_blobs": "agentlane/store/",
     "projector_checkpoints": "agentlane/store/",
     "run_index": "agentlane/run_index.py",
     "cluster_shards": "agentlane/leases.py",

@@ -82,6 +82,12 @@ def _runs() -> ModuleType:
     return runs
 
 
+def _blobs() -> ModuleType:
+    from agentlane.cli import blobs
+
+    return blobs
+
+
 def _replay() -> ModuleType:
     from agentlane.cli import replay
 
@@ -115,6 +121,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "runs": Subcommand(_runs, "operate on unfinished runs (move them to a workflow version)",
                        quiet=True),
     "replay": Subcommand(_replay, "audit: timelines, verify, rebuild, export", quiet=True),
+    "blobs": Subcommand(_blobs, "the blob store's upkeep (delete unreferenced blobs)",
+                        quiet=True),
 }
 
 

@@ -24,7 +24,9 @@ Admission limits (flag, else environment variable, else default; 0 disables a li
 - ``--tenant-limits`` / ``AGENTLANE_CMD_TENANT_LIMITS`` (none): a JSON object of tenant ->
   its own ``rate``, ``burst``, ``maxActiveRuns``, ``maxModelCalls``, ``maxRunTokens``,
   ``maxRunSeconds``, ``maxRunCostMicros`` (each optional), e.g.
-  ``{"acme": {"rate": 200, "maxActiveRuns": 1000}}``.
+  ``{"acme": {"rate": 200, "maxActiveRuns": 1000}}``;
+- ``--run-models`` / ``AGENTLANE_CMD_RUN_MODELS`` (none): comma-separated models a run may choose
+  for itself (``options.model``); a run naming another is refused (422).
 
 Rate and in-flight limits are in-process: each instance enforces its own share.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -42,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from agentlane.auth import Authenticator
+from agentlane.blobs import blobs_from_settings
 from agentlane.db import database_of
 from agentlane.errors import ConfigError
 from agentlane.events import describe_validation_error
@@ -66,6 +70,15 @@ class _TenantLimits(BaseModel):
     max_run_cost_micros: int | None = Field(default=None, ge=0)
 
 
+def model_list(text: str) -> tuple[str, ...]:
+    """``gpt-4.1-mini,gpt-4.1``: the models a run may choose; ValueError naming a bad one."""
+    models = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in models:
+        if not _MODEL_NAME.fullmatch(name):
+            raise ValueError(f"not a model name: {name!r}")
+    return models
+
+
 def tenant_limits(text: str) -> dict[str, dict[str, float]]:
     """``{"tenant": {"rate": 200, ...}}`` as Limits field overrides; ValueError naming what is
     wrong."""
@@ -83,6 +96,9 @@ def tenant_limits(text: str) -> dict[str, dict[str, float]]:
 
 
 #: Limits field -> (flag, environment variable, type)
+#: What ``RunOptions.model`` admits (agentlane.events).
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
+
 _LIMIT_OPTIONS: dict[str, tuple[str, str, Any]] = {
     "max_inflight": ("--max-inflight", "AGENTLANE_CMD_MAX_INFLIGHT", int),
     "max_streams": ("--max-streams", "AGENTLANE_CMD_MAX_STREAMS", int),
@@ -98,6 +114,7 @@ _LIMIT_OPTIONS: dict[str, tuple[str, str, Any]] = {
     "max_run_seconds": ("--max-run-seconds", "AGENTLANE_CMD_MAX_RUN_SECONDS", float),
     "max_run_cost_micros": ("--max-run-cost-micros", "AGENTLANE_CMD_MAX_RUN_COST_MICROS", int),
     "tenants": ("--tenant-limits", "AGENTLANE_CMD_TENANT_LIMITS", tenant_limits),
+    "run_models": ("--run-models", "AGENTLANE_CMD_RUN_MODELS", model_list),
 }
 
 #: The ``AGENTLANE_CMD_*`` variables, for the environment table of docs/contract.md.
@@ -150,12 +167,12 @@ def limits_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Limits:
             try:
                 value = kind(environ[env])
             except ValueError as exc:
-                if kind is tenant_limits:
+                if kind in (tenant_limits, model_list):
                     raise ConfigError(f"{env}: {exc}") from None
                 raise ConfigError(f"{env}: not a number: {environ[env]!r}") from None
         if value is None:
             continue
-        if field.name != "tenants" and value < 0:
+        if field.name not in ("tenants", "run_models") and value < 0:
             raise ConfigError(f"{flag} / {env} must not be negative")
         if field.name == "tenant_share" and not 0 < value <= 1:
             raise ConfigError(f"{flag} / {env} must be in (0, 1]")
@@ -193,6 +210,7 @@ async def serve(
             registry=registry,
             runners=read_runner_rows,
             checkpoints=projector_checkpoints(settings),
+            blobs=blobs_from_settings(settings),
         )
         await run_service(
             [service], host=host, port=settings.port, registry=registry,

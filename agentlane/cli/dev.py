@@ -108,7 +108,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                     else with_session_options(database_url, role=settings.app_role)
                 )
                 with _bus(settings, data_dir) as bus:
-                    env = _child_env(settings, components_url, bus, json_lines=args.log_json)
+                    env = _child_env(
+                        settings, components_url, bus, data_dir, json_lines=args.log_json
+                    )
                     specs, ports = _children(args, env)
                     status = _status(args, bus, database_url)
                     try:
@@ -270,7 +272,7 @@ def _pubsub_env(host_port: str, project: str) -> dict[str, str]:
 
 
 def _child_env(
-    settings: Settings, database_url: str, bus: Bus, *, json_lines: bool
+    settings: Settings, database_url: str, bus: Bus, data_dir: Path, *, json_lines: bool
 ) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("AGENTLANE_RUNNER_ID", "POD_NAME", "PORT"):
@@ -284,6 +286,8 @@ def _child_env(
     env.setdefault("AGENTLANE_OFFLINE_PACE", "20")
     # Made-up prices for the offline model, so the ledger and the console have money to show.
     env.setdefault("AGENTLANE_PRICES_FILE", str(DEV_PRICES))
+    # Large tool results, answers and messages go to a blob directory beside the database.
+    env.setdefault("AGENTLANE_BLOB_STORE", str(data_dir / "blobs"))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -13,6 +13,7 @@ import asyncio
 import os
 
 from agentlane.auth import Authenticator
+from agentlane.blobs import blobs_from_settings
 from agentlane.cli import command_service
 from agentlane.cli.gateway import build_gateway
 from agentlane.db import database_of
@@ -47,6 +48,7 @@ async def serve(
                 db=db, shards=settings.shards, authenticator=authenticator, limits=limits,
                 rate=rate, registry=registry, runners=read_runner_rows,
                 checkpoints=command_service.projector_checkpoints(settings),
+                blobs=blobs_from_settings(settings),
             ),
             build_gateway(
                 settings, db, authenticator=authenticator, registry=registry, limits=limits,

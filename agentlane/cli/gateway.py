@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from agentlane.admission import RateLimiter
 from agentlane.auth import Authenticator
+from agentlane.blobs import blobs_from_settings
 from agentlane.bus import bus_for
 from agentlane.cli.command_service import limits_from
 from agentlane.db import Database, database_of
@@ -54,7 +55,7 @@ def build_gateway(
     """The gateway for these settings, live from the bus ``AGENTLANE_BUS`` names, its commands
     under ``limits`` (the active-run cap) and ``rate`` (shared with the HTTP door in one process).
     """
-    store = EventStore(db, shards=settings.shards)
+    store = EventStore(db, shards=settings.shards, blobs=blobs_from_settings(settings))
     bus = bus_for(settings, store, Tail(db), subscription_prefix=f"{settings.topic}-gateway-")
     return Gateway(
         store=store,

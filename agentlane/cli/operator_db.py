@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from agentlane.blobs import Blobs, open_blob_store
 from agentlane.cli.embedded_pg import local_url
 from agentlane.db import translate_errors
 from agentlane.errors import ConfigError
@@ -63,3 +64,16 @@ def _dev_stack_database(command: str) -> str:
         f"({port_file}); set DATABASE_URL for another\n"
     )
     return local_url(port, DEV_DATABASE)
+
+
+def operator_blobs(args: argparse.Namespace, settings: Settings) -> Blobs | None:
+    """The blob store of the database this command works on: ``AGENTLANE_BLOB_STORE``, else, on
+    the ``agentlane dev`` database, that stack's blob directory (None: no blob store)."""
+    if settings.blob_store is not None:
+        url = settings.blob_store
+    elif args.database_url or settings.database_url is not None:
+        return None
+    else:
+        url = str((DEV_DATA_DIR / "blobs").resolve())
+    store = open_blob_store(url, emulator=settings.storage_emulator_host)
+    return Blobs(store, threshold=settings.blob_threshold)

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import SecretStr
 from rich.console import Console
 
-from agentlane.cli.operator_db import add_database_option, database_url
+from agentlane.blobs import BlobError, Blobs, has_refs
+from agentlane.cli.operator_db import add_database_option, database_url, operator_blobs
 from agentlane.commands import Commands
 from agentlane.db import open_database
 from agentlane.errors import StoreError
@@ -30,7 +31,9 @@ from agentlane.records import StoredEvent
 from agentlane.replay import anchor as anchor_mod
 from agentlane.replay import export as export_mod
 from agentlane.replay import gcs, timeline
+from agentlane.replay.blob_checks import check_blobs
 from agentlane.replay.errors import AnchorError, NothingToReplay, ReplayError
+from agentlane.replay.fork_checks import check_forks
 from agentlane.replay.parallel import run_verify
 from agentlane.replay.progress import progress, wanted
 from agentlane.replay.verify import Mismatch
@@ -136,8 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check hash chains, seq, journal invariants and read models; exit 1 on a mismatch",
         description="In one database snapshot: recompute every stream's SHA-256 hash chain, check "
         "seq has no gap, re-fold every run and check the journal's invariants, and diff the read "
-        "models against the re-fold. Exit 0 only when everything agrees; else every mismatch is "
-        "printed, naming its stream and event, and the exit code is 1.",
+        "models against the re-fold; with a blob store (AGENTLANE_BLOB_STORE, or the dev stack's), "
+        "check that every blob an event references is there and hashes to its reference. Exit 0 "
+        "only when everything agrees; else every mismatch is printed, naming its stream and event, "
+        "and the exit code is 1.",
     )
     check.add_argument("--tenant", help="only this tenant's streams")
     check.add_argument(
@@ -194,6 +199,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dump.add_argument(
         "--since", type=parse_time, metavar="TIME",
         help="only events created at or after TIME (RFC 3339; UTC when no offset)",
+    )
+    dump.add_argument(
+        "--inline-blobs", action="store_true",
+        help="write each value an event keeps in the blob store in place of its reference "
+        "(fetched and checked against it; AGENTLANE_BLOB_STORE); the chain covers the references",
     )
 
 
@@ -262,7 +272,7 @@ def _fork(url: str, args: argparse.Namespace, settings: Settings) -> int:
     async def fork() -> StoredEvent:
         async with open_database(url, name="replay-fork", min_size=1, max_size=2) as db:
             await verify_shard_count(db, settings.shards)
-            store = EventStore(db, shards=settings.shards)
+            store = EventStore(db, shards=settings.shards, blobs=operator_blobs(args, settings))
             return await Commands(store, RunIndex(db)).fork_session(
                 tenant_id=args.tenant, session_id=args.session, at_event_id=args.at,
                 new_session_id=args.new,
@@ -302,17 +312,18 @@ def _what_if(url: str, args: argparse.Namespace, settings: Settings) -> int:
 
     async def go() -> tuple[Any, Any]:
         async with open_database(url, name="replay-what-if", min_size=1, max_size=1) as db:
-            store = EventStore(db, shards=settings.shards)
+            store = EventStore(db, shards=settings.shards, blobs=operator_blobs(args, settings))
             exchanges = await store.completed_exchanges(
                 args.tenant, args.session, before_seq=accepted.seq, limit=HISTORY_RUNS
             )
+            recording = await store.resolve(run)
             # The tools and model options a runner of these settings gives the agent.
             options = agent_options(tried)
             tools = agent_tools(store, options)
             model = model_client(tried, options)
             kwargs = {"system_prompt": prompt} if prompt is not None else {}
-            return recorded_side(run), await what_if(
-                run, exchanges, model, tools.schemas(), model_name=tried.model, **kwargs
+            return recorded_side(recording), await what_if(
+                recording, exchanges, model, tools.schemas(), model_name=tried.model, **kwargs
             )
 
     recorded, tried_side = asyncio.run(go())
@@ -394,6 +405,19 @@ def _verify(url: str, args: argparse.Namespace, settings: Settings) -> int:
             url, where, jobs=args.jobs, report=report, advance=bar.advance,
             total=bar.set_total if bar.enabled else None, anchored=anchored,
         )
+        with snapshot(url) as conn:
+            links, broken = check_forks(conn, where, report=report)
+            outcome.summary.mismatches += broken
+            if links:
+                outcome.notes.append(f"forks: {links} links to their parents checked")
+            blobs = operator_blobs(args, settings)
+            if blobs is not None:
+                checked = check_blobs(conn, where, blobs, report=report, advance=bar.advance)
+                outcome.summary.mismatches += checked.mismatches
+                outcome.notes.append(
+                    f"blobs: {checked.blobs} checked in {blobs.store.url} "
+                    f"({checked.references} references)"
+                )
     summary = outcome.summary
     scope = f"tenant {args.tenant}" if args.tenant else "all tenants"
     if args.json:
@@ -482,10 +506,36 @@ def _anchor(url: str, args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _blob_inliner(args: argparse.Namespace, settings: Settings) -> export_mod.Resolve:
+    """Each event with the values of its blobs in place of their references (one event loop
+    for the whole export; events without references pass straight through)."""
+    blobs = _require_blobs(args, settings)
+    loop = asyncio.new_event_loop()
+
+    def resolve(event: StoredEvent) -> StoredEvent:
+        if not has_refs(event):
+            return event
+        try:
+            (resolved,) = loop.run_until_complete(blobs.resolve([event]))
+        except BlobError as exc:
+            raise ReplayError(f"event {event.event_id}: {exc}") from None
+        return resolved
+
+    return resolve
+
+
+def _require_blobs(args: argparse.Namespace, settings: Settings) -> Blobs:
+    blobs = operator_blobs(args, settings)
+    if blobs is None:
+        raise ReplayError("no blob store: set AGENTLANE_BLOB_STORE (gs://BUCKET/PREFIX or a DIR)")
+    return blobs
+
+
 def _export(url: str, args: argparse.Namespace, settings: Settings) -> int:
     where = EventFilter(tenant_id=args.tenant, session_id=args.session, since=args.since)
     with snapshot(url) as conn, progress("exporting", None, enabled=wanted()) as bar:
         if bar.enabled:
             bar.set_total(count_events(conn, where))
-        export_mod.export(conn, where, sys.stdout, advance=bar.advance)
+        resolve = _blob_inliner(args, settings) if args.inline_blobs else None
+        export_mod.export(conn, where, sys.stdout, advance=bar.advance, resolve=resolve)
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from agentlane.db import Connection
 from agentlane.folds import RunFold, RunState, SessionFold, SessionState, fold_usage
@@ -38,7 +39,7 @@ from agentlane.store.ordering import SessionKey, in_seq_order
 
 _RUN_TYPES = (
     "text", "text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint",
-    "timestamptz", "timestamptz", "bigint", "bigint", "bigint",
+    "timestamptz", "timestamptz", "bigint", "bigint", "bigint", "jsonb", "jsonb",
 )
 _SESSION_TYPES = (
     "text", "text", "integer", "text", "bigint", "bigint", "text", "timestamptz", "timestamptz",
@@ -116,6 +117,12 @@ def _statements(tables: ReadModelTables) -> _Statements:
     )
 
 
+def _storable_run_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A run's row with its blob references (dicts, the last two columns) adapted as jsonb."""
+    *head, message_ref, answer_ref = row
+    return (*head, *(None if ref is None else Jsonb(ref) for ref in (message_ref, answer_ref)))
+
+
 def _transpose(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
@@ -169,7 +176,7 @@ async def apply_events(
         sessions[key] = state
 
     run_rows = [
-        run_to_row(run)
+        _storable_run_row(run_to_row(run))
         for execution in sorted(run_folds)
         if (run := run_folds[execution].state()) is not None
     ]

@@ -29,7 +29,7 @@ READ_MODELS_CHECKPOINT = "read_models"
 RUN_COLUMNS = (
     "execution_id", "tenant_id", "session_id", "run_id", "status", "message", "answer", "error",
     "input_tokens", "output_tokens", "cached_input_tokens", "created_at", "updated_at",
-    "last_event_id", "last_seq", "cost_micros",
+    "last_event_id", "last_seq", "cost_micros", "message_ref", "answer_ref",
 )
 SESSION_COLUMNS = (
     "tenant_id", "session_id", "run_count", "last_execution_id", "last_event_id", "last_seq",
@@ -68,7 +68,7 @@ def run_to_row(run: RunState) -> tuple[Any, ...]:
         run.execution_id, run.tenant_id, run.session_id, run.run_id, run.status, run.message,
         run.answer, run.error, run.usage.input_tokens, run.usage.output_tokens,
         run.usage.cached_input_tokens, run.created_at, run.updated_at, run.last_event_id,
-        run.last_seq, run.usage.cost_micros,
+        run.last_seq, run.usage.cost_micros, run.message_ref, run.answer_ref,
     )
 
 
@@ -78,6 +78,7 @@ def run_from_row(row: Sequence[Any]) -> RunState:
         message=row[5], answer=row[6], error=row[7],
         usage=Usage(row[8], row[9], row[10], row[15]),
         created_at=row[11], updated_at=row[12], last_event_id=row[13], last_seq=row[14],
+        message_ref=row[16], answer_ref=row[17],
     )
 
 

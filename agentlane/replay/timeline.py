@@ -73,7 +73,7 @@ def detail(event: StoredEvent) -> str:
     data = event.data
     match event.type:
         case "RunAccepted":
-            text = f"run {data.get('runId')}: {data.get('message', '')!r}"
+            text = f"run {data.get('runId')}: {_shown(data, 'message')}"
         case "RunStarted":
             text = f"{data.get('workflow')} v{data.get('version')}"
             if data.get("runnerId"):
@@ -85,7 +85,7 @@ def detail(event: StoredEvent) -> str:
             text = f"step {data.get('step')}: {data.get('name')}({arguments})"
         case "ToolResult":
             outcome = "ok" if data.get("ok") else f"error {data.get('error')!r}"
-            result = json.dumps(data.get("result"), ensure_ascii=False)
+            result = _shown(data, "result")
             text = f"step {data.get('step')}: {data.get('name')} {outcome} {result}"
         case "StepCompleted":
             attempts = data.get("attempts", 1)
@@ -96,12 +96,21 @@ def detail(event: StoredEvent) -> str:
                 f"{data.get('outputTokens')}, cached {data.get('cachedInputTokens', 0)}"
             )
         case "Completed":
-            text = repr(data.get("answer", ""))
+            text = _shown(data, "answer")
         case "Failed":
             text = str(data.get("reason", ""))
         case _:
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else ""
     return text if len(text) <= _DETAIL_WIDTH else text[: _DETAIL_WIDTH - 1] + "…"
+
+
+def _shown(data: dict[str, Any], field: str) -> str:
+    """A field's value as the table shows it; a value kept in the blob store by its reference."""
+    ref = data.get(field + "Ref")
+    if isinstance(ref, dict):
+        return f"<blob {str(ref.get('sha256'))[:12]}…, {ref.get('size')} bytes>"
+    value = data.get(field)
+    return repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _state(run: RunState | None) -> Text:

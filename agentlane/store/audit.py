@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agentlane.blobs.refs import OFFLOADED_FIELDS, BlobRef, refs_in
 from agentlane.db import translate_errors
 from agentlane.records import StoredEvent
 from agentlane.store.recorder import EVENT_COLUMNS, row_to_event
@@ -148,6 +149,89 @@ def events(
     )
     for row in stream_rows(conn, query, params, name="replay_events"):
         yield row_to_event(row)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobReference:
+    """An event's reference to a blob (``agentlane.blobs``), as the event itself holds it."""
+
+    tenant_id: str
+    session_id: str
+    seq: int
+    event_id: int
+    field: str
+    ref: BlobRef
+
+
+def blob_references(conn: Snapshot, where: EventFilter) -> Iterator[BlobReference]:
+    """Every blob reference of the events matching ``where``, read from the events (the log is
+    the authority; ``agent_event_blobs`` is its index), in stream order."""
+    fields = sorted({field for group in OFFLOADED_FIELDS.values() for field in group})
+    clause, params = where.where()
+    has_ref = sql.SQL(" OR ").join(
+        sql.SQL("payload ? {}").format(sql.Literal(field + "Ref")) for field in fields
+    )
+    query = (
+        sql.SQL("SELECT tenant_id, session_id, seq, event_id, event_type, payload FROM (")
+        + sql.SQL("SELECT * FROM agent_events") + clause
+        + sql.SQL(") AS e WHERE event_type = ANY(%s) AND (") + has_ref
+        + sql.SQL(") ORDER BY " + STREAM_ORDER)
+    )
+    rows = stream_rows(conn, query, [*params, sorted(OFFLOADED_FIELDS)], name="replay_blobs")
+    for tenant, session, seq, event_id, event_type, payload in rows:
+        for field, ref in refs_in(event_type, payload):
+            yield BlobReference(tenant, session, seq, event_id, field, ref)
+
+
+@dataclass(frozen=True, slots=True)
+class ForkLink:
+    """A fork's first event and what the parent's event at its cut is now (None: gone)."""
+
+    tenant_id: str
+    session_id: str
+    event_id: int
+    parent_session_id: str
+    at_event_id: int
+    at_seq: int
+    parent_hash: str
+    #: The parent's event ``at_event_id`` as stored now: its seq and chain hash.
+    found_seq: int | None
+    found_hash: bytes | None
+
+
+def fork_links(conn: Snapshot, where: EventFilter) -> Iterator[ForkLink]:
+    """Every ``SessionForked`` matching ``where``, with the parent's event at its cut."""
+    clause, params = where.where()
+    query = (
+        sql.SQL(
+            "SELECT f.tenant_id, f.session_id, f.event_id, f.payload ->> 'parentSessionId', "
+            "(f.payload ->> 'atEventId')::bigint, (f.payload ->> 'atSeq')::bigint, "
+            "f.payload ->> 'parentHash', p.seq, p.hash FROM ("
+        )
+        + sql.SQL("SELECT * FROM agent_events") + clause
+        + sql.SQL(
+            ") AS f LEFT JOIN agent_events p ON p.tenant_id = f.tenant_id "
+            "AND p.session_id = f.payload ->> 'parentSessionId' "
+            "AND p.event_id = (f.payload ->> 'atEventId')::bigint "
+            "WHERE f.event_type = 'SessionForked' ORDER BY f.tenant_id, f.session_id"
+        )
+    )
+    for tenant, session, event_id, parent, at_event, at_seq, parent_hash, seq, found in (
+        stream_rows(conn, query, params, name="replay_forks")
+    ):
+        yield ForkLink(
+            tenant, session, event_id, parent, at_event, at_seq, parent_hash, seq,
+            None if found is None else bytes(found),
+        )
+
+
+def referenced_blobs(conn: Snapshot) -> set[str]:
+    """The SHA-256 of every blob some event references (``agent_event_blobs``)."""
+    return {
+        str(row[0])
+        for row in stream_rows(conn, "SELECT DISTINCT sha256 FROM agent_event_blobs",
+                               name="referenced_blobs")
+    }
 
 
 def count_events(conn: Snapshot, where: EventFilter) -> int:

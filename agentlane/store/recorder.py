@@ -18,6 +18,8 @@ from typing import Any
 from psycopg.rows import tuple_row
 
 from agentlane import telemetry
+from agentlane.blobs.errors import BlobError
+from agentlane.blobs.refs import BlobRef, Blobs, has_refs, refs_in
 from agentlane.db import Connection, Database
 from agentlane.errors import DuplicateEvent, FencedOut, InvalidEvent
 from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES, format_timestamp, validate_data
@@ -117,6 +119,12 @@ WITH s AS (
 SELECT event_id, tenant_id, session_id, seq FROM ins
 """
 
+_INSERT_BLOBS = """
+INSERT INTO agent_event_blobs (sha256, tenant_id, event_id, size)
+SELECT * FROM unnest(%(shas)s::text[], %(tenants)s::text[], %(events)s::bigint[],
+                     %(sizes)s::bigint[])
+"""
+
 _REBUILD_HEADS = """
 INSERT INTO agent_stream_heads AS h (tenant_id, session_id, last_seq, last_hash, updated_at)
 SELECT DISTINCT ON (tenant_id, session_id) tenant_id, session_id, seq, hash, created_at
@@ -143,7 +151,8 @@ WITH RECURSIVE lineage(session_id, upto, depth) AS (
      AND f.event_type = 'SessionForked'
     WHERE l.depth < 32
 )
-SELECT a.payload ->> 'message', c.payload ->> 'answer'
+SELECT a.payload ->> 'message', a.payload -> 'messageRef',
+       c.payload ->> 'answer', c.payload -> 'answerRef'
 FROM lineage l
 JOIN agent_events a
   ON a.tenant_id = %(t)s AND a.session_id = l.session_id AND a.event_type = 'RunAccepted'
@@ -258,9 +267,13 @@ class EventStore:
     (``max_in_flight`` open at a time), each answered after its commit.
     """
 
-    def __init__(self, db: Database, *, shards: int, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, db: Database, *, shards: int, max_in_flight: int = 2, blobs: Blobs | None = None
+    ) -> None:
         self._db = db
         self.shards = shards
+        #: Where large values go before their events commit (None: every value stays inline).
+        self.blobs = blobs
         self.committer = GroupCommitter(
             db,
             self._write_group,
@@ -286,6 +299,8 @@ class EventStore:
             existing = await self.find_by_idempotency_key(event.tenant_id, event.idempotency_key)
             if existing is not None:
                 return AppendResult(existing, created=False)
+        if self.blobs is not None:
+            (event,) = await self.blobs.offload([event])
         try:
             stored = await self._write(
                 [event], fence=fence, in_transaction=in_transaction, collective=collective
@@ -314,6 +329,8 @@ class EventStore:
         """
         if not events:
             return []
+        if self.blobs is not None:
+            events = await self.blobs.offload(events)
         try:
             return await self._write(
                 events, fence=fence, in_transaction=in_transaction, deferrable=deferrable,
@@ -327,6 +344,8 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Append to streams inside a caller's open transaction (a TransactionHook), e.g. a command
         that must write several events atomically. Idempotency keys conflict as DuplicateEvent."""
+        if self.blobs is not None:
+            events = await self.blobs.offload(events)
         batch = Batch(_by_stream(events), None, None, trace=telemetry.traceparent())
         try:
             (written,) = await self._write_group(conn, [batch])
@@ -421,6 +440,8 @@ class EventStore:
             ids = {(t, s, seq): event_id for event_id, t, s, seq in await cursor.fetchall()}
         if len(ids) != rows.count:
             raise rows.taken(ids)
+        if rows.blobs:
+            await cursor.execute(_INSERT_BLOBS, rows.blob_params(ids))
         outcomes: list[list[StoredEvent] | FencedOut] = []
         for index, (batch, events) in enumerate(zip(batches, pending, strict=True)):
             if index in refused:
@@ -538,6 +559,19 @@ class EventStore:
             ).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    async def blob_of(self, tenant_id: str, sha256: str) -> BlobRef | None:
+        """The blob ``sha256`` when an event of ``tenant_id`` references it (None otherwise: a
+        tenant reads only the blobs of its own events)."""
+        async with self._db.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT size FROM agent_event_blobs WHERE sha256 = %s AND tenant_id = %s "
+                    "LIMIT 1",
+                    (sha256, tenant_id),
+                )
+            ).fetchone()
+        return None if row is None else BlobRef(sha256, int(row[0]))
+
     async def session_exists(self, tenant_id: str, session_id: str) -> bool:
         """True when ``tenant_id`` has at least one event in ``session_id`` (other tenants:
         False)."""
@@ -602,7 +636,30 @@ class EventStore:
                     {"t": tenant_id, "s": session_id, "before": before_seq, "limit": limit},
                 )
             ).fetchall()
-        return [(str(message), str(answer)) for message, answer in reversed(rows)]
+        return [
+            (await self._text(message, message_ref), await self._text(answer, answer_ref))
+            for message, message_ref, answer, answer_ref in reversed(rows)
+        ]
+
+    async def _text(self, value: str | None, ref: dict[str, Any] | None) -> str:
+        """A message or an answer, read from its blob when the event holds a reference."""
+        if ref is None:
+            return str(value)
+        return str(await self._blobs().value(BlobRef(str(ref["sha256"]), int(ref["size"]))))
+
+    async def resolve(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """``events`` with the values their blobs hold in place of the references (what code
+        that reads results needs: a run's replay, its history)."""
+        if not any(has_refs(event) for event in events):
+            return list(events)
+        return await self._blobs().resolve(events)
+
+    def _blobs(self) -> Blobs:
+        if self.blobs is None:
+            raise BlobError(
+                "an event references a blob and no blob store is configured (AGENTLANE_BLOB_STORE)"
+            )
+        return self.blobs
 
     @staticmethod
     async def unfinished_runs(conn: Connection) -> list[UnfinishedRun]:
@@ -703,6 +760,8 @@ class _Rows:
         self.prevs: list[bytes] = []
         self.hashes: list[bytes] = []
         self.traces: list[str | None] = []
+        #: ``(stream, seq, reference)`` of every blob an event names.
+        self.blobs: list[tuple[int, int, BlobRef]] = []
 
     @property
     def count(self) -> int:
@@ -733,6 +792,18 @@ class _Rows:
         self.prevs.append(prev_hash)
         self.hashes.append(digest)
         self.traces.append(trace)
+        self.blobs.extend((stream, seq, ref) for _, ref in refs_in(event.type, data))
+
+    def blob_params(self, ids: dict[tuple[str, str, int], int]) -> dict[str, Any]:
+        """The rows of ``agent_event_blobs`` for the events inserted (``ids``)."""
+        shas, tenants, event_ids, sizes = [], [], [], []
+        for stream, seq, ref in self.blobs:
+            tenant = self.tenants[stream - 1]
+            shas.append(ref.sha256)
+            tenants.append(tenant)
+            event_ids.append(ids[(tenant, self.sessions[stream - 1], seq)])
+            sizes.append(ref.size)
+        return {"shas": shas, "tenants": tenants, "events": event_ids, "sizes": sizes}
 
     def params(self) -> dict[str, Any]:
         return {

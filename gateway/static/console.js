@@ -3,6 +3,7 @@
 // delivered, so no token is repeated or lost). A run's text is its transcript, folded by the
 // client's fold (client/transcript.js): a crashed attempt's partial text is dropped, never
 // appended to. Both are compiled from clients/typescript/src (`npm run build` copies them here).
+import { Client } from "./client/client.js";
 import { ConnectionLost } from "./client/errors.js";
 import { SessionSocket } from "./client/socket.js";
 import { Transcript } from "./client/transcript.js";
@@ -14,6 +15,7 @@ const state = {
   eventsShown: 0,
   live: false, // history sent (the "ready" frame) on the current connection
   runs: new Map(), // executionId -> {root, tokens, transcript, …}
+  client: null, // the HTTP client (blobs, fork) with the token shown
 };
 
 function setStatus(name, detail = "") {
@@ -25,6 +27,7 @@ function setStatus(name, detail = "") {
 async function connect() {
   const session = $("session").value.trim();
   if (!session) return;
+  state.client = new Client(location.origin, { token: $("token").value.trim() || null });
   const socket = new SessionSocket(location.origin, session, {
     token: $("token").value.trim() || null,
     onConnecting: (after) => {
@@ -67,18 +70,20 @@ function run(executionId) {
     root.innerHTML = `<header></header>
       <div class="meta"><span class="state">queued</span><code class="execution"></code>
         <span class="times"></span><span class="usage"></span>
-        <button class="cancel" type="button">cancel</button></div>
+        <button class="cancel" type="button">cancel</button>
+        <button class="fork" type="button" title="a new session whose history is this one's up to this run's last event">fork here</button></div>
       <div class="tokens"></div><div class="tools"></div>
       <details><summary>raw events</summary><pre></pre></details>`;
     root.querySelector("header").textContent = executionId;
     root.querySelector(".execution").textContent = executionId;
     root.querySelector(".cancel").onclick = () => send({ type: "cancel", executionId });
+    root.querySelector(".fork").onclick = () => fork(entry.lastEventId);
     $("runs").prepend(root);
     entry = {
       root, tokens: root.querySelector(".tokens"), tools: root.querySelector(".tools"), count: 0,
       transcript: new Transcript(), texts: new Map(), // step -> its <span> in .tokens
       raw: root.querySelector("details pre"), started: null,
-      usage: { input: 0, output: 0, costMicros: 0, priced: false },
+      usage: { input: 0, output: 0, costMicros: 0, priced: false }, lastEventId: 0,
     };
     state.runs.set(executionId, entry);
   }
@@ -89,14 +94,18 @@ function show(event) {
   state.eventsShown += 1;
   $("counts").textContent = `(${state.eventsShown}, last #${event.eventId})`;
   logLine(`#${event.eventId} s${event.seq} ${event.type}`);
+  if (event.type === "SessionForked") return forkedFrom(event.data);
   if (!event.executionId) return;
   const entry = run(event.executionId);
   const data = event.data;
+  entry.lastEventId = event.eventId;
   entry.raw.append(`${JSON.stringify(event)}\n`);
   times(entry, event);
   switch (event.type) {
     case "RunAccepted":
-      entry.root.querySelector("header").textContent = `${data.runId}: ${data.message}`;
+      entry.root.querySelector("header").replaceChildren(
+        `${data.runId}: `, value(data.message, data.messageRef),
+      );
       break;
     case "RunStarted":
       setState(entry, "running");
@@ -127,7 +136,7 @@ function show(event) {
     case "ToolResult": {
       const line = document.createElement("div");
       line.className = "tool";
-      line.textContent = `← ${data.name}: ${data.ok ? JSON.stringify(data.result) : data.error}`;
+      line.append(`← ${data.name}: `, data.ok ? value(data.result, data.resultRef) : data.error);
       entry.tools.append(line);
       break;
     }
@@ -148,6 +157,56 @@ function show(event) {
       if (event.type !== "Completed") entry.tools.append(`${event.type}: ${data.reason ?? ""}`);
       break;
   }
+}
+
+// A value as its event holds it: inline, or kept in the blob store (a `…Ref`), fetched on demand
+// through GET /blobs/{sha256} and checked against its hash by the client.
+function value(inline, ref) {
+  if (!ref) return typeof inline === "string" ? inline : JSON.stringify(inline);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "blob";
+  button.dataset.sha256 = ref.sha256;
+  button.textContent = `${ref.size.toLocaleString()} bytes in the blob store · show`;
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      const shown = await state.client.blobs.get(ref);
+      const text = document.createElement("span");
+      text.className = "blob-value";
+      text.textContent = typeof shown === "string" ? shown : JSON.stringify(shown);
+      button.replaceWith(text);
+    } catch (error) {
+      button.disabled = false;
+      button.textContent = `could not load (${error.message}) · retry`;
+    }
+  };
+  return button;
+}
+
+// Fork the session after `atEventId` into a new session, then follow the new one: its runs
+// continue from this session's state at that event; this session is not touched.
+async function fork(atEventId) {
+  const parent = $("session").value.trim();
+  const child = `${parent}-fork-${Date.now().toString(36)}`;
+  try {
+    await state.client.sessions.fork(parent, atEventId, child);
+  } catch (error) {
+    logLine(`fork failed: ${error.message}`);
+    return;
+  }
+  $("session").value = child;
+  history.replaceState(null, "", `?session=${encodeURIComponent(child)}${location.hash}`);
+  $("connect").click();
+}
+
+function forkedFrom(data) {
+  const note = $("forked");
+  const link = document.createElement("a");
+  link.href = `?session=${encodeURIComponent(data.parentSessionId)}`;
+  link.textContent = data.parentSessionId;
+  note.replaceChildren("forked from ", link, ` at event #${data.atEventId}`);
+  note.hidden = false;
 }
 
 function setState(entry, name, detail = "") {
@@ -253,6 +312,7 @@ $("connect").addEventListener("click", () => {
   if (state.socket) { const old = state.socket; state.socket = null; old.close(); }
   state.runs.clear();
   $("runs").replaceChildren();
+  $("forked").hidden = true;
   $("log").replaceChildren();
   state.eventsShown = 0;
   connect();

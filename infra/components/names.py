@@ -18,6 +18,7 @@ __all__ = [
     "TRACED",
     "WORKLOADS",
     "Workload",
+    "blob_bucket_name",
     "gateway_neg_name",
     "secret_id",
 ]
@@ -65,6 +66,12 @@ TRACED: Final = SERVICES
 def secret_id(logical: str) -> str:
     """Secret Manager id (and Kubernetes Secret name) of a logical secret."""
     return f"{APP}-{logical}"
+
+
+def blob_bucket_name(project: str, stack: str) -> str:
+    """The blob store's bucket (infra/components/blobs.py); the workloads name it in
+    ``AGENTLANE_BLOB_STORE``."""
+    return f"{project}-{APP}-blobs-{stack}"
 
 
 def gateway_neg_name(stack: str) -> str:

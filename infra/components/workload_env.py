@@ -11,7 +11,16 @@ from typing import Final
 
 from ..config import StackConfig
 from ..connection_budget import PROJECTOR_POOL
-from .names import ANCHOR, COMMAND_SERVICE, GATEWAY, MIGRATE, PROJECTOR, RUNNER, Workload
+from .names import (
+    ANCHOR,
+    COMMAND_SERVICE,
+    GATEWAY,
+    MIGRATE,
+    PROJECTOR,
+    RUNNER,
+    Workload,
+    blob_bucket_name,
+)
 
 __all__ = [
     "CA_DIR",
@@ -70,6 +79,7 @@ AGENTLANE_MODEL: Final = "AGENTLANE_MODEL"
 AGENTLANE_CODE_VERSION: Final = "AGENTLANE_CODE_VERSION"
 AGENTLANE_DB_IAM_AUTH: Final = "AGENTLANE_DB_IAM_AUTH"
 AGENTLANE_ANCHOR_KEY: Final = "AGENTLANE_ANCHOR_KEY"
+AGENTLANE_BLOB_STORE: Final = "AGENTLANE_BLOB_STORE"
 OTEL_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
 OTEL_TRACES_SAMPLER: Final = "OTEL_TRACES_SAMPLER"
 OTEL_TRACES_SAMPLER_ARG: Final = "OTEL_TRACES_SAMPLER_ARG"
@@ -97,6 +107,7 @@ ENV_NAMES: Final = frozenset(
         AGENTLANE_CODE_VERSION,
         AGENTLANE_DB_IAM_AUTH,
         AGENTLANE_ANCHOR_KEY,
+        AGENTLANE_BLOB_STORE,
         OTEL_TRACES_EXPORTER,
         OTEL_TRACES_SAMPLER,
         OTEL_TRACES_SAMPLER_ARG,
@@ -179,12 +190,21 @@ def env_for(workload: Workload, config: StackConfig) -> list[EnvVar]:
         EnvVar(OTEL_TRACES_SAMPLER_ARG, str(runtime.trace_sample_ratio)),
     ] if runtime.trace_sample_ratio > 0 else []
 
+    # Large values of events (infra/components/blobs.py): whoever writes or reads them.
+    blobs = [
+        EnvVar(AGENTLANE_BLOB_STORE, f"gs://{blob_bucket_name(config.project, config.stack)}")
+    ]
+
     by_workload = {
-        COMMAND_SERVICE: database + pool(config.command_service.db_pool) + bus + auth + tracing,
-        GATEWAY: database + pool(config.gateway.db_pool) + bus + auth + port + tracing,
-        RUNNER: database + pool(config.runners.db_pool) + bus + lease + model + port + tracing,
+        COMMAND_SERVICE: (
+            database + pool(config.command_service.db_pool) + bus + auth + blobs + tracing
+        ),
+        GATEWAY: database + pool(config.gateway.db_pool) + bus + auth + blobs + port + tracing,
+        RUNNER: (
+            database + pool(config.runners.db_pool) + bus + lease + model + blobs + port + tracing
+        ),
         PROJECTOR: database + pool(PROJECTOR_POOL) + bus + lease + port + tracing,
         MIGRATE: database,
-        ANCHOR: [*database, EnvVar(AGENTLANE_ANCHOR_KEY, secret=SECRET_ANCHOR_KEY)],
+        ANCHOR: [*database, EnvVar(AGENTLANE_ANCHOR_KEY, secret=SECRET_ANCHOR_KEY), *blobs],
     }
     return by_workload[workload]

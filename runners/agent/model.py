@@ -29,12 +29,17 @@ logger = logging.getLogger(__name__)
 class ModelClient(Protocol):
     """``complete`` streams Token events through ``step`` and returns the journaled result:
     ``{"model", "content", "toolCalls": [{"id", "name", "arguments"}], "usage": {...},
-    "offline"}``; it raises RetryLater/NonRetryable (or anything: retryable) on failure."""
+    "offline"}``; it raises RetryLater/NonRetryable (or anything: retryable) on failure.
+    ``model``: the run's own choice (``RunOptions.model``) instead of the configured model."""
 
     name: str
 
     async def complete(
-        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        step: StepInfo,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        model: str | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -103,17 +108,22 @@ class OpenAIModel:
         self._timeout = options.timeout.total_seconds()
         self._key_file = KeyFile(options.api_key_file) if options.api_key_file else None
 
-    def model_for(self, failures: int) -> str:
-        """The fallback model (when set) takes the last try the retry budget allows, counted in
-        recorded failures (a crashed runner's try is not one)."""
+    def model_for(self, failures: int, chosen: str | None = None) -> str:
+        """The run's chosen model, else the configured one; the fallback model (when set) takes
+        the last try the retry budget allows, counted in recorded failures (a crashed runner's
+        try is not one)."""
         if self.options.fallback_model and failures + 1 >= self._max_attempts > 1:
             return self.options.fallback_model
-        return self.options.model
+        return chosen or self.options.model
 
     async def complete(
-        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        step: StepInfo,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        model: str | None = None,
     ) -> dict[str, Any]:
-        model = self.model_for(step.failures)
+        model = self.model_for(step.failures, model)
         batcher = TokenBatcher(step)
         try:
             return await self._stream(step, model, messages, tools, batcher)

@@ -35,8 +35,13 @@ class OfflineModel:
         self.prices = prices
 
     async def complete(
-        self, step: StepInfo, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        step: StepInfo,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        model: str | None = None,
     ) -> dict[str, Any]:
+        # One scripted model whatever the run chose: its answers say they are offline.
         available = {tool["function"]["name"] for tool in tools}
         last = messages[-1] if messages else {"role": "user", "content": ""}
         calls: list[dict[str, Any]] = []

@@ -169,10 +169,18 @@ class AgentWorkflow:
         budget = Budget.of(payload.get("budget") or {})
         timeout_s = payload.get("approvalTimeoutSeconds")
         approval_timeout = timedelta(seconds=timeout_s) if timeout_s else None
+        # The run's own choices, recorded in its RunAccepted: every replay makes the same ones.
+        options = payload.get("options") or {}
+        model = options.get("model")
+        allowed = options.get("tools")
         messages = opening_messages(
-            await self.history(ctx.run), str(payload.get("message", ""))
+            await self.history(ctx.run), str(payload.get("message", "")),
+            system=options.get("systemPrompt") or SYSTEM_PROMPT,
         )
         schemas = self.tools.schemas()
+        if allowed is not None:
+            schemas = [s for s in schemas if s["function"]["name"] in allowed]
+        offered = {schema["function"]["name"] for schema in schemas}
         spent = Spent()
         while True:
             # Checked before each call, against what the calls so far used and cost.
@@ -184,20 +192,25 @@ class AgentWorkflow:
                 )
                 budget = budget.raised(signal.payload)
             result = await ctx.activity(
-                "model", self.model.complete, messages, schemas, retry=self.model_retry
+                "model", self.model.complete, messages, schemas, model, retry=self.model_retry
             )
             spent = spent.plus(result["usage"])
             if not result["toolCalls"]:
                 return {"answer": result["content"], "offline": result["offline"]}
             messages.append(assistant_message(result))
             for call in result["toolCalls"]:
-                outcome = await self._tool_step(ctx, call, approval_timeout)
+                outcome = await self._tool_step(ctx, call, approval_timeout, offered)
                 messages.append(tool_message(call, outcome))
 
     async def _tool_step(
-        self, ctx: WorkflowContext, call: dict[str, Any], run_timeout: timedelta | None
+        self,
+        ctx: WorkflowContext,
+        call: dict[str, Any],
+        run_timeout: timedelta | None,
+        offered: set[str],
     ) -> dict[str, Any]:
-        tool = self.tools.get(call["name"])
+        # A tool the run was not given is unknown to it, whatever the model asks for.
+        tool = self.tools.get(call["name"]) if call["name"] in offered else None
         approval = tool is not None and tool.requires_approval
         arguments = _arguments(call["arguments"])
         ctx.emit(
@@ -236,14 +249,16 @@ class AgentWorkflow:
                 )
                 return denied
         result: dict[str, Any] = await ctx.activity(
-            TOOL_PREFIX + call["name"], self._run_tool, call, retry=self.tool_retry,
+            TOOL_PREFIX + call["name"], self._run_tool, call, offered, retry=self.tool_retry,
             completion=TOOL_RESULT,
         )
         return result
 
-    async def _run_tool(self, step: StepInfo, call: dict[str, Any]) -> dict[str, Any]:
+    async def _run_tool(
+        self, step: StepInfo, call: dict[str, Any], offered: set[str]
+    ) -> dict[str, Any]:
         answer: dict[str, Any] = {"callId": call["id"], "name": call["name"]}
-        tool = self.tools.get(call["name"])
+        tool = self.tools.get(call["name"]) if call["name"] in offered else None
         if tool is None:
             return answer | {"ok": False, "error": f"unknown tool {call['name']!r}"}
         arguments = _arguments(call["arguments"])

@@ -77,7 +77,9 @@ class Executor:
     async def _advance_once(
         self, run: DueRun, fence: Fence, wake: asyncio.Event, stop: asyncio.Event
     ) -> Outcome:
-        events = await self.store.read_execution(run.tenant_id, run.execution_id)
+        events = await self.store.resolve(
+            await self.store.read_execution(run.tenant_id, run.execution_id)
+        )
         if not events:
             raise EngineError(f"run {run.execution_id} has no events")
         journal = Journal.from_events(events, self.registry.completions)

@@ -56,6 +56,10 @@ class RunLog(Protocol):
         types: Collection[str] | None = None,
     ) -> list[StoredEvent]: ...
 
+    async def resolve(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """Events with the values of their blobs in place of references."""
+        ...
+
     async def now(self) -> datetime: ...
 
 
@@ -251,12 +255,12 @@ class ActiveRun:
             self.activity.cancel()
 
     async def _read_commands(self) -> list[StoredEvent]:
-        return await self.store.read_execution(
+        return await self.store.resolve(await self.store.read_execution(
             self.run.tenant_id,
             self.run.execution_id,
             gt_seq=self.journal.last_seq,
             types=COMMAND_TYPES,
-        )
+        ))
 
     @contextlib.contextmanager
     def running(self, task: asyncio.Task[Any]) -> Iterator[None]:

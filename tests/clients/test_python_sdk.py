@@ -233,3 +233,20 @@ def test_an_operator_reads_the_overview_and_a_403_is_typed(stack: DevStack) -> N
     with pytest.raises(Forbidden) as refused:
         raise_for_problem(answer)
     assert refused.value.status == 403 and "operators only" in str(refused.value)
+
+
+@pytest.mark.slow
+def test_a_long_message_and_its_answer_are_blobs_the_client_fetches_and_checks(
+    stack: DevStack,
+) -> None:
+    message = "blob:" + "y" * 40_000  # one word: the offline model streams it at once
+    with Client(stack.http) as client:
+        ended = list(client.runs.stream("sdk-blob", message))[-1]
+        assert isinstance(ended, Ended) and ended.status == "completed"
+        assert ended.answer is None and ended.answer_ref is not None
+        assert client.blobs.get(ended.answer_ref) == f"(offline) You said: {message}"
+        accepted = client.sessions.page("sdk-blob")[0][0]
+        assert accepted.type == "RunAccepted" and accepted.data["message"] is None
+        assert client.blobs.get(accepted.data["messageRef"]) == message
+        with pytest.raises(NotFound):
+            client.blobs.get("0" * 64)

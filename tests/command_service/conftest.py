@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from agentlane.auth import Authenticator
+from agentlane.blobs import Blobs
 from agentlane.cli.embedded_pg import free_port
 from agentlane.db import Database, open_pool
 from agentlane.service import build_app
@@ -81,6 +82,7 @@ async def serve(
     authenticator: Authenticator,
     limits: Limits = OPEN_LIMITS,
     pool: AsyncConnectionPool | None = None,
+    blobs: Blobs | None = None,
 ) -> AsyncIterator[LiveServer]:
     """The command service as ``agentlane.service`` assembles it, served on 127.0.0.1 (on its
     own pool unless one is given)."""
@@ -93,7 +95,7 @@ async def serve(
         registry = CollectorRegistry()
         service = CommandService(
             db=db, shards=TEST_SHARDS, authenticator=authenticator, limits=limits,
-            registry=registry, runners=read_runner_rows,
+            registry=registry, runners=read_runner_rows, blobs=blobs,
         )
         port = free_port()
         config = uvicorn.Config(

@@ -197,9 +197,11 @@ async def model_messages(
     workflow = executor.registry.get("agent", "1").__self__  # type: ignore[attr-defined]
     original = workflow.model.complete
 
-    async def spy(step: StepInfo, messages: list[dict[str, Any]], tools: Any) -> Any:
+    async def spy(
+        step: StepInfo, messages: list[dict[str, Any]], tools: Any, model: str | None = None
+    ) -> Any:
         seen.append(messages)
-        return await original(step, messages, tools)
+        return await original(step, messages, tools, model)
 
     workflow.model.complete = spy
     assert await harness.advance(executor, run) is Outcome.COMPLETED

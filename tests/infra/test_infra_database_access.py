@@ -75,8 +75,9 @@ def test_every_workload_but_the_migration_logs_in_as_its_own_iam_user(run: Stack
         r for r in run.kubernetes()
         if r.inputs.get("kind") in ("Deployment", "StatefulSet", "Job", "CronJob")
     ]
-    # runner, projector, gateway, migrate, anchor; and the operator's on-demand jobs.
-    assert len(workloads) == 8
+    # runner, projector, gateway, migrate, anchor, the blob collector; and the operator's
+    # on-demand jobs.
+    assert len(workloads) == 9
     for workload in workloads:
         pod = _pod(workload)
         (container,) = pod["containers"]
@@ -166,3 +167,38 @@ def test_anchors_go_to_a_bucket_the_writer_can_only_add_to(run: StackRun) -> Non
     ]
     key = _env(container)["AGENTLANE_ANCHOR_KEY"]["valueFrom"]["secretKeyRef"]
     assert key == {"name": "agentlane-anchor-key", "key": "AGENTLANE_ANCHOR_KEY"}
+
+
+def test_blobs_go_to_a_bucket_writers_cannot_delete_from(run: StackRun) -> None:
+    bucket = run.one("gcp:storage/bucket:Bucket", "blobs")
+    name = bucket.inputs["name"]
+    assert name == f"{run.project}-agentlane-blobs-{run.stack}"
+    assert bucket.inputs["publicAccessPrevention"] == "enforced"
+    # The bucket itself keeps every blob its first day: the collector's grace period.
+    assert bucket.inputs["retentionPolicy"]["retentionPeriod"] == "86400"
+    assert bucket.inputs["retentionPolicy"]["isLocked"] is (run.stack == "prod")
+    assert bucket.retain_on_delete, "a destroy must not take the only copy of the values"
+    role = run.one("gcp:projects/iAMCustomRole:IAMCustomRole", "blob-writer")
+    assert sorted(role.inputs["permissions"]) == [
+        "storage.objects.create", "storage.objects.get", "storage.objects.update"
+    ]
+    grants = {
+        g.inputs["member"]: g.inputs["role"]
+        for g in run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+        if g.inputs["bucket"] == name
+    }
+    writers = {"command-service", "gateway", "runner"}
+    assert grants == {
+        **{f"serviceAccount:{_login(run, w)}.gserviceaccount.com": grants[
+            f"serviceAccount:{_login(run, w)}.gserviceaccount.com"] for w in writers},
+        f"serviceAccount:{_login(run, 'anchor')}.gserviceaccount.com": "roles/storage.objectUser",
+    }
+    assert all(grants[f"serviceAccount:{_login(run, w)}.gserviceaccount.com"] != (
+        "roles/storage.objectUser") for w in writers)
+
+    cron = run.kube_named("CronJob", "agentlane-blobs-gc")
+    pod = _pod(cron)
+    assert pod["serviceAccountName"] == "anchor"  # the auditor's login: reads, never writes
+    (container,) = pod["containers"]
+    assert container["command"] == ["agentlane", "blobs", "gc"]
+    assert _env(container)["AGENTLANE_BLOB_STORE"]["value"] == f"gs://{name}"

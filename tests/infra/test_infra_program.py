@@ -167,8 +167,12 @@ def test_no_owner_editor_or_admin_role_anywhere(run: StackRun) -> None:
         assert "admin" not in role.lower()
     members = [r.inputs.get("member") for r in run.resources]
     assert not {"allUsers", "allAuthenticatedUsers"} & set(members)
-    (custom,) = run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole")
+    custom = run.one("gcp:projects/iAMCustomRole:IAMCustomRole", "live-subscriber")
     assert sorted(custom.inputs["permissions"]) == sorted(LIVE_SUBSCRIBER_PERMISSIONS)
+    # Custom roles grant objects' and subscriptions' permissions only, never an admin's.
+    for role in run.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"):
+        assert not any(p.endswith((".delete", ".setIamPolicy")) and p.startswith("storage.")
+                       for p in role.inputs["permissions"]), role.name
 
 
 def test_workload_identity_members_match_existing_ksas(run: StackRun) -> None:

@@ -3,7 +3,8 @@ tampering exits 1 and names the stream, the event and what differs."""
 
 from __future__ import annotations
 
-from tests.replay.conftest import Seeded, event_id_of, replay, tamper
+from agentlane.commands import Commands
+from tests.replay.conftest import Seeded, event_id_of, replay, rewrite_history, tamper
 
 
 async def test_untouched_history_verifies(database_url: str, seeded: Seeded) -> None:
@@ -97,3 +98,26 @@ async def test_read_model_rows_deleted_and_invented_are_caught(
         "read_usage_daily offline" in line and "output_tokens is 4" in line for line in lines
     )
     assert '"mismatches": 3' in lines[-1] and '"ok": false' in lines[-1]
+
+
+async def test_a_rewritten_parent_breaks_its_forks_link(
+    database_url: str, seeded: Seeded, commands: Commands
+) -> None:
+    """A superuser's rewrite of a parent's history that recomputes its chain passes the chain
+    check, but not the fork that recorded the parent's hash at its cut (as an anchor would)."""
+    cut = event_id_of(database_url, "default", "s1", 8)
+    fork = await commands.fork_session(
+        tenant_id="default", session_id="s1", at_event_id=cut, new_session_id="s1-fork"
+    )
+    clean = replay(database_url, "verify")
+    assert clean.returncode == 0, clean.stdout
+    assert "forks: 1 links to their parents checked" in clean.stdout
+
+    rewrite_history(database_url, "default", "s1", 8, {"answer": "forged", "offline": False})
+    broken = replay(database_url, "verify")
+    assert broken.returncode == 1
+    mismatches = [line for line in broken.stdout.splitlines() if line.startswith("MISMATCH")]
+    # The parent's own chain verifies (it was recomputed); only the link and the read model show.
+    assert f"MISMATCH default/s1-fork seq 1 event {fork.event_id}: the fork's parent s1 event " \
+        f"{cut} has hash" in broken.stdout
+    assert not any("hash does not match" in line for line in mismatches)

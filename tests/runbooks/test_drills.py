@@ -69,3 +69,15 @@ def test_a_drill_after_the_quickstart_install_gets_its_test_tools_first(tmp_path
     assert (tmp_path / "installed-with").read_text() == "test\n"
     # The stand-in installed nothing, so pytest is still missing: the drill fails, loudly.
     assert result.returncode != 0 and "No module named pytest" in result.stderr
+
+
+def test_every_test_the_index_cites_exists(repo_root: Path) -> None:
+    """The course's troubleshooting table names tests where no drill applies: they must exist."""
+    index = (RUNBOOKS / "README.md").read_text()
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", index)
+    assert len(cited) >= 6
+    for path, function in cited:
+        file = repo_root / path
+        assert file.exists(), path
+        if function:
+            assert re.search(rf"def {re.escape(function)}\(", file.read_text()), (path, function)

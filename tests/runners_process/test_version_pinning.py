@@ -36,6 +36,7 @@ from tests.runners_process.harness import (
 from tests.runners_process.journal_checks import metric, query, wait_for
 
 RUNS = 4
+STEPS = 8  # of the rollback drill's runs
 
 
 async def _start(url: str, message: str = work_message(steps=2, step_s=0.05, sleep_s=2)) -> None:
@@ -149,9 +150,10 @@ def test_a_deploy_that_renamed_a_step_is_rolled_back_and_the_runs_resume(
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(ATTEMPTS_DDL)
-    # Three 0.6 s steps: v1 is stopped (it drains: the step in flight finishes) once every run
-    # has journaled its first step under the old name, long before any run is done.
-    asyncio.run(_start(database_url, work_message(steps=3, step_s=0.6)))
+    # Eight 0.6 s steps: v1 is stopped (it drains: the step in flight finishes) once every run
+    # has journaled its first step under the old name, long before any run is done (runs start
+    # staggered as v1 claims its shards; the fresh-clone CI saw a three-step run finish first).
+    asyncio.run(_start(database_url, work_message(steps=STEPS, step_s=0.6)))
     v1 = runner_env(database_url, "v1", ttl_s=2, AGENTLANE_CODE_VERSION="v1")
     old = spawn_runner("v1", v1, tmp_path)
     procs = [old]
@@ -183,6 +185,6 @@ def test_a_deploy_that_renamed_a_step_is_rolled_back_and_the_runs_resume(
                  "the runs to resume on the rolled-back image", procs)
         assert "Failed" not in _types(database_url)
         attempts = query(database_url, "SELECT key, count(*) FROM test_step_attempts GROUP BY key")
-        assert len(attempts) == RUNS * 3 and {count for _, count in attempts} == {1}
+        assert len(attempts) == RUNS * STEPS and {count for _, count in attempts} == {1}
     finally:
         stop_all(procs)

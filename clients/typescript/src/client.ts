@@ -9,13 +9,15 @@
  * the step's text), `follow`. `sessions`: `events` (typed events, history then live, reconnecting
  * and resuming by `lastEventId`), `page`, `connect` (the session's socket with its commands),
  * `usage` (the session's tokens and cost). `operations`: `overview` (operators only: the cluster,
- * every tenant's usage).
+ * every tenant's usage). `blobs`: `get` (a value an event keeps in the blob store, checked against
+ * its hash).
  */
 import { Backoff } from "./backoff.js";
-import { APIConnectionError, raiseForProblem } from "./errors.js";
+import { APIConnectionError, BlobMismatch, raiseForProblem } from "./errors.js";
 import { SessionSocket, type SessionSocketListeners, type WebSocketConstructor } from "./socket.js";
 import { type Change, Transcript } from "./transcript.js";
 import type {
+  BlobRef,
   CancelAccepted,
   Event,
   EventsPage,
@@ -51,6 +53,12 @@ export interface CreateOptions {
   onConflict?: OnConflict;
   /** How long each approval of the run may wait before the tool's default applies (deny, unless the tool approves by default). */
   approvalTimeoutSeconds?: number;
+  /** The run's own model: one the server offers (`AGENTLANE_CMD_RUN_MODELS`). */
+  model?: string;
+  /** The tools the run may use, by name: a subset of the runners'. */
+  tools?: string[];
+  /** The run's own system prompt. */
+  systemPrompt?: string;
 }
 
 export interface FollowOptions {
@@ -65,6 +73,7 @@ export class Client {
   readonly runs: Runs;
   readonly sessions: Sessions;
   readonly operations: Operations;
+  readonly blobs: Blobs;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
   readonly #WebSocket: WebSocketConstructor | undefined;
@@ -80,10 +89,16 @@ export class Client {
     this.runs = new Runs(this);
     this.sessions = new Sessions(this);
     this.operations = new Operations(this);
+    this.blobs = new Blobs(this);
   }
 
   /** One request of the API; its JSON answer, or the problem as a typed error. */
   async request<T>(method: string, path: string, body?: unknown, query?: Record<string, string | number>): Promise<T> {
+    return (await (await this.response(method, path, body, query)).json()) as T;
+  }
+
+  /** One request of the API; its answer, or the problem as a typed error. */
+  async response(method: string, path: string, body?: unknown, query?: Record<string, string | number>): Promise<Response> {
     const url = new URL(this.baseUrl + path);
     for (const [key, value] of Object.entries(query ?? {})) url.searchParams.set(key, String(value));
     const headers: Record<string, string> = { accept: "application/json" };
@@ -109,7 +124,7 @@ export class Client {
       }
     }
     await raiseForProblem(response);
-    return (await response.json()) as T;
+    return response;
   }
 
   /** A socket on `sessionId` with this client's token and WebSocket. */
@@ -133,10 +148,18 @@ export class Runs {
 
   /** Start a run; the same `runId` again is the same run (a safe retry). */
   create(
-    sessionId: string, message: string, { runId, onConflict = "enqueue", approvalTimeoutSeconds }: CreateOptions = {},
+    sessionId: string, message: string,
+    { runId, onConflict = "enqueue", approvalTimeoutSeconds, model, tools, systemPrompt }: CreateOptions = {},
   ): Promise<RunAccepted> {
     const body: StartRunRequest = { runId: runId ?? `run-${randomHex()}`, message, onConflict };
     if (approvalTimeoutSeconds !== undefined) body.approvalTimeoutSeconds = approvalTimeoutSeconds;
+    if (model !== undefined || tools !== undefined || systemPrompt !== undefined) {
+      body.options = {
+        ...(model === undefined ? {} : { model }),
+        ...(tools === undefined ? {} : { tools }),
+        ...(systemPrompt === undefined ? {} : { systemPrompt }),
+      };
+    }
     return this.#client.request<RunAccepted>("POST", `/agents/${encodeURIComponent(sessionId)}/runs`, body);
   }
 
@@ -252,6 +275,29 @@ export class Operations {
    */
   overview({ days = 14 }: { days?: number } = {}): Promise<OpsOverview> {
     return this.#client.request<OpsOverview>("GET", "/ops/overview", undefined, { days });
+  }
+}
+
+export class Blobs {
+  readonly #client: Client;
+
+  constructor(client: Client) {
+    this.#client = client;
+  }
+
+  /**
+   * The value an event keeps in the blob store: pass its `…Ref` (`resultRef`, `answerRef`, …)
+   * or the bare sha256. The bytes are checked against the hash before they are decoded
+   * (`BlobMismatch` otherwise), so the event's place in the hash chain vouches for them.
+   */
+  async get(ref: BlobRef | string): Promise<unknown> {
+    const sha256 = typeof ref === "string" ? ref : ref.sha256;
+    const response = await this.#client.response("GET", `/blobs/${encodeURIComponent(sha256)}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const digest = Array.from(new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes)))
+      .map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    if (digest !== sha256) throw new BlobMismatch(`blob ${sha256}: the bytes received hash to ${digest}`);
+    return JSON.parse(new TextDecoder().decode(bytes));
   }
 }
 

@@ -11,6 +11,7 @@
  *     │   ├── RateLimited        429: slow down; `retryAfter` seconds
  *     │   └── ServiceUnavailable 503 (and other 5xx): try again later
  *     ├── APIConnectionError     the server could not be reached (after retries)
+ *     ├── BlobMismatch           a blob's bytes do not hash to the reference that named them
  *     ├── GatewayError           the gateway answered a socket frame with an `error` frame
  *     └── ConnectionLost         the socket closed for good (4001 unauthorized)
  */
@@ -85,6 +86,11 @@ export class ServiceUnavailable extends APIError {
 /** The request never got an answer: the server is not reachable (or the network failed). */
 export class APIConnectionError extends AgentlaneClientError {
   override name = "APIConnectionError";
+}
+
+/** `blobs.get`: the bytes received are not the blob the reference names. */
+export class BlobMismatch extends AgentlaneClientError {
+  override name = "BlobMismatch";
 }
 
 /** An `error` frame: `code` (`run_not_found`, `rate_limited`, …) and `message`. */

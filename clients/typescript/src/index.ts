@@ -4,12 +4,13 @@
  * See README.md.
  */
 export { Backoff } from "./backoff.js";
-export { Client, Operations, Runs, Sessions, type ClientOptions, type CreateOptions, type FollowOptions } from "./client.js";
+export { Blobs, Client, Operations, Runs, Sessions, type ClientOptions, type CreateOptions, type FollowOptions } from "./client.js";
 export {
   AgentlaneClientError,
   APIConnectionError,
   APIError,
   BadRequest,
+  BlobMismatch,
   Conflict,
   ConnectionLost,
   Forbidden,

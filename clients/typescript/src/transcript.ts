@@ -13,6 +13,7 @@
  * compiled (`gateway/static/client/transcript.js`).
  */
 import type {
+  BlobRef,
   CancelledData,
   CompletedData,
   FailedData,
@@ -53,6 +54,8 @@ export interface ToolReturned {
   ok: boolean;
   result: unknown;
   error: string | null;
+  /** Set when the result is in the blob store (`result` is then null): `blobs.get(sha256)`. */
+  resultRef?: BlobRef;
 }
 
 /** The run waits (`Suspended`): for an approval, a signal or a raised budget. */
@@ -73,6 +76,8 @@ export interface Ended {
   status: EndStatus;
   answer: string | null;
   reason: string | null;
+  /** Set when the answer is in the blob store (`answer` is then null). */
+  answerRef?: BlobRef;
 }
 
 /** What one event changed, as a client renders it. */
@@ -87,7 +92,8 @@ export interface FoldableEvent {
 /** A tool call or result as the shared fixtures record it (`Transcript.toJSON`). */
 export type ToolJSON =
   | { call: string; callId: string; arguments: Record<string, unknown>; requiresApproval: boolean }
-  | { result: string; callId: string; ok: boolean; value: unknown; error: string | null };
+  | { result: string; callId: string; ok: boolean; value: unknown; error: string | null;
+      valueRef?: BlobRef };
 
 export interface StepJSON {
   step: number;
@@ -103,6 +109,7 @@ export interface TranscriptJSON {
   answer: string | null;
   reason: string | null;
   waiting: { reason: string; name: string | null; deadline: string | null } | null;
+  answerRef?: BlobRef;
 }
 
 const ENDS: Readonly<Record<string, EndStatus>> = {
@@ -126,6 +133,7 @@ interface Step {
 export class Transcript {
   status = "queued";
   answer: string | null = null;
+  answerRef: BlobRef | null = null;
   reason: string | null = null;
   waiting: Waiting | null = null;
   readonly #steps = new Map<number, Step>();
@@ -167,6 +175,7 @@ export class Transcript {
           result: result.result ?? null,
           error: result.error ?? null,
         };
+        if (result.resultRef) returned.resultRef = result.resultRef;
         this.#step(returned.step).tools.push(returned);
         return [returned];
       }
@@ -189,8 +198,11 @@ export class Transcript {
     this.status = status;
     this.waiting = null;
     this.answer = end.answer ?? null;
+    this.answerRef = end.answerRef ?? null;
     this.reason = end.reason ?? null;
-    return [{ kind: "ended", status, answer: this.answer, reason: this.reason }];
+    const ended: Ended = { kind: "ended", status, answer: this.answer, reason: this.reason };
+    if (this.answerRef !== null) ended.answerRef = this.answerRef;
+    return [ended];
   }
 
   #token(data: TokenData): Change[] {
@@ -260,7 +272,7 @@ export class Transcript {
     const steps = this.#ordered()
       .filter((step) => step.parts.length || step.tools.length)
       .map((step) => ({ step: step.number, text: step.parts.join(""), tools: step.tools.map(toolJSON) }));
-    return {
+    const body: TranscriptJSON = {
       status: this.status,
       text: this.text,
       steps,
@@ -270,6 +282,8 @@ export class Transcript {
         ? null
         : { reason: this.waiting.reason, name: this.waiting.name, deadline: this.waiting.deadline },
     };
+    if (this.answerRef !== null) body.answerRef = this.answerRef;
+    return body;
   }
 }
 
@@ -278,7 +292,11 @@ function toolJSON(tool: ToolCalled | ToolReturned): ToolJSON {
     return { call: tool.name, callId: tool.callId, arguments: { ...tool.arguments },
       requiresApproval: tool.requiresApproval };
   }
-  return { result: tool.name, callId: tool.callId, ok: tool.ok, value: tool.result, error: tool.error };
+  const body: ToolJSON = {
+    result: tool.name, callId: tool.callId, ok: tool.ok, value: tool.result, error: tool.error,
+  };
+  if (tool.resultRef !== undefined) body.valueRef = tool.resultRef;
+  return body;
 }
 
 /** Fold a run's events (Event JSON, `seq` order) into its transcript. */

@@ -233,3 +233,19 @@ test("a fork continues from the parent's state at the cut", live, async (t) => {
   assert.equal(first.data.atEventId, cut);
   await assert.rejects(client.sessions.fork(parent, cut, parent), (error) => error instanceof APIError && error.status === 422);
 });
+
+test("a long message and its answer travel as blob references, fetched and checked on demand", live, async (t) => {
+  const session = `${prefix}-blob`;
+  const message = `blob:${"x".repeat(40_000)}`; // one word: the offline model streams it at once
+  let ended;
+  for await (const change of client.runs.stream(session, message, { signal: t.signal })) ended = change;
+  assert.equal(ended.status, "completed");
+  assert.equal(ended.answer, null, "the answer is in the blob store");
+  assert.ok(ended.answerRef.size > 40_000);
+  assert.equal(await client.blobs.get(ended.answerRef), `(offline) You said: ${message}`);
+  const accepted = (await client.sessions.page(session)).events[0];
+  assert.equal(accepted.type, "RunAccepted");
+  assert.equal(accepted.data.message, null);
+  assert.equal(await client.blobs.get(accepted.data.messageRef), message);
+  await assert.rejects(client.blobs.get("0".repeat(64)), (error) => error instanceof NotFound);
+});

@@ -10,10 +10,11 @@
  * the step's text), `follow`. `sessions`: `events` (typed events, history then live, reconnecting
  * and resuming by `lastEventId`), `page`, `connect` (the session's socket with its commands),
  * `usage` (the session's tokens and cost). `operations`: `overview` (operators only: the cluster,
- * every tenant's usage).
+ * every tenant's usage). `blobs`: `get` (a value an event keeps in the blob store, checked against
+ * its hash).
  */
 import { Backoff } from "./backoff.js";
-import { APIConnectionError, raiseForProblem } from "./errors.js";
+import { APIConnectionError, BlobMismatch, raiseForProblem } from "./errors.js";
 import { SessionSocket } from "./socket.js";
 import { Transcript } from "./transcript.js";
 /** Attempts of a request that did not reach the server (same runId, so a start stays one run). */
@@ -25,6 +26,7 @@ export class Client {
     runs;
     sessions;
     operations;
+    blobs;
     #timeoutMs;
     #fetch;
     #WebSocket;
@@ -39,9 +41,14 @@ export class Client {
         this.runs = new Runs(this);
         this.sessions = new Sessions(this);
         this.operations = new Operations(this);
+        this.blobs = new Blobs(this);
     }
     /** One request of the API; its JSON answer, or the problem as a typed error. */
     async request(method, path, body, query) {
+        return (await (await this.response(method, path, body, query)).json());
+    }
+    /** One request of the API; its answer, or the problem as a typed error. */
+    async response(method, path, body, query) {
         const url = new URL(this.baseUrl + path);
         for (const [key, value] of Object.entries(query ?? {}))
             url.searchParams.set(key, String(value));
@@ -71,7 +78,7 @@ export class Client {
             }
         }
         await raiseForProblem(response);
-        return (await response.json());
+        return response;
     }
     /** A socket on `sessionId` with this client's token and WebSocket. */
     socket(sessionId, after = 0, listeners = {}) {
@@ -90,10 +97,17 @@ export class Runs {
         this.#client = client;
     }
     /** Start a run; the same `runId` again is the same run (a safe retry). */
-    create(sessionId, message, { runId, onConflict = "enqueue", approvalTimeoutSeconds } = {}) {
+    create(sessionId, message, { runId, onConflict = "enqueue", approvalTimeoutSeconds, model, tools, systemPrompt } = {}) {
         const body = { runId: runId ?? `run-${randomHex()}`, message, onConflict };
         if (approvalTimeoutSeconds !== undefined)
             body.approvalTimeoutSeconds = approvalTimeoutSeconds;
+        if (model !== undefined || tools !== undefined || systemPrompt !== undefined) {
+            body.options = {
+                ...(model === undefined ? {} : { model }),
+                ...(tools === undefined ? {} : { tools }),
+                ...(systemPrompt === undefined ? {} : { systemPrompt }),
+            };
+        }
         return this.#client.request("POST", `/agents/${encodeURIComponent(sessionId)}/runs`, body);
     }
     /** The run's status, answer, error and usage. */
@@ -184,6 +198,27 @@ export class Operations {
      */
     overview({ days = 14 } = {}) {
         return this.#client.request("GET", "/ops/overview", undefined, { days });
+    }
+}
+export class Blobs {
+    #client;
+    constructor(client) {
+        this.#client = client;
+    }
+    /**
+     * The value an event keeps in the blob store: pass its `…Ref` (`resultRef`, `answerRef`, …)
+     * or the bare sha256. The bytes are checked against the hash before they are decoded
+     * (`BlobMismatch` otherwise), so the event's place in the hash chain vouches for them.
+     */
+    async get(ref) {
+        const sha256 = typeof ref === "string" ? ref : ref.sha256;
+        const response = await this.#client.response("GET", `/blobs/${encodeURIComponent(sha256)}`);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        const digest = Array.from(new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes)))
+            .map((byte) => byte.toString(16).padStart(2, "0")).join("");
+        if (digest !== sha256)
+            throw new BlobMismatch(`blob ${sha256}: the bytes received hash to ${digest}`);
+        return JSON.parse(new TextDecoder().decode(bytes));
     }
 }
 function randomHex() {

@@ -57,6 +57,10 @@ export class ServiceUnavailable extends APIError {
 export class APIConnectionError extends AgentlaneClientError {
     name = "APIConnectionError";
 }
+/** `blobs.get`: the bytes received are not the blob the reference names. */
+export class BlobMismatch extends AgentlaneClientError {
+    name = "BlobMismatch";
+}
 /** An `error` frame: `code` (`run_not_found`, `rate_limited`, …) and `message`. */
 export class GatewayError extends AgentlaneClientError {
     name = "GatewayError";

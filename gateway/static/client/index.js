@@ -5,8 +5,8 @@
  * See README.md.
  */
 export { Backoff } from "./backoff.js";
-export { Client, Operations, Runs, Sessions } from "./client.js";
-export { AgentlaneClientError, APIConnectionError, APIError, BadRequest, Conflict, ConnectionLost, Forbidden, GatewayError, NotFound, RateLimited, ServiceUnavailable, Unauthorized, } from "./errors.js";
+export { Blobs, Client, Operations, Runs, Sessions } from "./client.js";
+export { AgentlaneClientError, APIConnectionError, APIError, BadRequest, BlobMismatch, Conflict, ConnectionLost, Forbidden, GatewayError, NotFound, RateLimited, ServiceUnavailable, Unauthorized, } from "./errors.js";
 export { CLOSE_UNAUTHORIZED, SessionSocket, } from "./socket.js";
 export { Transcript, transcriptOf, } from "./transcript.js";
 export * from "./types.js";

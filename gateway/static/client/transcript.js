@@ -8,6 +8,7 @@ const ENDS = {
 export class Transcript {
     status = "queued";
     answer = null;
+    answerRef = null;
     reason = null;
     waiting = null;
     #steps = new Map();
@@ -48,6 +49,8 @@ export class Transcript {
                     result: result.result ?? null,
                     error: result.error ?? null,
                 };
+                if (result.resultRef)
+                    returned.resultRef = result.resultRef;
                 this.#step(returned.step).tools.push(returned);
                 return [returned];
             }
@@ -71,8 +74,12 @@ export class Transcript {
         this.status = status;
         this.waiting = null;
         this.answer = end.answer ?? null;
+        this.answerRef = end.answerRef ?? null;
         this.reason = end.reason ?? null;
-        return [{ kind: "ended", status, answer: this.answer, reason: this.reason }];
+        const ended = { kind: "ended", status, answer: this.answer, reason: this.reason };
+        if (this.answerRef !== null)
+            ended.answerRef = this.answerRef;
+        return [ended];
     }
     #token(data) {
         // A token without a step tag (an older writer) belongs to step -1: shown in order first.
@@ -136,7 +143,7 @@ export class Transcript {
         const steps = this.#ordered()
             .filter((step) => step.parts.length || step.tools.length)
             .map((step) => ({ step: step.number, text: step.parts.join(""), tools: step.tools.map(toolJSON) }));
-        return {
+        const body = {
             status: this.status,
             text: this.text,
             steps,
@@ -146,6 +153,9 @@ export class Transcript {
                 ? null
                 : { reason: this.waiting.reason, name: this.waiting.name, deadline: this.waiting.deadline },
         };
+        if (this.answerRef !== null)
+            body.answerRef = this.answerRef;
+        return body;
     }
 }
 function toolJSON(tool) {
@@ -153,7 +163,12 @@ function toolJSON(tool) {
         return { call: tool.name, callId: tool.callId, arguments: { ...tool.arguments },
             requiresApproval: tool.requiresApproval };
     }
-    return { result: tool.name, callId: tool.callId, ok: tool.ok, value: tool.result, error: tool.error };
+    const body = {
+        result: tool.name, callId: tool.callId, ok: tool.ok, value: tool.result, error: tool.error,
+    };
+    if (tool.resultRef !== undefined)
+        body.valueRef = tool.resultRef;
+    return body;
 }
 /** Fold a run's events (Event JSON, `seq` order) into its transcript. */
 export function transcriptOf(events) {

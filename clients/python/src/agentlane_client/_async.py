@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from agentlane_client._errors import APIConnectionError, raise_for_problem
+from agentlane_client._errors import APIConnectionError, BlobMismatch, raise_for_problem
 from agentlane_client._models import Event, Fork, Run, RunAccepted, SessionUsage
 from agentlane_client._socket import SessionSocket
 from agentlane_client.transcript import Change, Ended, Transcript
@@ -38,6 +40,7 @@ class AsyncClient:
         self.runs = AsyncRuns(self)
         self.sessions = AsyncSessions(self)
         self.operations = AsyncOperations(self)
+        self.blobs = AsyncBlobs(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -49,6 +52,9 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._response(method, path, **kwargs)).json()
+
+    async def _response(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(1, _TRANSPORT_ATTEMPTS + 1):
             try:
                 response = await self._http.request(method, path, **kwargs)
@@ -57,7 +63,7 @@ class AsyncClient:
                 if attempt == _TRANSPORT_ATTEMPTS:
                     raise APIConnectionError(f"{method} {path}: {exc}") from exc
         raise_for_problem(response)
-        return response.json()
+        return response
 
 
 class AsyncRuns:
@@ -67,16 +73,28 @@ class AsyncRuns:
     async def create(
         self, session_id: str, message: str, *, run_id: str | None = None,
         on_conflict: OnConflict = "enqueue", approval_timeout_s: float | None = None,
+        model: str | None = None, tools: Sequence[str] | None = None,
+        system_prompt: str | None = None,
     ) -> RunAccepted:
         """Start a run; the same ``run_id`` again is the same run (a safe retry).
         ``approval_timeout_s``: how long each approval of the run may wait before the tool's
-        default applies (deny, unless the tool approves by default)."""
+        default applies (deny, unless the tool approves by default). ``model`` (one the server
+        offers), ``tools`` (by name, a subset of the runners') and ``system_prompt``: the run's
+        own, recorded with it."""
         body: dict[str, Any] = {
             "runId": run_id or f"run-{uuid.uuid4().hex}", "message": message,
             "onConflict": on_conflict,
         }
         if approval_timeout_s is not None:
             body["approvalTimeoutSeconds"] = approval_timeout_s
+        options = {
+            key: value for key, value in
+            (("model", model), ("tools", None if tools is None else list(tools)),
+             ("systemPrompt", system_prompt))
+            if value is not None
+        }
+        if options:
+            body["options"] = options
         answer = await self._client._request(
             "POST", f"/agents/{quote(session_id, safe='')}/runs", json=body
         )
@@ -173,6 +191,26 @@ class AsyncSessions:
         return SessionUsage.model_validate(
             await self._client._request("GET", f"/sessions/{quote(session_id, safe='')}/usage")
         )
+
+
+class AsyncBlobs:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def get(self, ref: Mapping[str, Any] | str | Any) -> Any:
+        """The value an event keeps in the blob store: pass its ``…Ref`` (``resultRef``,
+        ``answerRef``, …) or the bare sha256. The bytes are checked against the hash before they
+        are decoded (:class:`BlobMismatch` otherwise), so the event's place in the hash chain
+        vouches for them."""
+        if isinstance(ref, str):
+            sha256 = ref
+        else:
+            sha256 = str(ref["sha256"] if isinstance(ref, Mapping) else ref.sha256)
+        response = await self._client._response("GET", f"/blobs/{quote(sha256, safe='')}")
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != sha256:
+            raise BlobMismatch(f"blob {sha256}: the bytes received hash to {digest}")
+        return json.loads(response.content)
 
 
 class AsyncOperations:

@@ -10,6 +10,7 @@
     │   ├── RateLimited        429: slow down; ``retry_after`` seconds
     │   └── ServiceUnavailable 503 (and other 5xx): try again later
     ├── APIConnectionError     the server could not be reached (after retries)
+    ├── BlobMismatch           a blob's bytes do not hash to the reference that named them
     ├── GatewayError           the gateway answered a socket frame with an ``error`` frame
     └── ConnectionLost         the socket closed for good (4001 unauthorized, or the caller's
                                deadline passed while reconnecting)
@@ -26,6 +27,7 @@ __all__ = [
     "APIError",
     "AgentlaneClientError",
     "BadRequest",
+    "BlobMismatch",
     "Conflict",
     "ConnectionLost",
     "GatewayError",
@@ -86,6 +88,10 @@ class ServiceUnavailable(APIError):
 
 class APIConnectionError(AgentlaneClientError):
     """The request never got an answer: the server is not reachable (or the network failed)."""
+
+
+class BlobMismatch(AgentlaneClientError):
+    """``blobs.get``: the bytes received are not the blob the reference names."""
 
 
 class GatewayError(AgentlaneClientError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from agentlane_client._async import AsyncClient, OnConflict
@@ -67,6 +67,7 @@ class Client:
         self.runs = Runs(self._async, self._loop)
         self.sessions = Sessions(self._async, self._loop)
         self.operations = Operations(self._async, self._loop)
+        self.blobs = Blobs(self._async, self._loop)
 
     def __enter__(self) -> Client:
         return self
@@ -87,11 +88,14 @@ class Runs:
     def create(
         self, session_id: str, message: str, *, run_id: str | None = None,
         on_conflict: OnConflict = "enqueue", approval_timeout_s: float | None = None,
+        model: str | None = None, tools: Sequence[str] | None = None,
+        system_prompt: str | None = None,
     ) -> RunAccepted:
         return self._loop.run(
             self._runs.create(
                 session_id, message, run_id=run_id, on_conflict=on_conflict,
-                approval_timeout_s=approval_timeout_s,
+                approval_timeout_s=approval_timeout_s, model=model, tools=tools,
+                system_prompt=system_prompt,
             )
         )
 
@@ -137,6 +141,15 @@ class Sessions:
 
     def usage(self, session_id: str) -> SessionUsage:
         return self._loop.run(self._sessions.usage(session_id))
+
+
+class Blobs:
+    def __init__(self, client: AsyncClient, loop: _Loop) -> None:
+        self._blobs = client.blobs
+        self._loop = loop
+
+    def get(self, ref: Mapping[str, Any] | str | Any) -> Any:
+        return self._loop.run(self._blobs.get(ref))
 
 
 class Operations:

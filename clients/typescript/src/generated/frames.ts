@@ -60,11 +60,21 @@ export interface RunAcceptedEvent {
 }
 export interface RunAcceptedData {
   runId: string;
-  message: string;
+  message?: string | null;
+  messageRef?: BlobRef | null;
   onConflict?: "enqueue" | "reject" | "interrupt";
   workflow?: string;
   budget?: Budget | null;
   approvalTimeoutSeconds?: number | null;
+  options?: RunOptions | null;
+}
+/**
+ * A value kept in the blob store (``agentlane.blobs``): the SHA-256 and length of its
+ * canonical JSON bytes. The event's field it stands for is ``null``.
+ */
+export interface BlobRef {
+  sha256: string;
+  size: number;
 }
 /**
  * A run's budget of model tokens and model calls (``maxAttempts``). ``capTokens`` and
@@ -79,6 +89,16 @@ export interface Budget {
   capSeconds?: number | null;
   maxCostMicros?: number | null;
   capCostMicros?: number | null;
+}
+/**
+ * What a run may choose for itself, recorded in its ``RunAccepted`` so every replay of it
+ * makes the same choice: the model (one of those the server offers: ``AGENTLANE_CMD_RUN_MODELS``),
+ * the tools it may use (a subset of the runner's, by name), and its system prompt.
+ */
+export interface RunOptions {
+  model?: string | null;
+  tools?: string[] | null;
+  systemPrompt?: string | null;
 }
 export interface RunStartedEvent {
   eventId: number;
@@ -151,6 +171,7 @@ export interface ToolResultData {
   name: string;
   ok: boolean;
   result?: JsonValue;
+  resultRef?: BlobRef | null;
   error?: string | null;
 }
 export interface SuspendedEvent {
@@ -200,6 +221,7 @@ export interface SignalReceivedEvent {
 export interface SignalReceivedData {
   name: string;
   payload?: JsonValue;
+  payloadRef?: BlobRef | null;
 }
 export interface CancelRequestedEvent {
   eventId: number;
@@ -227,7 +249,8 @@ export interface CompletedEvent {
   data: CompletedData;
 }
 export interface CompletedData {
-  answer: string;
+  answer?: string | null;
+  answerRef?: BlobRef | null;
   offline?: boolean;
 }
 export interface FailedEvent {
@@ -296,6 +319,7 @@ export interface StepCompletedData {
   step: number;
   name: string;
   result?: JsonValue;
+  resultRef?: BlobRef | null;
   attempts?: number;
 }
 export interface StepFailedEvent {
@@ -437,6 +461,7 @@ export interface AskFrame {
   message: string;
   onConflict?: "enqueue" | "reject" | "interrupt";
   approvalTimeoutSeconds?: number | null;
+  options?: RunOptions | null;
 }
 /**
  * Ask a run to stop.

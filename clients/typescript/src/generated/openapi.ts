@@ -129,6 +129,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/blobs/{sha256}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A value an event keeps in the blob store (its `…Ref`)
+         * @description The canonical JSON bytes whose SHA-256 an event's `resultRef`, `messageRef`, `answerRef` or `payloadRef` names, checked against that hash before they are sent. Only blobs the caller's tenant's events reference; they never change, so they may be cached for good.
+         */
+        get: operations["getBlob"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/usage": {
         parameters: {
             query?: never;
@@ -224,6 +244,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * BlobRefBody
+         * @description A value kept in the blob store: the SHA-256 and size of its JSON bytes.
+         */
+        BlobRefBody: {
+            /** Sha256 */
+            sha256: string;
+            /** Size */
+            size: number;
+        };
         /** CancelAccepted */
         CancelAccepted: {
             /** Executionid */
@@ -605,6 +635,29 @@ export interface components {
             status: "queued" | "running" | "suspended" | "completed" | "failed" | "cancelled";
         };
         /**
+         * RunOptions
+         * @description What a run may choose for itself, recorded in its ``RunAccepted`` so every replay of it
+         *     makes the same choice: the model (one of those the server offers: ``AGENTLANE_CMD_RUN_MODELS``),
+         *     the tools it may use (a subset of the runner's, by name), and its system prompt.
+         */
+        RunOptions: {
+            /**
+             * Model
+             * @default null
+             */
+            model?: string | null;
+            /**
+             * Tools
+             * @default null
+             */
+            tools?: string[] | null;
+            /**
+             * Systemprompt
+             * @default null
+             */
+            systemPrompt?: string | null;
+        };
+        /**
          * RunResponse
          * @description Body of ``GET /runs/{executionId}``.
          */
@@ -625,6 +678,11 @@ export interface components {
              * @default null
              */
             answer?: string | null;
+            /**
+             * @description Set instead of answer when the answer is in the blob store: GET /blobs/{sha256} gives it.
+             * @default null
+             */
+            answerRef?: components["schemas"]["BlobRefBody"] | null;
             /**
              * Error
              * @default null
@@ -696,6 +754,11 @@ export interface components {
              * @default null
              */
             approvalTimeoutSeconds?: number | null;
+            /**
+             * @description The run's own model (one of AGENTLANE_CMD_RUN_MODELS), tools (a subset of the runners', by name) and system prompt, recorded in its RunAccepted.
+             * @default null
+             */
+            options?: components["schemas"]["RunOptions"] | null;
         };
         /** Usage */
         Usage: {
@@ -1392,6 +1455,69 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SessionUsageResponse"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such route, run or session for this tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a tenant quota or the server is at capacity; retry after Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database (or the token keys) cannot be reached; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getBlob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The reference's sha256. */
+                sha256: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The value, as JSON */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             /** @description Missing or invalid bearer token */
