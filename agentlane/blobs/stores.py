@@ -27,8 +27,8 @@ from urllib.parse import quote
 import requests
 
 from agentlane.blobs.errors import BlobError, BlobMissing, BlobUnavailable
+from agentlane.storage_session import NoCredentials, authorized_session
 
-SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TIMEOUT_S = 60.0
 _PAGE = 1000
 
@@ -264,14 +264,9 @@ def _parse_time(stamp: object) -> datetime:
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
 
 
-def _authorized_session() -> requests.Session:
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.transport.requests import AuthorizedSession
 
+def _authorized_session() -> requests.Session:
     try:
-        credentials, _ = google.auth.default(scopes=[SCOPE])
-    except google.auth.exceptions.GoogleAuthError as exc:
+        return authorized_session()
+    except NoCredentials as exc:
         raise BlobError(f"no Google credentials for the blob store: {exc}") from None
-    session: requests.Session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-    return session

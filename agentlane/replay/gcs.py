@@ -14,8 +14,8 @@ from urllib.parse import quote
 import requests
 
 from agentlane.replay.errors import AnchorError
+from agentlane.storage_session import NoCredentials, authorized_session
 
-SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TIMEOUT_S = 60.0
 
 
@@ -58,14 +58,9 @@ def upload(bucket: str, name: str, content: bytes, *, emulator: str | None = Non
     return f"gs://{bucket}/{name}"
 
 
-def _authorized_session() -> requests.Session:
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.transport.requests import AuthorizedSession
 
+def _authorized_session() -> requests.Session:
     try:
-        credentials, _ = google.auth.default(scopes=[SCOPE])
-    except google.auth.exceptions.GoogleAuthError as exc:
+        return authorized_session()
+    except NoCredentials as exc:
         raise AnchorError(f"no Google credentials to write the anchor: {exc}") from None
-    session: requests.Session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-    return session

@@ -64,27 +64,10 @@ class Anchors(WorkloadComponent):
             member=member(accounts.workloads[ANCHOR]),
             opts=Component.child(self),
         )
-        template = self.job_pod(
-            SIZE, [APP, "replay", "anchor", "--out", f"gs://{bucket_name(config)}/{config.stack}"]
-        )
-        self.cron_job = k8s.batch.v1.CronJob(
-            "anchors",
-            metadata=self.metadata("agentlane-anchor"),
-            spec={
-                "schedule": cfg.schedule,
-                "concurrency_policy": "Forbid",
-                "starting_deadline_seconds": 600,
-                "successful_jobs_history_limit": 3,
-                "failed_jobs_history_limit": 3,
-                "job_template": {
-                    "spec": {
-                        "backoff_limit": 2,
-                        "active_deadline_seconds": RUN_DEADLINE_SECONDS,
-                        "template": template,
-                    }
-                },
-            },
-            opts=self.child(depends_on=[self.bucket]),
+        self.cron_job = self.scheduled_job(
+            "anchors", "agentlane-anchor", cfg.schedule,
+            [APP, "replay", "anchor", "--out", f"gs://{bucket_name(config)}/{config.stack}"],
+            SIZE, deadline_s=RUN_DEADLINE_SECONDS, depends_on=[self.bucket],
         )
         # What an operator runs in a deployed stack, read-only, as the auditor (runbooks/).
         self.verify = self.on_demand_job(

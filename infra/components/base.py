@@ -153,6 +153,39 @@ class WorkloadComponent(Component):
             opts=self.child(),
         )
 
+    def scheduled_job(
+        self,
+        resource_name: str,
+        object_name: str,
+        schedule: str,
+        command: list[str],
+        size: Resources,
+        *,
+        deadline_s: int,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> k8s.batch.v1.CronJob:
+        """A command run on `schedule` with this workload's identity: never two at once, retried
+        twice, the last three runs' pods kept for their logs."""
+        return k8s.batch.v1.CronJob(
+            resource_name,
+            metadata=self.metadata(object_name),
+            spec={
+                "schedule": schedule,
+                "concurrency_policy": "Forbid",
+                "starting_deadline_seconds": 600,
+                "successful_jobs_history_limit": 3,
+                "failed_jobs_history_limit": 3,
+                "job_template": {
+                    "spec": {
+                        "backoff_limit": 2,
+                        "active_deadline_seconds": deadline_s,
+                        "template": self.job_pod(size, command),
+                    }
+                },
+            },
+            opts=self.child(depends_on=depends_on),
+        )
+
     def rolling_deployment(
         self,
         resource_name: str,

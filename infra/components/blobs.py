@@ -86,23 +86,8 @@ class BlobStore(WorkloadComponent):
             member=member(accounts.workloads[ANCHOR]),
             opts=gcp_child,
         )
-        self.collector = k8s.batch.v1.CronJob(
-            "blobs-gc",
-            metadata=self.metadata("agentlane-blobs-gc"),
-            spec={
-                "schedule": SCHEDULE,
-                "concurrency_policy": "Forbid",
-                "starting_deadline_seconds": 600,
-                "successful_jobs_history_limit": 3,
-                "failed_jobs_history_limit": 3,
-                "job_template": {
-                    "spec": {
-                        "backoff_limit": 2,
-                        "active_deadline_seconds": 3000,
-                        "template": self.job_pod(SIZE, [APP, "blobs", "gc"]),
-                    }
-                },
-            },
-            opts=self.child(depends_on=[self.bucket]),
+        self.collector = self.scheduled_job(
+            "blobs-gc", "agentlane-blobs-gc", SCHEDULE, [APP, "blobs", "gc"], SIZE,
+            deadline_s=3000, depends_on=[self.bucket],
         )
         self.register_outputs({"bucket": self.bucket.name})

@@ -1,17 +1,13 @@
 // Drives the console in Debian's headless chromium through an approval: ask for a tool call that
 // needs one, read the countdown to the approval's deadline, approve, wait for the answer, and
 // report what the page shows (the cost included). Usage: node drive_approval.mjs URL SCREENSHOT
-import { launch } from "./chromium.mjs";
+import { ask, launch, openSession } from "./chromium.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
-  page.on("console", (m) => console.error(`page: ${m.text()}`));
-  await page.goto(url);
-  await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
-  await page.fill("#message", "call send_email");
-  await page.click('#ask button[type="submit"]');
+  const page = await openSession(browser, url);
+  await ask(page, "call send_email");
   const box = page.locator(".approval").first();
   await box.locator(".deadline").waitFor({ timeout: 30000 });
   const first = await box.locator(".deadline").textContent();

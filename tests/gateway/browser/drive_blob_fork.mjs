@@ -2,18 +2,14 @@
 // message that goes to the blob store, load it from the run's header, fork the session after the
 // run, and ask again in the fork. Prints what the page showed as one JSON line.
 // Usage: node drive_blob_fork.mjs URL SCREENSHOT
-import { launch } from "./chromium.mjs";
+import { ask, launch, openSession } from "./chromium.mjs";
 
 const [url, screenshot] = process.argv.slice(2);
 const message = `blob:${"z".repeat(40000)}`;
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
-  page.on("console", (m) => console.error(`page: ${m.text()}`));
-  await page.goto(url);
-  await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
-  await page.fill("#message", message);
-  await page.click('#ask button[type="submit"]');
+  const page = await openSession(browser, url);
+  await ask(page, message);
   await page.waitForSelector('.run[data-state="completed"]', { timeout: 30000 });
   const run = page.locator(".run").first();
   const button = run.locator("header button.blob");
@@ -26,8 +22,7 @@ try {
   await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
   const forked = await page.locator("#forked").textContent();
   const child = await page.inputValue("#session");
-  await page.fill("#message", "and now?");
-  await page.click('#ask button[type="submit"]');
+  await ask(page, "and now?");
   await page.waitForSelector('.run[data-state="completed"]', { timeout: 30000 });
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({

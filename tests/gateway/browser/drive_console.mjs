@@ -1,17 +1,13 @@
 // Drives the gateway's console in Debian's headless chromium: ask, wait for the run to finish,
 // report what the page shows, save a screenshot.
 // Usage: node drive_console.mjs URL SCREENSHOT [MESSAGE]
-import { launch } from "./chromium.mjs";
+import { ask, launch, openSession } from "./chromium.mjs";
 
 const [url, screenshot, message = "tell me a story"] = process.argv.slice(2);
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
-  page.on("console", (m) => console.error(`page: ${m.text()}`));
-  await page.goto(url);
-  await page.waitForSelector('#status[data-state="live"]', { timeout: 20000 });
-  await page.fill("#message", message);
-  await page.click('#ask button[type="submit"]');
+  const page = await openSession(browser, url);
+  await ask(page, message);
   console.log(JSON.stringify({ asked: true }));
   const run = page.locator(".run").first();
   await page.waitForSelector('.run[data-state="completed"]', { timeout: 90000 });
