@@ -62,6 +62,7 @@ def _env(variables: list[EnvVar]) -> list[dict[str, Any]]:
             ref = {"name": secret_id(var.secret), "key": var.name}
             rendered.append({"name": var.name, "value_from": {"secret_key_ref": ref}})
         elif var.config_map is not None:
+            assert var.config_key is not None, f"{var.name}: a ConfigMap variable names its key"
             ref = {"name": var.config_map, "key": var.config_key}
             rendered.append({"name": var.name, "value_from": {"config_map_key_ref": ref}})
         elif var.pod_field is not None:
