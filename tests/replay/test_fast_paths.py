@@ -55,6 +55,9 @@ _fold_data = st.fixed_dictionaries(
         "outputTokens": st.integers(0, 1000),
         "cachedInputTokens": st.integers(0, 1000),
         "costMicros": st.integers(0, 10**9) | st.none(),
+        # A message or an answer kept in the blob store.
+        "messageRef": st.fixed_dictionaries({"sha256": st.just("a" * 64), "size": st.integers(0)}),
+        "answerRef": st.fixed_dictionaries({"sha256": st.just("b" * 64), "size": st.integers(0)}),
     },
 )
 
