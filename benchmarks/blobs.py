@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -36,10 +37,11 @@ CONCURRENCY = 8
 
 
 def results(count: int, size: int, tag: str) -> list[dict[str, object]]:
-    """Distinct results of about ``size`` bytes of JSON (rows of a query, say)."""
-    row = "x" * 40
-    rows = max(1, size // 56)
-    return [{"query": f"{tag}-{i}", "rows": [f"{row}{j:08d}" for j in range(rows)]}
+    """Distinct results of about ``size`` bytes of JSON (rows of a query, say), as little
+    compressible as real rows (random hex: TOAST would shrink repeated text to nothing)."""
+    generator = random.Random(tag)
+    rows = max(1, size // 36)
+    return [{"query": f"{tag}-{i}", "rows": [generator.randbytes(16).hex() for _ in range(rows)]}
             for i in range(count)]
 
 
