@@ -34,6 +34,7 @@ from agentlane.store.group_commit import (
     StreamItems,
     TransactionHook,
 )
+from agentlane.store.lookups import Key, KeyLookups
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ LEFT JOIN LATERAL (
     ORDER BY event_id LIMIT %(limit)s
 ) AS e ON true
 ORDER BY e.event_id
+"""
+
+# The events of many idempotency keys in one round trip (each probe is the unique index's).
+_EVENTS_BY_KEYS = f"""
+SELECT {EVENT_COLUMNS}, idempotency_key
+FROM unnest(%s::text[], %s::text[]) AS k(key_tenant, key)
+JOIN agent_events ON tenant_id = key_tenant AND idempotency_key = key
 """
 
 #: NOTIFY channel of appends, sent after the commit (``Database.notify_after_commit``).
@@ -280,6 +288,7 @@ class EventStore:
             max_in_flight=max_in_flight,
             on_commit=lambda: db.notify_after_commit(WAKEUP_CHANNEL),
         )
+        self.key_lookups = KeyLookups(self._events_by_keys, max_in_flight=max_in_flight)
 
     # --- append -------------------------------------------------------------------------------
 
@@ -466,12 +475,17 @@ class EventStore:
     # --- reads --------------------------------------------------------------------------------
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> StoredEvent | None:
-        rows = await self._fetch(
-            f"SELECT {EVENT_COLUMNS} FROM agent_events "
-            "WHERE tenant_id = %s AND idempotency_key = %s",
-            (tenant_id, key),
-        )
-        return rows[0] if rows else None
+        """The event ``tenant_id`` stored with idempotency key ``key``, or None (concurrent
+        look-ups share queries: :class:`KeyLookups`)."""
+        return await self.key_lookups.find(tenant_id, key)
+
+    async def _events_by_keys(self, keys: Sequence[Key]) -> dict[Key, StoredEvent]:
+        async with self._db.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(
+                _EVENTS_BY_KEYS, ([tenant for tenant, _ in keys], [key for _, key in keys])
+            )
+            return {(row[2], row[-1]): row_to_event(row) for row in await cursor.fetchall()}
 
     async def read_session(
         self,
