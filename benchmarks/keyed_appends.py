@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlane.db import open_database  # noqa: E402
-from agentlane.records import NewEvent  # noqa: E402
-from agentlane.store import EventStore  # noqa: E402
-from benchmarks._load import load_average  # noqa: E402
-from benchmarks._pg import benchmark_database  # noqa: E402
+from agentlane.db import open_database
+from agentlane.records import NewEvent
+from agentlane.store import EventStore
+from benchmarks._load import load_average
+from benchmarks._pg import benchmark_database
 
 _names = itertools.count()
 

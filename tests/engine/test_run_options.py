@@ -69,7 +69,7 @@ async def test_a_model_the_server_does_not_offer_is_refused_and_nothing_is_writt
     harness: Harness,
 ) -> None:
     for offered, model in ((commands(harness), "gpt-9"), (harness.commands, "m-2")):
-        with pytest.raises(CommandError, match="options.model"):
+        with pytest.raises(CommandError, match=r"options\.model"):
             await offered.start_run(
                 tenant_id=harness.tenant, session_id=harness.session, run_id="r1",
                 message="hi", options={"model": model},
