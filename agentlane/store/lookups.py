@@ -1,63 +1,71 @@
-"""Idempotency look-ups that share queries: every run start asks whether its key is stored.
+"""Reads that share queries: many callers asking the same kind of question at once.
 
-Each append with an idempotency key first looks the key up (a taken key found inside a group
-commit would roll the whole group back and split it). Under load that look-up is one query per
-request beside a group commit that carries many requests per transaction. Here a look-up goes at
-once when fewer than ``max_in_flight`` queries run (a lone caller waits for nobody); otherwise it
-waits for the next query, which answers every key waiting then (up to ``max_keys``) in one round
-trip. A look-up is a read: grouping changes no outcome, only how many round trips carry them.
+Every run start looks its idempotency key up before it writes (a taken key found inside a group
+commit would roll the whole group back), and every advance of a run reads the run's journal. Under
+load those are one query per request, beside a group commit that carries many requests per
+transaction. A :class:`SharedReads` sends a read at once when fewer than ``max_in_flight`` of its
+queries run (a lone caller waits for nobody); otherwise the read waits for the next query, which
+answers every key waiting then (up to ``max_keys``) in one round trip. A read never joins a
+query already sent, only one that starts after it asked, so it sees every write committed before
+it asked (read-your-writes holds as for a query of its own): grouping changes no answer, only how
+many round trips carry them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
-from agentlane.records import StoredEvent
-
-#: ``(tenant, idempotency key)``
-Key = tuple[str, str]
-#: Answers the stored event of each key that has one.
-FetchKeys = Callable[[Sequence[Key]], Awaitable[dict[Key, StoredEvent]]]
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class KeyLookups:
-    """Coalesces concurrent look-ups of idempotency keys into shared queries (module doc)."""
+class SharedReads(Generic[K, V]):
+    """Coalesces concurrent reads by key into shared queries (module doc). ``fetch`` answers the
+    value of each key that has one; a key it leaves out reads as ``missing``."""
 
-    def __init__(self, fetch: FetchKeys, *, max_in_flight: int = 2, max_keys: int = 500) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[Sequence[K]], Awaitable[dict[K, V]]],
+        missing: V,
+        *,
+        max_in_flight: int = 2,
+        max_keys: int = 500,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self._fetch = fetch
+        self._missing = missing
         self.max_in_flight = max_in_flight
         self.max_keys = max_keys
         self._running = 0
-        self._waiting: dict[Key, list[asyncio.Future[StoredEvent | None]]] = {}
+        self._waiting: dict[K, list[asyncio.Future[V]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: Queries sent and keys they answered (for benchmarks and tests).
         self.queries = 0
         self.keys = 0
 
-    async def find(self, tenant_id: str, key: str) -> StoredEvent | None:
-        """The event stored with ``key`` for ``tenant_id``, or None."""
-        wanted = (tenant_id, key)
+    async def get(self, key: K) -> V:
+        """The value of ``key`` (``missing`` when there is none)."""
         if not self._waiting and self._running < self.max_in_flight:
             self._running += 1
             try:
-                return (await self._query([wanted])).get(wanted)
+                return (await self._query([key])).get(key, self._missing)
             finally:
                 self._running -= 1
                 self._start()
-        future: asyncio.Future[StoredEvent | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(wanted, []).append(future)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
         self._start()
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            waiters = self._waiting.get(wanted)
+            waiters = self._waiting.get(key)
             if waiters is not None and future in waiters:
                 waiters.remove(future)
                 if not waiters:
-                    del self._waiting[wanted]
+                    del self._waiting[key]
             future.cancel()
             raise
 
@@ -66,11 +74,11 @@ class KeyLookups:
             keys = list(self._waiting)[: self.max_keys]
             group = {key: self._waiting.pop(key) for key in keys}
             self._running += 1
-            task = asyncio.get_running_loop().create_task(self._answer(group), name="key-lookups")
+            task = asyncio.get_running_loop().create_task(self._answer(group), name="shared-reads")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, group: dict[Key, list[asyncio.Future[StoredEvent | None]]]) -> None:
+    async def _answer(self, group: dict[K, list[asyncio.Future[V]]]) -> None:
         try:
             found = await self._query(list(group))
         except BaseException as exc:
@@ -87,12 +95,12 @@ class KeyLookups:
             for key, futures in group.items():
                 for future in futures:
                     if not future.done():
-                        future.set_result(found.get(key))
+                        future.set_result(found.get(key, self._missing))
         finally:
             self._running -= 1
             self._start()
 
-    async def _query(self, keys: Sequence[Key]) -> dict[Key, StoredEvent]:
+    async def _query(self, keys: Sequence[K]) -> dict[K, V]:
         self.queries += 1
         self.keys += len(keys)
         return await self._fetch(keys)

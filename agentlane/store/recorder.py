@@ -34,7 +34,7 @@ from agentlane.store.group_commit import (
     StreamItems,
     TransactionHook,
 )
-from agentlane.store.lookups import Key, KeyLookups
+from agentlane.store.lookups import SharedReads
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,15 @@ _EVENTS_BY_KEYS = f"""
 SELECT {EVENT_COLUMNS}, idempotency_key
 FROM unnest(%s::text[], %s::text[]) AS k(key_tenant, key)
 JOIN agent_events ON tenant_id = key_tenant AND idempotency_key = key
+"""
+
+# The events of many runs (each after its own seq) in one round trip, per run in seq order, each
+# probe the (execution_id, seq) index's; ``n`` numbers the runs asked for from 1.
+_EVENTS_OF_RUNS = f"""
+SELECT {EVENT_COLUMNS}, n
+FROM unnest(%s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS r(run_tenant, run, after, n)
+JOIN agent_events ON execution_id = run AND tenant_id = run_tenant AND seq > after
+ORDER BY n, seq
 """
 
 #: NOTIFY channel of appends, sent after the commit (``Database.notify_after_commit``).
@@ -288,7 +297,17 @@ class EventStore:
             max_in_flight=max_in_flight,
             on_commit=lambda: db.notify_after_commit(WAKEUP_CHANNEL),
         )
-        self.key_lookups = KeyLookups(self._events_by_keys, max_in_flight=max_in_flight)
+        #: Concurrent look-ups of idempotency keys, ``(tenant, key)``, share queries.
+        self.key_lookups = SharedReads[tuple[str, str], StoredEvent | None](
+            self._events_by_keys, None, max_in_flight=max_in_flight
+        )
+        #: Concurrent reads of runs' events, ``(tenant, execution, after seq)``, share queries.
+        self.run_reads = SharedReads[tuple[str, str, int], list[StoredEvent]](
+            self._events_of_runs, [], max_in_flight=max_in_flight
+        )
+        self._clock_reads = SharedReads[str, datetime | None](
+            self._read_clock, None, max_in_flight=max_in_flight
+        )
 
     # --- append -------------------------------------------------------------------------------
 
@@ -476,10 +495,12 @@ class EventStore:
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> StoredEvent | None:
         """The event ``tenant_id`` stored with idempotency key ``key``, or None (concurrent
-        look-ups share queries: :class:`KeyLookups`)."""
-        return await self.key_lookups.find(tenant_id, key)
+        look-ups share queries: :class:`SharedReads`)."""
+        return await self.key_lookups.get((tenant_id, key))
 
-    async def _events_by_keys(self, keys: Sequence[Key]) -> dict[Key, StoredEvent]:
+    async def _events_by_keys(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredEvent | None]:
         async with self._db.connection() as conn:
             cursor = conn.cursor(row_factory=tuple_row)
             await cursor.execute(
@@ -548,16 +569,26 @@ class EventStore:
         types: Collection[str] | None = None,
     ) -> list[StoredEvent]:
         """One run's events after ``gt_seq`` (of ``types`` when given), in ``seq`` order; empty for
-        another tenant's run."""
-        query = (
-            f"SELECT {EVENT_COLUMNS} FROM agent_events "
-            "WHERE execution_id = %s AND tenant_id = %s AND seq > %s"
+        another tenant's run. Concurrent reads of whole runs share queries
+        (:class:`SharedReads`)."""
+        if types is None:
+            return list(await self.run_reads.get((tenant_id, execution_id, gt_seq)))
+        return await self._fetch(
+            f"SELECT {EVENT_COLUMNS} FROM agent_events WHERE execution_id = %s AND tenant_id = %s "
+            "AND seq > %s AND event_type = ANY(%s) ORDER BY seq",
+            (execution_id, tenant_id, gt_seq, sorted(types)),
         )
-        params: list[Any] = [execution_id, tenant_id, gt_seq]
-        if types is not None:
-            query += " AND event_type = ANY(%s)"
-            params.append(sorted(types))
-        return await self._fetch(query + " ORDER BY seq", params)
+
+    async def _events_of_runs(
+        self, runs: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], list[StoredEvent]]:
+        async with self._db.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(_EVENTS_OF_RUNS, tuple(map(list, zip(*runs, strict=True))))
+            found: dict[tuple[str, str, int], list[StoredEvent]] = {}
+            for row in await cursor.fetchall():
+                found.setdefault(runs[row[-1] - 1], []).append(row_to_event(row))
+            return found
 
     async def event_at(
         self, tenant_id: str, session_id: str, event_id: int
@@ -743,11 +774,17 @@ class EventStore:
         return problems
 
     async def now(self) -> datetime:
-        """The database's clock: leases, timers and expiry never use a process's own."""
+        """The database's clock: leases, timers and expiry never use a process's own. Concurrent
+        callers share queries; each gets a time read after it asked."""
+        moment = await self._clock_reads.get("now")
+        assert moment is not None
+        return moment
+
+    async def _read_clock(self, keys: Sequence[str]) -> dict[str, datetime | None]:
         async with self._db.connection() as conn:
             row = await (await conn.execute("SELECT now()")).fetchone()
         assert row is not None
-        return row[0]  # type: ignore[no-any-return]
+        return dict.fromkeys(keys, row[0])
 
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[StoredEvent]:
         async with self._db.connection() as conn:

@@ -1,8 +1,10 @@
-"""Idempotency look-ups share queries under load, and sharing changes no caller's answer.
+"""Shared reads: idempotency look-ups and runs' journal reads share queries under load, and
+sharing changes no caller's answer.
 
 The store tests run on the real server: concurrent run starts (fresh keys, keys stored before,
-the same key twice, one key in two tenants) must each get what a look-up of their own would give,
-in fewer queries than callers.
+the same key twice, one key in two tenants) and concurrent reads of runs (from several points,
+another tenant's, a run with no events) must each get what a read of their own would give, in
+fewer queries than callers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from agentlane.db import Database
 from agentlane.records import NewEvent, StoredEvent
 from agentlane.store import EventStore
-from agentlane.store.lookups import Key, KeyLookups
+from agentlane.store.lookups import SharedReads
 from tests.conftest import TEST_SHARDS
 
 
@@ -79,15 +81,64 @@ async def test_grouped_lookups_answer_as_single_ones(
     assert found == [events.get(n) if tenant == "t1" else None for tenant, n in asked]
 
 
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(0, 6), min_size=1, max_size=6),
+    asked=st.lists(
+        st.tuples(st.sampled_from(["t1", "t2"]), st.integers(0, 6), st.integers(0, 7)),
+        max_size=30,
+    ),
+    in_flight=st.integers(1, 3),
+)
+async def test_grouped_run_reads_answer_as_single_ones(
+    db: Database, sizes: list[int], asked: list[tuple[str, int, int]], in_flight: int
+) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=in_flight)
+    prefix = f"x{id(sizes)}-{len(asked)}-"
+    runs: dict[int, list[StoredEvent]] = {}
+    for n, size in enumerate(sizes):
+        runs[n] = await store.append_batch([
+            NewEvent("t1", f"{prefix}s{n % 2}", "Token", {"text": str(i), "index": i},
+                     execution_id=f"{prefix}{n}")
+            for i in range(size)
+        ])
+
+    read = await asyncio.gather(*(
+        store.read_execution(tenant, f"{prefix}{n}", gt_seq=after) for tenant, n, after in asked
+    ))
+
+    assert read == [
+        [e for e in runs.get(n, []) if e.seq > after] if tenant == "t1" else []
+        for tenant, n, after in asked
+    ]
+    assert store.run_reads.queries <= max(len(asked), 1)
+
+
+async def test_concurrent_reads_of_runs_share_queries(db: Database) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=1)
+    for n in range(20):
+        await store.append(accepted("t1", f"s{n}", f"r{n}"))
+    before = store.run_reads.queries
+
+    read = await asyncio.gather(*(store.read_execution("t1", f"t1-r{n}") for n in range(20)))
+
+    assert [events[0].data["runId"] for events in read] == [f"r{n}" for n in range(20)]
+    assert store.run_reads.queries - before <= 3
+
+
 class _Gated:
     """A fetch that holds every query until released, recording the keys of each."""
 
     def __init__(self) -> None:
-        self.calls: list[list[Key]] = []
+        self.calls: list[list[tuple[str, str]]] = []
         self.release = asyncio.Event()
         self.error: Exception | None = None
 
-    async def __call__(self, keys: Sequence[Key]) -> dict[Key, StoredEvent]:
+    async def __call__(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredEvent | None]:
         self.calls.append(list(keys))
         await self.release.wait()
         if self.error is not None:
@@ -97,11 +148,11 @@ class _Gated:
 
 async def test_a_caller_cancelled_while_waiting_leaves_the_next_query() -> None:
     fetch = _Gated()
-    lookups = KeyLookups(fetch, max_in_flight=1)
-    first = asyncio.create_task(lookups.find("t", "a"))
+    lookups = SharedReads(fetch, None, max_in_flight=1)
+    first = asyncio.create_task(lookups.get(("t", "a")))
     await asyncio.sleep(0)
-    gone = asyncio.create_task(lookups.find("t", "b"))
-    kept = asyncio.create_task(lookups.find("t", "c"))
+    gone = asyncio.create_task(lookups.get(("t", "b")))
+    kept = asyncio.create_task(lookups.get(("t", "c")))
     await asyncio.sleep(0)
     gone.cancel()
     await asyncio.sleep(0)
@@ -116,8 +167,8 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_next_query() -> None:
 async def test_a_failed_query_fails_every_caller_it_carried() -> None:
     fetch = _Gated()
     fetch.error = RuntimeError("database away")
-    lookups = KeyLookups(fetch, max_in_flight=1)
-    tasks = [asyncio.create_task(lookups.find("t", key)) for key in "abc"]
+    lookups = SharedReads(fetch, None, max_in_flight=1)
+    tasks = [asyncio.create_task(lookups.get(("t", key))) for key in "abc"]
     await asyncio.sleep(0)
     fetch.release.set()
 
@@ -125,3 +176,18 @@ async def test_a_failed_query_fails_every_caller_it_carried() -> None:
 
     assert [str(outcome) for outcome in outcomes] == ["database away"] * 3
     assert fetch.calls == [[("t", "a")], [("t", "b"), ("t", "c")]]
+
+
+async def test_concurrent_clock_reads_share_queries_and_read_after_they_asked(
+    db: Database,
+) -> None:
+    store = EventStore(db, shards=TEST_SHARDS, max_in_flight=1)
+    before = store._clock_reads.queries
+    async with db.connection() as conn:
+        row = await (await conn.execute("SELECT clock_timestamp()")).fetchone()
+    assert row is not None
+
+    moments = await asyncio.gather(*(store.now() for _ in range(30)))
+
+    assert store._clock_reads.queries - before <= 3
+    assert all(moment >= row[0] for moment in moments)
