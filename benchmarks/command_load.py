@@ -256,7 +256,7 @@ def main() -> int:
     logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"command-load-{os.getpid()}"
     logs.mkdir(parents=True, exist_ok=True)
 
-    durability = FAST_UNSAFE_SETTINGS if args.no_fsync else None
+    durability = dict(FAST_UNSAFE_SETTINGS) if args.no_fsync else None
     with benchmark_database(shards=64, settings=durability) as url:
         service_port, baseline_port = free_port(), free_port()
         base_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,7 +35,7 @@ LIMIT %(limit)s
 """
 
 
-def per_call_ms(conn: psycopg.Connection, query: str, params: dict, calls: int) -> float:
+def per_call_ms(conn: psycopg.Connection, query: str, params: dict[str, Any], calls: int) -> float:
     started = time.perf_counter()
     for _ in range(calls):
         conn.execute(query, params).fetchall()

@@ -128,7 +128,9 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _chunks(body: dict[str, Any], words: list[str], usage: dict[str, int]) -> Iterator[dict]:
+def _chunks(
+    body: dict[str, Any], words: list[str], usage: dict[str, int]
+) -> Iterator[dict[str, Any]]:
     base = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "created": 0,
             "model": body.get("model", "loopback")}
     yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
