@@ -238,7 +238,7 @@ class Checkpoints:
 class RecentEnds:
     """Runs that ended lately: ``counts`` of ``Completed``, ``Failed`` and ``Cancelled`` events
     committed in the last ``window_s`` seconds (database time). Only the newest ``scan_cap``
-    events of the window are looked at; when the window holds more (``sampled``), ``window_s`` is
+    ends of the window are looked at; when the window holds more (``sampled``), ``window_s`` is
     what those cover, so ``count / window_s`` is still the rate."""
 
     counts: dict[str, int]
@@ -248,11 +248,13 @@ class RecentEnds:
 
 _TERMINAL_TYPES = ("Completed", "Failed", "Cancelled")
 
-# The created_at index walks back from now; the scan stops at the cap whatever the window holds.
-_RECENT_ENDS = """
+# The index of ends by createdAt (ddl/0043) walks back from now over run ends only; the scan stops
+# at the cap whatever the window holds.
+_RECENT_ENDS = f"""
 SELECT event_type, count(*), extract(epoch FROM now() - min(created_at))::float8
 FROM (SELECT event_type, created_at FROM agent_events
-      WHERE created_at > now() - make_interval(secs => %s)
+      WHERE event_type IN ({", ".join(f"'{kind}'" for kind in _TERMINAL_TYPES)})
+        AND created_at > now() - make_interval(secs => %s)
       ORDER BY created_at DESC LIMIT %s) recent
 GROUP BY event_type
 """
@@ -262,12 +264,11 @@ async def recent_ends(
     conn: Connection, *, window_s: float = 60.0, scan_cap: int = 20_000
 ) -> RecentEnds:
     """How many runs ended (by outcome) in the last ``window_s`` seconds: a bounded read of the
-    newest events, for the operations overview."""
+    newest run ends, for the operations overview."""
     rows = await (await conn.execute(_RECENT_ENDS, (window_s, scan_cap))).fetchall()
     counts = {name.lower(): 0 for name in _TERMINAL_TYPES}
     for event_type, count, _ in rows:
-        if event_type in _TERMINAL_TYPES:
-            counts[str(event_type).lower()] = int(count)
+        counts[str(event_type).lower()] = int(count)
     sampled = sum(int(row[1]) for row in rows) >= scan_cap
     covered = max((float(row[2]) for row in rows), default=window_s) if sampled else window_s
     return RecentEnds(counts, max(covered, 0.001), sampled)
