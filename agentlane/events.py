@@ -38,8 +38,11 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za
 class EventData(BaseModel):
     """Base of every event's ``data``: camelCase on the wire, unknown fields refused."""
 
+    # allow_inf_nan: JSON has no NaN or Infinity, and pydantic's JSON dump would write null in
+    # their place (a tool's NaN stored as null): they are refused here, naming the field.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -389,27 +392,41 @@ def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def _storable(value: Any, path: str) -> Any:
+def _storable(value: Any, path: Any) -> Any:
     """What Postgres jsonb holds faithfully: no NUL characters, finite numbers, and integral
-    floats as the integers jsonb would return (see hashchain.storable_number)."""
+    floats as the integers jsonb would return (see hashchain.storable_number).
+
+    ``path`` is where ``value`` sits, as nested pairs ``(parent, key)`` spelled out only in an
+    error (every event written passes here: formatting each item's path cost more than the check).
+    """
     if isinstance(value, str):
         if "\x00" in value:
-            raise InvalidEvent(f"{path}: NUL characters are not allowed")
+            raise InvalidEvent(f"{_spelled(path)}: NUL characters are not allowed")
         if not is_text(value):
-            raise InvalidEvent(f"{path}: a lone surrogate is not Unicode text")
+            raise InvalidEvent(f"{_spelled(path)}: a lone surrogate is not Unicode text")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidEvent(f"{path}: numbers must be finite")
+            raise InvalidEvent(f"{_spelled(path)}: numbers must be finite")
         return storable_number(value)
     if isinstance(value, dict):
         for key in value:
             if "\x00" in key or not is_text(key):
-                raise InvalidEvent(f"{path}: keys must be text without NUL characters")
-        return {key: _storable(item, f"{path}.{key}") for key, item in value.items()}
+                raise InvalidEvent(f"{_spelled(path)}: keys must be text without NUL characters")
+        return {key: _storable(item, (path, key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_storable(item, f"{path}.{index}") for index, item in enumerate(value)]
+        return [_storable(item, (path, index)) for index, item in enumerate(value)]
     return value
+
+
+def _spelled(path: Any) -> str:
+    """``(("data", "result"), 0)`` as ``data.result.0``."""
+    parts: list[str] = []
+    while isinstance(path, tuple):
+        path, key = path
+        parts.append(str(key))
+    parts.append(str(path))
+    return ".".join(reversed(parts))
 
 
 def is_text(value: str) -> bool:

@@ -8,7 +8,6 @@ the runner's batched command lookup names runs by execution id, which is unique 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from psycopg.rows import tuple_row
 from agentlane import telemetry
 from agentlane.blobs.errors import BlobError
 from agentlane.blobs.refs import BlobRef, Blobs, has_refs, refs_in
-from agentlane.db import Connection, Database
+from agentlane.db import Connection, Database, dump_json
 from agentlane.errors import DuplicateEvent, FencedOut, InvalidEvent
 from agentlane.events import COMMAND_TYPES, TERMINAL_TYPES, format_timestamp, validate_data
 from agentlane.hashchain import GENESIS_HASH, ChainBreak, ChainChecker, ChainRow, chain_hash
@@ -838,7 +837,7 @@ class _Rows:
         self.seqs.append(seq)
         self.executions.append(event.execution_id)
         self.types.append(event.type)
-        self.payloads.append(json.dumps(data, ensure_ascii=False))
+        self.payloads.append(dump_json(data))
         self.keys.append(event.idempotency_key)
         self.prevs.append(prev_hash)
         self.hashes.append(digest)

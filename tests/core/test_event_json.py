@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlane.db import load_json
+from agentlane.db import Database, dump_json, load_json
 from agentlane.errors import InvalidEvent
 from agentlane.events import DATA_MODELS, parse_event, validate_data
 from agentlane.hashchain import canonical_json
@@ -86,6 +86,10 @@ def test_event_json_round_trips(event: StoredEvent) -> None:
         # No UTF-8 encoder, PostgreSQL's included, can write a lone surrogate.
         ("Token", {"text": "a\ud800", "index": 0}, "data.text"),
         ("SignalReceived", {"name": "n", "payload": {"k": ["\udfff"]}}, "data.payload.k.0"),
+        # JSON has no NaN or Infinity: refused, never stored as null.
+        ("ToolResult", {"step": 0, "callId": "c", "name": "n", "ok": True,
+                        "result": {"score": [float("nan")]}}, "data.result.dict.score.list.0"),
+        ("SignalReceived", {"name": "n", "payload": float("inf")}, "data.payload"),
     ],
 )
 def test_bad_payloads_name_the_field(event_type: str, data: dict[str, Any], field: str) -> None:
@@ -141,6 +145,23 @@ async def test_any_json_survives_storage_with_an_intact_chain(
     read = (await store.read_session("t1", "hyp", gt=stored.event.event_id - 1))[0]
     assert canonical_json(read.data["result"]) == canonical_json(stored.event.data["result"])
     assert await store.check_chain("t1", "hyp") == []
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(json_values)
+async def test_payload_text_is_the_same_jsonb_as_json_dumps(db: Database, value: Any) -> None:
+    """Payloads are written as orjson's text, which may spell numbers otherwise than json.dumps
+    (``1e16`` / ``1e+16``): Postgres must store the same jsonb from both, down to how it spells
+    it back (a numeric's scale shows: ``1.0`` and ``1`` are equal but read back differently)."""
+    async with db.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT %s::jsonb::text, %s::jsonb::text", (dump_json(value), json.dumps(value))
+            )
+        ).fetchone()
+    assert row is not None and row[0] == row[1]
 
 
 _numbers_and_text = st.recursive(
