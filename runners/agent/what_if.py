@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -123,6 +123,9 @@ class _DryStep:
 
     def stream(self, event_type: str, data: dict[str, Any], *, urgent: bool = True) -> None:
         pass  # the answer comes whole in the call's result
+
+    def after_stream_written(self, callback: Callable[[], None]) -> bool:
+        return False  # nothing streamed waits for a commit
 
     def attach(self, event_type: str, data: dict[str, Any]) -> None:
         pass  # the usage comes with the call's result too

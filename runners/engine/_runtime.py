@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -97,6 +97,10 @@ class ActiveRun:
         self.wake = wake
         self.stop = stop
         self.pending: list[NewEvent] = []
+        #: Token events added and not yet committed, and who waits for them to be
+        #: (:meth:`StepInfo.after_stream_written`).
+        self.unwritten_tokens = 0
+        self._on_tokens_written: list[Callable[[], None]] = []
         self.fenced = False
         self.failure: BaseException | None = None
         self.cancelling = False
@@ -130,12 +134,30 @@ class ActiveRun:
                 run.tenant_id, run.session_id, event_type, data, execution_id=run.execution_id
             )
         )
+        if event_type == "Token":
+            self.unwritten_tokens += 1
         self._dirty.set()
         if urgent:
             self._urgent.set()
 
     def discard_pending(self) -> None:
+        self._tokens_done(sum(event.type == "Token" for event in self.pending))
         self.pending.clear()
+
+    def after_tokens_written(self, callback: Callable[[], None]) -> bool:
+        """See :meth:`StepInfo.after_stream_written`."""
+        if not self.unwritten_tokens:
+            return False
+        self._on_tokens_written.append(callback)
+        return True
+
+    def _tokens_done(self, count: int) -> None:
+        self.unwritten_tokens -= count
+        if not self.unwritten_tokens and self._on_tokens_written:
+            waiting, self._on_tokens_written = self._on_tokens_written, []
+            loop = asyncio.get_running_loop()
+            for callback in waiting:
+                loop.call_soon(callback)
 
     async def flush(
         self,
@@ -164,6 +186,7 @@ class ActiveRun:
                 None if change is None
                 else PendingChange(self.run.tenant_id, self.run.execution_id, seen, change)
             )
+            tokens = sum(event.type == "Token" for event in events)
             try:
                 written = await self.store.append_batch(
                     events,
@@ -181,6 +204,9 @@ class ActiveRun:
                 # Another writer completed one of these steps: our view is stale.
                 self.fenced = True
                 raise Fenced() from JournalConflict(str(exc))
+            finally:
+                # Written or lost with the transaction: either way no longer waiting.
+                self._tokens_done(tokens)
             waiting = pending is not None and pending.commands_waiting
             return FlushResult(written, waiting)
 

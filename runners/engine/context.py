@@ -99,6 +99,13 @@ class StepInfo:
         the next batch); it stays in the journal even if this attempt fails."""
         self._active.add(event_type, data, urgent=urgent)
 
+    def after_stream_written(self, callback: Callable[[], None]) -> bool:
+        """When events this run streamed are not committed yet: arrange for ``callback`` once
+        they are (or are lost with their transaction) and return True; else return False. A
+        streamer that gets True may hold its next event and send more text in it then (fewer,
+        larger events when the runner is busy, instead of a queue that grows)."""
+        return self._active.after_tokens_written(callback)
+
     def attach(self, event_type: str, data: dict[str, Any]) -> None:
         """Write an event together with this step's completion (dropped if the attempt fails)."""
         if event_type in ENGINE_TYPES or event_type in self._active.journal.completions:
