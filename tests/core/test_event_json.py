@@ -148,7 +148,7 @@ async def test_any_json_survives_storage_with_an_intact_chain(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(json_values)
 async def test_payload_text_is_the_same_jsonb_as_json_dumps(db: Database, value: Any) -> None:

@@ -2,7 +2,9 @@
 word to the browser console in headless Chromium, every runner is SIGKILLed mid-stream, and once
 a restarted runner has taken the run over, the page shows the answer once, whole: the lost
 attempt's words are dropped, never left in front of the retry's (docs/contract.md, "Streams").
-The screenshot is kept in test-artifacts/.
+Then the console's Operations view shows where the shards went: every shard held again, by a
+restarted runner under a new fencing token, flagged as moved. The screenshots are kept in
+test-artifacts/.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def test_the_console_shows_the_answer_once_when_every_runner_dies_mid_stream(
     )
     try:
         with httpx.Client(base_url=stack.http, timeout=10) as http:
+            before = _holders(http)
             deadline = time.monotonic() + 60
             while len(_tokens(http, session)) < 5:
                 assert time.monotonic() < deadline, "the answer never started streaming"
@@ -73,3 +76,31 @@ def test_the_console_shows_the_answer_once_when_every_runner_dies_mid_stream(
     abandoned = [e for e in events if e["type"] == "StepFailed" and e["data"].get("abandoned")]
     assert abandoned and abandoned[0]["data"]["attempt"] == 1
     assert screenshot.stat().st_size > 0
+
+    # The Operations view after the kill: the shards changed hands, and the page says so.
+    ops_screenshot = artifacts / "dev-console-operations-after-kill.png"
+    driven = subprocess.run(
+        ["node", str(BROWSER_DIR / "drive_ops.mjs"), f"{stack.http}/?refresh=1#operations",
+         str(ops_screenshot), "2"],
+        cwd=BROWSER_DIR, capture_output=True, text=True, env=DRIVER_ENV, timeout=60,
+    )
+    assert driven.returncode == 0, driven.stderr[-2000:]
+    ops = json.loads(driven.stdout.strip().splitlines()[-1])
+    assert ops["tiles"]["shards"] == "64 / 64"
+    killed = {runner for runner, _ in before.values()}
+    for shard, holder, token, *_ in ops["shards"]:
+        _, was_token = before[int(shard)]
+        assert holder not in killed and int(token) > was_token, (shard, holder, token)
+        assert ops["shardFlags"].get(shard) == "moved", (shard, ops["shardFlags"].get(shard))
+    assert ops_screenshot.stat().st_size > 0
+
+
+def _holders(http: httpx.Client) -> dict[int, tuple[str, int]]:
+    """Each shard's holder and fencing token, once both runners hold all of them."""
+    deadline = time.monotonic() + 30
+    while True:
+        shards = http.get("/ops/overview").json()["shards"]
+        if shards["held"] == shards["count"]:
+            return {row["shard"]: (row["runnerId"], row["leaseToken"]) for row in shards["rows"]}
+        assert time.monotonic() < deadline, shards
+        time.sleep(0.1)

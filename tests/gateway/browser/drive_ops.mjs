@@ -1,7 +1,7 @@
 // Drives the console's Operations view in Debian's headless chromium: open it, wait until it has
 // drawn `samples` snapshots of GET /ops/overview (its time series then have that many points),
-// save a screenshot and report what the page shows: the tables' rows, the tiles, and each
-// chart's canvas, points and series. Usage: node drive_ops.mjs URL SCREENSHOT [SAMPLES]
+// save a screenshot and report what the page shows: the tables' rows (and the shards' flags), the
+// tiles, and each chart's canvas, points and series. Usage: node drive_ops.mjs URL SCREENSHOT [SAMPLES]
 import { launch } from "./chromium.mjs";
 
 const [url, screenshot, samples = "2"] = process.argv.slice(2);
@@ -26,6 +26,8 @@ try {
       error: document.getElementById("ops-error").hidden ? null : document.getElementById("ops-error").textContent,
       runners: cells("#ops-runners tbody tr[data-runner]"),
       shards: cells("#ops-shards tbody tr[data-shard]"),
+      shardFlags: Object.fromEntries([...document.querySelectorAll("#ops-shards tbody tr[data-flag]")]
+        .map((row) => [row.dataset.shard, row.dataset.flag])),
       usage: cells("#ops-usage tbody tr[data-tenant]"),
       tiles: Object.fromEntries([...document.querySelectorAll(".tile")].map(
         (tile) => [tile.dataset.tile, tile.querySelector("b").textContent],
