@@ -42,9 +42,8 @@ class SharedReads(Generic[K, V]):
         self._running = 0
         self._waiting: dict[K, list[asyncio.Future[V]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Queries sent and keys they answered (for benchmarks and tests).
+        #: Queries sent (for benchmarks and tests).
         self.queries = 0
-        self.keys = 0
 
     async def get(self, key: K) -> V:
         """The value of ``key`` (``missing`` when there is none)."""
@@ -102,5 +101,4 @@ class SharedReads(Generic[K, V]):
 
     async def _query(self, keys: Sequence[K]) -> dict[K, V]:
         self.queries += 1
-        self.keys += len(keys)
         return await self._fetch(keys)

@@ -8,7 +8,6 @@ build vendors into gateway/static/vendor/, is the pinned package's files, byte f
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 
 from tests.clients.conftest import TYPESCRIPT, needs_node_toolchain
 from tests.dev.test_dev_e2e import DevStack
-from tests.fixtures.browser import BROWSER_DIR, DRIVER_ENV, needs_browser
+from tests.fixtures.browser import drive_ops_view, needs_browser
 
 UPLOT = "1.6.32"
 VENDOR = TYPESCRIPT.parent.parent / "gateway" / "static" / "vendor"
@@ -82,13 +81,7 @@ def test_the_operations_view_shows_the_runners_shards_and_charts(
     artifacts = repo_root / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     screenshot = artifacts / "dev-console-operations.png"
-    driven = subprocess.run(
-        ["node", str(BROWSER_DIR / "drive_ops.mjs"), f"{stack.http}/?refresh=1#operations",
-         str(screenshot), "2"],
-        cwd=BROWSER_DIR, capture_output=True, text=True, env=DRIVER_ENV, timeout=60,
-    )
-    assert driven.returncode == 0, driven.stderr[-2000:]
-    shown = json.loads(driven.stdout.strip().splitlines()[-1])
+    shown = drive_ops_view(f"{stack.http}/?refresh=1#operations", screenshot)
     assert (shown["view"], shown["sessionHidden"], shown["status"]) == ("operations", True, "live")
     assert shown["error"] is None
 

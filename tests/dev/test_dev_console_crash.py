@@ -21,7 +21,7 @@ import pytest
 
 from agentlane.cli.embedded_pg import free_port
 from tests.dev.test_dev_e2e import DevStack, _start
-from tests.fixtures.browser import BROWSER_DIR, DRIVER_ENV, needs_browser
+from tests.fixtures.browser import BROWSER_DIR, DRIVER_ENV, drive_ops_view, needs_browser
 
 WORDS = 60
 
@@ -79,13 +79,7 @@ def test_the_console_shows_the_answer_once_when_every_runner_dies_mid_stream(
 
     # The Operations view after the kill: the shards changed hands, and the page says so.
     ops_screenshot = artifacts / "dev-console-operations-after-kill.png"
-    driven = subprocess.run(
-        ["node", str(BROWSER_DIR / "drive_ops.mjs"), f"{stack.http}/?refresh=1#operations",
-         str(ops_screenshot), "2"],
-        cwd=BROWSER_DIR, capture_output=True, text=True, env=DRIVER_ENV, timeout=60,
-    )
-    assert driven.returncode == 0, driven.stderr[-2000:]
-    ops = json.loads(driven.stdout.strip().splitlines()[-1])
+    ops = drive_ops_view(f"{stack.http}/?refresh=1#operations", ops_screenshot)
     assert ops["tiles"]["shards"] == "64 / 64"
     killed = {runner for runner, _ in before.values()}
     for shard, holder, token, *_ in ops["shards"]:
